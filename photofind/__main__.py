@@ -1,0 +1,5 @@
+import sys
+
+from photofind.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The CLIP model runtime: ONNX Runtime, numpy and Pillow; never torch, never Qt."""
