@@ -1,0 +1,170 @@
+"""The ``photofind`` command line: the same engine as the app, for headless use.
+
+Subcommands register themselves in :data:`COMMANDS`; each gets the parsed arguments and
+a :class:`Context` holding the global options. Errors print one line (the traceback only
+with ``--verbose``) and exit non-zero; library code never calls ``sys.exit``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from photofind import __version__
+from photofind.errors import PhotofindError
+from photofind.paths import library_dir
+
+log = logging.getLogger("photofind")
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class Context:
+    library: Path
+    model: str | None
+    provider: str
+    verbose: int
+
+    def load_model(self):
+        from photofind.clip import load_model
+
+        if not self.model:
+            raise PhotofindError(
+                "no model chosen: pass --model NAME_OR_DIR (for example --model tiny-synthetic, "
+                "the small demo model that knows only generated shapes)"
+            )
+        return load_model(self.model, provider=self.provider, library=self.library)
+
+
+@dataclass
+class Command:
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, Context], int | None]
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, help: str):
+    """Register a subcommand; the decorated function's ``arguments`` attribute adds flags."""
+
+    def wrap(fn):
+        adder = getattr(fn, "arguments", lambda parser: None)
+        COMMANDS[name] = Command(help, adder, fn)
+        return fn
+
+    return wrap
+
+
+def arguments(adder: Callable[[argparse.ArgumentParser], None]):
+    def wrap(fn):
+        fn.arguments = adder
+        return fn
+
+    return wrap
+
+
+def emit_json(value) -> None:
+    json.dump(value, sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
+
+
+# -- subcommands ------------------------------------------------------------------------
+
+
+def _encode_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--text", action="append", default=[], help="a sentence to embed")
+    p.add_argument("--image", action="append", default=[], help="a photo to embed")
+
+
+@command("embed", "print the embedding vectors of photos and sentences as JSON")
+@arguments(_encode_args)
+def _embed(args: argparse.Namespace, ctx: Context) -> int:
+    model = ctx.load_model()
+    out = {"model": model.info.name, "provider": model.info.provider, "items": []}
+    if args.image:
+        for path, vec in zip(args.image, model.encode_images(args.image)):
+            out["items"].append({"image": path, "vector": [round(float(v), 6) for v in vec]})
+    if args.text:
+        for text, vec in zip(args.text, model.encode_texts(args.text)):
+            out["items"].append({"text": text, "vector": [round(float(v), 6) for v in vec]})
+    if not out["items"]:
+        raise PhotofindError("nothing to embed: give --text and/or --image")
+    emit_json(out)
+    return 0
+
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", required=True, type=Path, help="folder of the images")
+    p.add_argument("--captions", required=True, type=Path, help="COCO-format captions JSON")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+
+
+# -- the parser and the entry point -----------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="photofind",
+        description="Find photos on your own disk by what they show.",
+    )
+    parser.add_argument("--version", action="version", version=f"photofind {__version__}")
+    parser.add_argument(
+        "--library",
+        metavar="DIR",
+        help="library folder (default: $PHOTOFIND_HOME or the user data folder)",
+    )
+    parser.add_argument("--model", metavar="NAME_OR_DIR", help="model package name or folder")
+    parser.add_argument(
+        "--provider",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where the model runs (default: CUDA when it works, else the CPU)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging and full tracebacks"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, cmd in COMMANDS.items():
+        cmd.add_arguments(sub.add_parser(name, help=cmd.help, description=cmd.help))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not args.command:
+        parser.print_help()
+        return 0
+    ctx = Context(
+        library=library_dir(args.library),
+        model=args.model,
+        provider=args.provider,
+        verbose=args.verbose,
+    )
+    try:
+        return COMMANDS[args.command].run(args, ctx) or 0
+    except KeyboardInterrupt:
+        print("photofind: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if args.verbose:
+            log.exception("%s failed", args.command)
+        known = isinstance(exc, (PhotofindError, OSError))
+        what = str(exc) if known else f"unexpected {type(exc).__name__}: {exc}"
+        print(f"photofind: error: {what}", file=sys.stderr)
+        if not known and not args.verbose:
+            print("photofind: run with --verbose for the full traceback", file=sys.stderr)
+        return EXIT_ERROR

@@ -1,0 +1,224 @@
+"""A loaded CLIP model: photos and sentences in, comparable unit vectors out."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from photofind.clip.package import ModelSpec, read_manifest, verify_files
+from photofind.clip.preprocess import DEFAULT_MAX_PIXELS, load_and_preprocess
+from photofind.clip.providers import ProviderChoice, cpu_threads, open_sessions
+from photofind.clip.tokenizer import ClipTokenizer
+from photofind.errors import ModelError
+from photofind.paths import bundled_models_dir, models_dir
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH = 32
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    dim: int
+    image_size: int
+    context_length: int
+    provider: str  # "cpu" or "cuda"
+    provider_reason: str
+    path: Path
+    description: str = ""
+
+
+def _l2_normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+def _static_dims(value_info) -> list:
+    return [d if isinstance(d, int) else None for d in value_info.shape]
+
+
+def _check_io(session, path: Path, want_in: list, in_type: str, dim: int) -> None:
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) < 1:
+        raise ModelError(
+            f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}"
+        )
+    got_in = _static_dims(inputs[0])
+    if len(got_in) != len(want_in) or any(
+        w is not None and g is not None and g != w for g, w in zip(got_in, want_in)
+    ):
+        raise ModelError(
+            f"{path}: input shape {inputs[0].shape} does not match model.json (expected "
+            f"{['N' if w is None else w for w in want_in]})"
+        )
+    if inputs[0].type != in_type:
+        raise ModelError(f"{path}: input type {inputs[0].type}, expected {in_type}")
+    got_out = _static_dims(outputs[0])
+    if len(got_out) != 2 or (got_out[1] is not None and got_out[1] != dim):
+        raise ModelError(
+            f"{path}: output shape {outputs[0].shape} does not match embed_dim {dim} "
+            "in model.json"
+        )
+
+
+class ClipModel:
+    """Runs a verified model package with ONNX Runtime."""
+
+    def __init__(
+        self,
+        folder: Path,
+        spec: ModelSpec,
+        provider: str = "auto",
+        threads: int | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ):
+        files = verify_files(folder, spec)
+        self.spec = spec
+        self.max_pixels = max_pixels
+        self.tokenizer = ClipTokenizer(
+            files["vocab"], context_length=spec.context_length, vocab_size=spec.vocab_size
+        )
+        (self._visual, self._textual), choice = open_sessions(
+            [files["visual"], files["textual"]], provider=provider, threads=threads
+        )
+        s = spec.image_size
+        _check_io(self._visual, files["visual"], [None, 3, s, s], "tensor(float)", spec.embed_dim)
+        _check_io(
+            self._textual,
+            files["textual"],
+            [None, spec.context_length],
+            "tensor(int64)",
+            spec.embed_dim,
+        )
+        self._visual_in = self._visual.get_inputs()[0].name
+        self._textual_in = self._textual.get_inputs()[0].name
+        self._choice: ProviderChoice = choice
+        self.info = ModelInfo(
+            name=spec.name,
+            dim=spec.embed_dim,
+            image_size=spec.image_size,
+            context_length=spec.context_length,
+            provider=choice.name,
+            provider_reason=choice.reason,
+            path=Path(folder),
+            description=spec.description,
+        )
+        self._decode_threads = max(1, min(8, cpu_threads()))
+
+    # -- images ---------------------------------------------------------------------------
+
+    def preprocess(self, item, *, fast: bool = True) -> np.ndarray:
+        """One photo (path or PIL image) as the float32 [3,S,S] tensor the encoder takes."""
+        return load_and_preprocess(
+            item,
+            self.spec.image_size,
+            self.spec.mean,
+            self.spec.std,
+            fast=fast,
+            max_pixels=self.max_pixels,
+        )
+
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Preprocessed tensors [N,3,S,S] -> unit vectors [N,D]."""
+        pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+        if pixels.ndim != 4 or pixels.shape[0] == 0:
+            return np.zeros((0, self.info.dim), dtype=np.float32)
+        out = self._visual.run(None, {self._visual_in: pixels})[0]
+        return self._checked(out, pixels.shape[0], "visual")
+
+    def encode_images(
+        self, items: Iterable, *, batch_size: int = DEFAULT_BATCH, fast: bool = True
+    ) -> np.ndarray:
+        """Photos (paths or PIL images) -> unit vectors [N,D].
+
+        A photo that cannot be read raises :class:`photofind.errors.ImageError` naming it;
+        the indexing pipeline, which must skip bad photos, preprocesses one by one instead.
+        """
+        items = list(items)
+        chunks = []
+        with ThreadPoolExecutor(self._decode_threads) as pool:
+            for start in range(0, len(items), batch_size):
+                part = items[start : start + batch_size]
+                tensors = list(pool.map(lambda it: self.preprocess(it, fast=fast), part))
+                chunks.append(self.encode_pixels(np.stack(tensors)))
+        if not chunks:
+            return np.zeros((0, self.info.dim), dtype=np.float32)
+        return np.concatenate(chunks)
+
+    # -- text -----------------------------------------------------------------------------
+
+    def tokenize(self, texts: Sequence[str]) -> np.ndarray:
+        return self.tokenizer(texts)
+
+    def encode_texts(self, texts: str | Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        """Sentences -> unit vectors [N,D]."""
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = list(texts)
+        chunks = []
+        for start in range(0, len(texts), batch_size):
+            ids = self.tokenizer(texts[start : start + batch_size]).astype(np.int64)
+            out = self._textual.run(None, {self._textual_in: ids})[0]
+            chunks.append(self._checked(out, ids.shape[0], "textual"))
+        if not chunks:
+            return np.zeros((0, self.info.dim), dtype=np.float32)
+        return np.concatenate(chunks)
+
+    def _checked(self, out: np.ndarray, n: int, tower: str) -> np.ndarray:
+        if out.shape != (n, self.info.dim):
+            raise ModelError(
+                f"{self.spec.files[tower].path} returned shape {tuple(out.shape)}, "
+                f"model.json promises ({n}, {self.info.dim})"
+            )
+        return _l2_normalise(out)
+
+    def __repr__(self) -> str:
+        return f"<ClipModel {self.info.name} dim={self.info.dim} on {self.info.provider}>"
+
+
+def available_models(library: Path | None = None) -> dict[str, Path]:
+    """Installed and bundled model packages by name (installed ones win)."""
+    found: dict[str, Path] = {}
+    for root in (bundled_models_dir(), models_dir(library)):
+        if root.is_dir():
+            for child in sorted(root.iterdir()):
+                if (child / "model.json").is_file():
+                    found[child.name] = child
+    return found
+
+
+def resolve_model(name_or_dir: str | os.PathLike, library: Path | None = None) -> Path:
+    """A model folder from a path or from the name of an installed or bundled package."""
+    text = os.fspath(name_or_dir)
+    candidate = Path(text).expanduser()
+    if candidate.is_dir() or os.sep in text or (os.altsep and os.altsep in text):
+        return candidate
+    models = available_models(library)
+    if text in models:
+        return models[text]
+    names = ", ".join(sorted(models)) or "none"
+    raise ModelError(f"no model named {text!r} (installed or bundled models: {names})")
+
+
+def load_model(
+    path: str | os.PathLike,
+    provider: str = "auto",
+    *,
+    threads: int | None = None,
+    library: Path | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> ClipModel:
+    """Open a model package (a folder, or a model's name) after checking what it claims."""
+    folder = resolve_model(path, library)
+    spec = read_manifest(folder)
+    model = ClipModel(folder, spec, provider=provider, threads=threads, max_pixels=max_pixels)
+    log.info("model %s on %s (%s)", spec.name, model.info.provider, model.info.provider_reason)
+    return model
