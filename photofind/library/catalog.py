@@ -1,0 +1,560 @@
+"""The catalog: one SQLite file that is the truth about a library.
+
+It holds the folders, every photo (path, size, mtime, partial hash, status, error, capture
+date, embedding) and the model that produced the embeddings. The vector index is derived
+from it and can always be rebuilt from it.
+
+Concurrency: one writer *process* per library, enforced by a lock file (a second writer gets
+:class:`LibraryLockedError` naming the holder's pid); any number of read-only opens
+(``mode=ro``) alongside it, which WAL mode makes safe. Inside the writer, one ``Catalog``
+object may be shared between threads: every call takes an internal lock, so the indexing
+pipeline's single writer thread and a GUI thread asking for ``counts()`` do not collide.
+
+Paths cross this boundary as ``str`` (non-UTF-8 bytes as surrogate escapes, which is what
+``os.scandir`` yields) and are stored as ``os.fsencode`` BLOBs, so every name round-trips.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from photofind.errors import PhotofindError
+from photofind.library import migrations
+from photofind.library.lockfile import LibraryLockedError, ProcessLock
+
+CATALOG_NAME = "catalog.sqlite3"
+LOCK_NAME = "catalog.lock"
+
+PENDING = "pending"
+INDEXED = "indexed"
+FAILED = "failed"
+OFFLINE = "offline"
+STATUSES = (INDEXED, PENDING, FAILED, OFFLINE)
+
+__all__ = [
+    "Catalog",
+    "CatalogError",
+    "Folder",
+    "KnownFile",
+    "LibraryLockedError",
+    "Photo",
+    "ScanApplied",
+]
+
+
+class CatalogError(PhotofindError):
+    """The catalog is missing, unreadable, or asked to do something inconsistent."""
+
+
+@dataclass(frozen=True)
+class Folder:
+    id: int
+    path: str
+
+
+@dataclass(frozen=True)
+class Photo:
+    id: int
+    folder_id: int
+    path: str
+    size: int
+    mtime_ns: int
+    phash: str | None
+    status: str
+    error: str | None
+    capture_date: str | None
+    model_id: str | None
+
+
+@dataclass(frozen=True)
+class KnownFile:
+    """What the scanner needs to know about a catalogued file to compare it with the disk."""
+
+    id: int
+    folder_id: int
+    path: str
+    size: int
+    mtime_ns: int
+    phash: str | None
+    status: str
+
+
+@dataclass
+class ScanApplied:
+    """What :meth:`Catalog.apply_scan` changed, for the pipeline and the vector index."""
+
+    added_ids: list[int]
+    #: photos whose embedding left the catalog (deleted or content changed): drop from index
+    dropped_ids: list[int]
+    moved: int
+    generation: int
+
+
+_PHOTO_COLUMNS = "id, folder_id, path, size, mtime_ns, phash, status, error, capture_date, model_id"
+
+
+def _enc(path: str | os.PathLike) -> bytes:
+    return os.fsencode(path)
+
+
+def _dec(blob: bytes) -> str:
+    return os.fsdecode(bytes(blob))
+
+
+def _photo(row) -> Photo:
+    return Photo(row[0], row[1], _dec(row[2]), *row[3:])
+
+
+class Catalog:
+    """A library's SQLite catalog. Open with :meth:`open`; close (or use ``with``) when done."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool, lock=None):
+        self._conn = conn
+        self._lock = threading.RLock()
+        self._process_lock = lock
+        self.path = path
+        self.readonly = readonly
+
+    # ----------------------------------------------------------------- opening, closing
+
+    @classmethod
+    def open(cls, library_dir: str | os.PathLike, *, readonly: bool = False) -> Catalog:
+        """Open (creating and migrating when writable) the catalog of ``library_dir``.
+
+        Raises :class:`LibraryLockedError` when another process holds the writer lock, and
+        :class:`CatalogError` when a read-only open finds no catalog or a corrupt one.
+        """
+        library_dir = Path(library_dir)
+        path = library_dir / CATALOG_NAME
+        if readonly:
+            if not path.is_file():
+                raise CatalogError(f"no photofind library at {library_dir} ({path} is missing)")
+            uri = path.resolve().as_uri() + "?mode=ro"
+            conn = cls._connect(uri, path, uri=True)
+            try:
+                version = migrations.schema_version(conn)
+                if version != migrations.SCHEMA_VERSION:
+                    raise CatalogError(
+                        f"{path} has schema version {version}, this photofind reads "
+                        f"{migrations.SCHEMA_VERSION}; open it once for writing to migrate"
+                    )
+            except BaseException:
+                conn.close()
+                raise
+            return cls(conn, path, readonly=True)
+
+        library_dir.mkdir(parents=True, exist_ok=True)
+        lock = ProcessLock(library_dir / LOCK_NAME, what=f"library {library_dir}")
+        lock.acquire()
+        try:
+            conn = cls._connect(str(path), path, uri=False)
+            try:
+                # WAL lets readers run alongside the writer; NORMAL sync is crash-safe in WAL
+                # (a power cut may lose the last commits, never corrupt the file).
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                migrations.migrate(conn, where=str(path))
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                raise CatalogError(f"{path} is not a usable catalog: {exc}") from exc
+        except BaseException:
+            lock.release()
+            raise
+        return cls(conn, path, readonly=False, lock=lock)
+
+    @staticmethod
+    def _connect(target: str, path: Path, *, uri: bool) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                target, uri=uri, isolation_level=None, check_same_thread=False, timeout=10.0
+            )
+            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise CatalogError(f"cannot open catalog {path}: {exc}") from exc
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            if self._process_lock is not None:
+                self._process_lock.release()
+                self._process_lock = None
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- plumbing
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; rolls back on any exception."""
+        if self.readonly:
+            raise CatalogError(f"{self.path} is open read-only")
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence = ()) -> list:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def _meta(self, key: str) -> str:
+        return self._query("SELECT value FROM meta WHERE key = ?", (key,))[0][0]
+
+    @staticmethod
+    def _bump_generation(conn: sqlite3.Connection) -> int:
+        conn.execute(
+            "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) "
+            "WHERE key = 'generation'"
+        )
+        return int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+
+    # ----------------------------------------------------------------- model
+
+    @property
+    def model_id(self) -> str | None:
+        """The model whose vectors the catalog holds; ``None`` before the first ``set_model``."""
+        return self._meta("model_id") or None
+
+    @property
+    def dim(self) -> int | None:
+        """Dimension of the stored embeddings; ``None`` until the first is recorded."""
+        rows = self._query("SELECT value FROM meta WHERE key = 'dim'")
+        return int(rows[0][0]) if rows else None
+
+    @property
+    def generation(self) -> int:
+        """Counter bumped by every transaction that changes the set of stored embeddings."""
+        return int(self._meta("generation"))
+
+    def set_model(self, model_id: str) -> bool:
+        """Make ``model_id`` the library's model. Returns True when it changed.
+
+        Vectors of two models never mix: on a change every stored embedding is cleared and
+        every indexed photo goes back to pending, in one transaction.
+        """
+        if not model_id:
+            raise CatalogError("model id must not be empty")
+        with self._write() as conn:
+            current = conn.execute("SELECT value FROM meta WHERE key = 'model_id'").fetchone()[0]
+            if current == model_id:
+                return False
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'model_id'", (model_id,))
+            conn.execute("DELETE FROM meta WHERE key = 'dim'")
+            if current:
+                conn.execute(
+                    "UPDATE photos SET status = CASE status WHEN 'indexed' THEN 'pending' "
+                    "ELSE status END, embedding = NULL, model_id = NULL, embedding_gen = 0 "
+                    "WHERE embedding IS NOT NULL"
+                )
+                self._bump_generation(conn)
+            return True
+
+    # ----------------------------------------------------------------- folders
+
+    def add_folder(self, path: str | os.PathLike) -> Folder:
+        """Register a folder (stored absolute); adding it again returns the existing one."""
+        path = os.path.abspath(os.fspath(path))
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO folders(path, added_ns) VALUES (?, ?)",
+                (_enc(path), time.time_ns()),
+            )
+            (folder_id,) = conn.execute(
+                "SELECT id FROM folders WHERE path = ?", (_enc(path),)
+            ).fetchone()
+        return Folder(folder_id, path)
+
+    def remove_folder(self, folder: Folder | int | str | os.PathLike) -> list[int]:
+        """Forget a folder and its photos. Returns the ids of photos that had embeddings
+        (the vector index must drop them)."""
+        with self._write() as conn:
+            folder_id = self._folder_id(conn, folder)
+            dropped = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM photos WHERE folder_id = ? AND embedding IS NOT NULL",
+                    (folder_id,),
+                )
+            ]
+            conn.execute("DELETE FROM photos WHERE folder_id = ?", (folder_id,))
+            conn.execute("DELETE FROM folders WHERE id = ?", (folder_id,))
+            if dropped:
+                self._bump_generation(conn)
+        return dropped
+
+    def _folder_id(self, conn, folder) -> int:
+        if isinstance(folder, Folder):
+            return folder.id
+        if isinstance(folder, int):
+            row = conn.execute("SELECT id FROM folders WHERE id = ?", (folder,)).fetchone()
+        else:
+            path = os.path.abspath(os.fspath(folder))
+            row = conn.execute("SELECT id FROM folders WHERE path = ?", (_enc(path),)).fetchone()
+        if row is None:
+            raise CatalogError(f"{folder} is not a folder of the library {self.path.parent}")
+        return row[0]
+
+    def folders(self) -> list[Folder]:
+        return [Folder(r[0], _dec(r[1])) for r in self._query("SELECT id, path FROM folders")]
+
+    # ----------------------------------------------------------------- scanning
+
+    def known_files(self, folder_id: int) -> dict[str, KnownFile]:
+        """Every catalogued file of a folder, by path: the scanner's side of the comparison."""
+        rows = self._query(
+            "SELECT id, folder_id, path, size, mtime_ns, phash, status FROM photos "
+            "WHERE folder_id = ?",
+            (folder_id,),
+        )
+        return {_dec(r[2]): KnownFile(r[0], r[1], _dec(r[2]), *r[3:]) for r in rows}
+
+    def apply_scan(self, scan) -> ScanApplied:
+        """Write a :class:`photofind.library.scanner.ScanResult` in one transaction."""
+        added_ids: list[int] = []
+        dropped: list[int] = []
+        with self._write() as conn:
+            for f in scan.added:
+                cur = conn.execute(
+                    "INSERT INTO photos(folder_id, path, size, mtime_ns, phash, status) "
+                    "VALUES (?, ?, ?, ?, ?, 'pending') "
+                    "ON CONFLICT(path) DO UPDATE SET folder_id = excluded.folder_id, "
+                    "size = excluded.size, mtime_ns = excluded.mtime_ns, phash = excluded.phash, "
+                    "status = 'pending', error = NULL, embedding = NULL, model_id = NULL "
+                    "RETURNING id",
+                    (f.folder_id, _enc(f.path), f.size, f.mtime_ns, f.phash),
+                )
+                added_ids.append(cur.fetchone()[0])
+            for f in scan.failed:
+                conn.execute(
+                    "INSERT INTO photos(folder_id, path, size, mtime_ns, status, error) "
+                    "VALUES (?, ?, 0, 0, 'failed', ?) "
+                    "ON CONFLICT(path) DO UPDATE SET status = 'failed', error = excluded.error, "
+                    "embedding = NULL, model_id = NULL",
+                    (f.folder_id, _enc(f.path), f.reason),
+                )
+            for photo_id, f in scan.updated:
+                had = conn.execute(
+                    "SELECT embedding IS NOT NULL FROM photos WHERE id = ?", (photo_id,)
+                ).fetchone()
+                if had and had[0]:
+                    dropped.append(photo_id)
+                conn.execute(
+                    "UPDATE photos SET size = ?, mtime_ns = ?, phash = ?, status = 'pending', "
+                    "error = NULL, embedding = NULL, model_id = NULL WHERE id = ?",
+                    (f.size, f.mtime_ns, f.phash, photo_id),
+                )
+            for photo_id, f in scan.moved:
+                # The content is the same file: keep embedding and status, follow the path.
+                conn.execute(
+                    "UPDATE photos SET folder_id = ?, path = ?, size = ?, mtime_ns = ?, "
+                    "status = CASE status WHEN 'offline' THEN "
+                    "(CASE WHEN embedding IS NULL THEN 'pending' ELSE 'indexed' END) "
+                    "ELSE status END WHERE id = ?",
+                    (f.folder_id, _enc(f.path), f.size, f.mtime_ns, photo_id),
+                )
+            if scan.removed:
+                dropped.extend(self._delete_photos(conn, scan.removed))
+            for photo_id in scan.restored:
+                conn.execute(
+                    "UPDATE photos SET status = CASE WHEN embedding IS NOT NULL THEN 'indexed' "
+                    "WHEN error IS NOT NULL THEN 'failed' ELSE 'pending' END "
+                    "WHERE id = ? AND status = 'offline'",
+                    (photo_id,),
+                )
+            for folder_id in scan.offline_folders:
+                conn.execute(
+                    "UPDATE photos SET status = 'offline' WHERE folder_id = ?", (folder_id,)
+                )
+            generation = (
+                self._bump_generation(conn)
+                if dropped
+                else int(
+                    conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
+                )
+            )
+        return ScanApplied(added_ids, dropped, len(scan.moved), generation)
+
+    @staticmethod
+    def _delete_photos(conn, ids: Iterable[int]) -> list[int]:
+        dropped = []
+        for photo_id in ids:
+            row = conn.execute(
+                "DELETE FROM photos WHERE id = ? RETURNING embedding IS NOT NULL", (photo_id,)
+            ).fetchone()
+            if row and row[0]:
+                dropped.append(photo_id)
+        return dropped
+
+    def remove_photos(self, ids: Iterable[int]) -> list[int]:
+        """Delete photos; returns those that had embeddings."""
+        with self._write() as conn:
+            dropped = self._delete_photos(conn, ids)
+            if dropped:
+                self._bump_generation(conn)
+        return dropped
+
+    def move_photo(self, photo_id: int, new_path: str | os.PathLike, folder_id: int | None = None):
+        """Follow a rename or move (e.g. from a file watcher): the embedding stays."""
+        with self._write() as conn:
+            sets, params = "path = ?", [_enc(new_path)]
+            if folder_id is not None:
+                sets += ", folder_id = ?"
+                params.append(folder_id)
+            cur = conn.execute(f"UPDATE photos SET {sets} WHERE id = ?", (*params, photo_id))
+            if cur.rowcount != 1:
+                raise CatalogError(f"no photo with id {photo_id} in {self.path}")
+
+    # ----------------------------------------------------------------- the pipeline's side
+
+    def pending(self, limit: int = 256, *, after_id: int = 0) -> list[Photo]:
+        """Up to ``limit`` photos waiting for an embedding, in id order after ``after_id``.
+
+        Pass the last id of the previous batch as ``after_id`` to page through without
+        seeing a photo twice while the writer is still committing the earlier ones.
+        """
+        rows = self._query(
+            f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE status = 'pending' AND id > ? "
+            "ORDER BY id LIMIT ?",
+            (after_id, limit),
+        )
+        return [_photo(r) for r in rows]
+
+    def record_embeddings(
+        self, batch: Iterable[tuple[int, np.ndarray, str | None]]
+    ) -> tuple[list[int], int]:
+        """Store a batch of ``(photo_id, vector, capture_date)`` in one transaction.
+
+        Vectors must be 1-D, of the model's dimension, L2-normalised float32 (checked: one
+        wrong vector aborts the whole batch). Photos removed meanwhile are skipped. Returns
+        ``(ids written, new generation)``: the ids go into the vector index, the generation
+        into its sidecar.
+        """
+        batch = list(batch)
+        written: list[int] = []
+        with self._write() as conn:
+            model_id = conn.execute("SELECT value FROM meta WHERE key = 'model_id'").fetchone()[0]
+            if not model_id:
+                raise CatalogError(f"{self.path}: set_model() before recording embeddings")
+            row = conn.execute("SELECT value FROM meta WHERE key = 'dim'").fetchone()
+            dim = int(row[0]) if row else None
+            for photo_id, vector, _ in batch:
+                v = np.asarray(vector, dtype=np.float32)
+                if v.ndim != 1 or (dim is not None and v.shape[0] != dim):
+                    raise CatalogError(
+                        f"photo {photo_id}: embedding of shape {v.shape}, the library's "
+                        f"model {model_id!r} gives dimension {dim}"
+                    )
+                dim = v.shape[0]
+                norm = float(np.linalg.norm(v))
+                if not abs(norm - 1.0) < 1e-3:
+                    raise CatalogError(f"photo {photo_id}: embedding not normalised (norm {norm})")
+            if dim is not None and row is None:
+                conn.execute("INSERT INTO meta(key, value) VALUES ('dim', ?)", (str(dim),))
+            generation = self._bump_generation(conn)
+            for photo_id, vector, capture_date in batch:
+                blob = np.asarray(vector, dtype="<f4").tobytes()
+                cur = conn.execute(
+                    "UPDATE photos SET embedding = ?, model_id = ?, embedding_gen = ?, "
+                    "capture_date = ?, status = 'indexed', error = NULL WHERE id = ?",
+                    (blob, model_id, generation, capture_date, photo_id),
+                )
+                if cur.rowcount:
+                    written.append(photo_id)
+        return written, generation
+
+    def record_failure(self, photo_id: int, reason: str) -> None:
+        """Mark a photo failed with a readable reason; it is not retried until it changes."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE photos SET status = 'failed', error = ? WHERE id = ?", (reason, photo_id)
+            )
+
+    # ----------------------------------------------------------------- reading
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(STATUSES, 0)
+        for status, n in self._query("SELECT status, COUNT(*) FROM photos GROUP BY status"):
+            out[status] = n
+        return out
+
+    def photo(self, photo_id: int) -> Photo | None:
+        rows = self._query(f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE id = ?", (photo_id,))
+        return _photo(rows[0]) if rows else None
+
+    def photo_by_path(self, path: str | os.PathLike) -> Photo | None:
+        rows = self._query(f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE path = ?", (_enc(path),))
+        return _photo(rows[0]) if rows else None
+
+    def photos(self, status: str | None = None, *, chunk: int = 1000) -> Iterator[Photo]:
+        """Every photo (or those with ``status``), in id order, fetched ``chunk`` at a time."""
+        last = 0
+        where = "" if status is None else "AND status = ?"
+        extra = () if status is None else (status,)
+        while True:
+            rows = self._query(
+                f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE id > ? {where} ORDER BY id LIMIT ?",
+                (last, *extra, chunk),
+            )
+            if not rows:
+                return
+            for r in rows:
+                yield _photo(r)
+            last = rows[-1][0]
+
+    def embedding_count(self) -> int:
+        return self._query("SELECT COUNT(*) FROM photos WHERE embedding IS NOT NULL")[0][0]
+
+    def embedding_ids(self) -> np.ndarray:
+        """Ids of every photo holding an embedding (what the vector index must contain)."""
+        rows = self._query("SELECT id FROM photos WHERE embedding IS NOT NULL ORDER BY id")
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def embeddings(
+        self, *, chunk: int = 4096, since_generation: int = 0
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(ids int64 [n], vectors float32 [n, D])`` chunks of stored embeddings.
+
+        With ``since_generation`` only those written after that generation: what a vector
+        index saved at that generation is missing.
+        """
+        last = 0
+        while True:
+            rows = self._query(
+                "SELECT id, embedding FROM photos WHERE embedding IS NOT NULL "
+                "AND embedding_gen > ? AND id > ? ORDER BY id LIMIT ?",
+                (since_generation, last, chunk),
+            )
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4")
+            yield ids, vecs.reshape(len(rows), -1).astype(np.float32, copy=False)
+            last = rows[-1][0]
+
+    def embedding(self, photo_id: int) -> np.ndarray | None:
+        rows = self._query("SELECT embedding FROM photos WHERE id = ?", (photo_id,))
+        if not rows or rows[0][0] is None:
+            return None
+        return np.frombuffer(rows[0][0], dtype="<f4").astype(np.float32)
