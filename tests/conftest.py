@@ -1,0 +1,44 @@
+"""Shared fixtures.
+
+Model packages are built for real through ``export/`` (torch -> ONNX), once per session. Where
+torch is not installed the tests that need a package are skipped, not failed: the app itself
+must work without torch, and so must the rest of the test suite.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+def _build_random_package(folder, arch: str, seed: int = 0):
+    pytest.importorskip("torch", reason="building a model package needs torch (export extra)")
+    from export.model import arch_config, random_init_model
+    from export.onnx_export import export_package
+    from export.vocab import find_clip_vocab
+
+    config = arch_config(arch)
+    return export_package(
+        random_init_model(config, seed=seed),
+        config,
+        folder,
+        name=f"{arch}-random-seed{seed}",
+        vocab_path=find_clip_vocab(),
+        description=f"{arch} with random weights (seed {seed}), for tests",
+        source="random init",
+        arch=arch,
+    )
+
+
+@pytest.fixture(scope="session")
+def random_package(tmp_path_factory):
+    """Folder of a tiny-test CLIP package with random weights (seed 0); about a second."""
+    return _build_random_package(tmp_path_factory.mktemp("tiny-test-package"), "tiny-test")
+
+
+@pytest.fixture(scope="session")
+def vitb32_package(tmp_path_factory):
+    """Folder of a full ViT-B/32 package with random weights (seed 0): ~600 MB, ~10 s.
+
+    Only for tests marked slow.
+    """
+    return _build_random_package(tmp_path_factory.mktemp("vit-b-32-package"), "ViT-B-32")
