@@ -166,7 +166,9 @@ def test_exif_orientation_on_jpeg_exact_and_fast_paths(tmp_path, orientation):
     exact_rot = load_and_preprocess(rotated, 64, MEAN, STD, fast=False)
     fast_rot = load_and_preprocess(rotated, 64, MEAN, STD, fast=True)
     assert pixel_mad(exact_rot, exact_up) < 0.5 / 255  # only JPEG re-compression differs
-    assert pixel_mad(fast_rot, exact_up) < 2 / 255
+    # Measured ~0.63/255 (the fast path on the upright file: ~0.62/255). Mapping the crop
+    # without moving libjpeg's partial edge block to the flipped side gives 2.6-5.4/255.
+    assert pixel_mad(fast_rot, exact_up) < 1 / 255
 
 
 def test_draft_size_is_in_displayed_orientation(tmp_path):
@@ -462,3 +464,14 @@ def test_fast_path_on_small_jpeg_does_not_upsample_from_a_tiny_draft(tmp_path):
     exact = load_and_preprocess(path, 224, MEAN, STD, fast=False)
     fast = load_and_preprocess(path, 224, MEAN, STD, fast=True)
     assert pixel_mad(fast, exact) < 0.5 / 255  # no draft possible: same pixels, box resize
+
+
+@pytest.mark.parametrize("size", [(224, 1000), (1000, 224), (2689, 337), (337, 2689), (1801, 1799)])
+@pytest.mark.parametrize("orientation", [1, 7])
+def test_fast_path_on_edge_sizes(tmp_path, size, orientation):
+    # Crops that touch the picture's edges, widths that are not multiples of 8, and a
+    # transverse orientation (both axes flipped and swapped) must all stay inside the image.
+    path = images.write_photo_jpeg(tmp_path / "e.jpg", *size, seed=11, orientation=orientation)
+    exact = load_and_preprocess(path, 224, MEAN, STD, fast=False)
+    fast = load_and_preprocess(path, 224, MEAN, STD, fast=True)
+    assert pixel_mad(fast, exact) <= 2 / 255

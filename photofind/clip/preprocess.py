@@ -149,7 +149,7 @@ def _reason(exc: BaseException, item: ImageItem) -> str:
                 return "the file is empty (0 bytes)"
         except OSError:
             pass
-        return "not an image, or a format Pillow cannot read"
+        return "not an image, or in a format photofind cannot read"
     if isinstance(exc, MemoryError):
         return "not enough memory to decode it"
     text = str(exc).strip() or type(exc).__name__
@@ -423,6 +423,9 @@ def load_and_preprocess(
             (box[2] + pad_x) / scale,
             (box[3] + pad_y) / scale,
         ]
+    # Float round-off must not push the box past the picture: Pillow refuses such a box.
+    limits = rgb.size * 2
+    box = [min(max(0.0, v), limit) for v, limit in zip(box, limits)]
     cropped = rgb.resize(
         (size, size), Image.Resampling.BICUBIC, box=tuple(box), reducing_gap=DRAFT_MULTIPLE
     )
