@@ -585,3 +585,11 @@ def test_cli_convert_vit_b32_random_init_passes_its_check(tmp_path):
     print(f"\nViT-B-32 export + check: {elapsed:.1f} s\n{done.stdout}")
     spec = read_manifest(tmp_path / "M")
     assert (spec.embed_dim, spec.image_size, spec.arch) == (512, 224, "ViT-B-32")
+
+
+@pytest.mark.slow
+def test_vitb32_fixture_package_matches_torch(vitb32_package):
+    spec = read_manifest(vitb32_package)
+    verify_files(vitb32_package, spec)
+    result = check_package(random_init_model(ARCHS["ViT-B-32"], seed=0), vitb32_package, 2, 2)
+    assert result["min_cosine"] >= 0.9999
