@@ -234,6 +234,19 @@ def test_apply_scan_updates_failures_offline_and_restore(cat, tmp_path):
     failed = cat.photo_by_path(os.path.join(folder.path, "d.jpg"))
     assert failed.status == "failed" and failed.error == "broken link"
 
+    broken = cat.apply_scan(
+        ScanResult(failed=[FailedFile(folder.id, os.path.join(folder.path, "c.jpg"), "gone")])
+    )
+    assert broken.dropped_ids == [] and cat.photo(ids[2]).status == "failed"
+    cat.record_embeddings([(ids[0], unit(0), None)])
+    gen = cat.generation
+    was_fine = cat.apply_scan(
+        ScanResult(failed=[FailedFile(folder.id, os.path.join(folder.path, "a.jpg"), "gone")])
+    )
+    assert was_fine.dropped_ids == [ids[0]] and was_fine.generation == gen + 1
+    assert cat.embedding(ids[0]) is None
+    cat.apply_scan(ScanResult(updated=[(ids[0], changed)], restored=[]))
+    cat.apply_scan(ScanResult(updated=[(ids[2], changed)]))
     cat.record_embeddings([(ids[0], unit(0), None)])
     cat.apply_scan(ScanResult(offline_folders=[folder.id]))
     assert cat.counts()["offline"] == 3

@@ -347,6 +347,12 @@ class Catalog:
                 )
                 added_ids.append(cur.fetchone()[0])
             for f in scan.failed:
+                had = conn.execute(
+                    "SELECT id FROM photos WHERE path = ? AND embedding IS NOT NULL",
+                    (_enc(f.path),),
+                ).fetchone()
+                if had:  # was fine, now broken (e.g. its link target vanished)
+                    dropped.append(had[0])
                 conn.execute(
                     "INSERT INTO photos(folder_id, path, size, mtime_ns, status, error) "
                     "VALUES (?, ?, 0, 0, 'failed', ?) "
