@@ -84,8 +84,9 @@ def learn_bpe(texts: Iterable[str], num_merges: int, *, min_count: int = 2) -> l
             break
         first, second = pair
         if first + second in tokens:
-            # The same string reached by another split would give two ids one spelling, and
-            # the runtime's lowest-rank-first merging could then part from this learner's.
+            # A safeguard (no corpus tried so far reaches it): the same string reached by
+            # another split would give two ids one spelling, and the runtime's
+            # lowest-rank-first merging could then part from this learner's.
             continue
         merges.append(pair)
         tokens.add(first + second)

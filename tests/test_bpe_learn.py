@@ -180,3 +180,37 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="white space"):
         write_vocab([("a b", "c")], tmp_path / "bad.txt.gz")
     assert not (tmp_path / "bad.txt.gz").exists()
+
+
+def naive_learn(texts, num_merges, min_count=2):
+    """Recount every pair at every step: slow, obviously right."""
+    counts = word_counts(texts)
+    words = {s: initial_word(s) for s in counts}
+    tokens = {t for w in words.values() for t in w}
+    merges = []
+    while len(merges) < num_merges:
+        pairs: dict = {}
+        for symbols, word in words.items():
+            for pair in zip(word, word[1:]):
+                pairs[pair] = pairs.get(pair, 0) + counts[symbols]
+        candidates = [
+            (-c, p) for p, c in pairs.items() if c >= min_count and p[0] + p[1] not in tokens
+        ]
+        if not candidates:
+            break
+        _, best = min(candidates)
+        merges.append(best)
+        tokens.add(best[0] + best[1])
+        words = {s: merge_pair(w, *best) for s, w in words.items()}
+    return merges
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_incremental_counts_match_recounting(seed):
+    rng = random.Random(seed)
+    letters = "aabbbcde" if seed % 2 else "abcdefghij"
+    texts = [
+        " ".join("".join(rng.choice(letters) for _ in range(rng.randint(1, 7))) for _ in range(8))
+        for _ in range(60)
+    ]
+    assert learn_bpe(texts, 150, min_count=1 + seed % 3) == naive_learn(texts, 150, 1 + seed % 3)

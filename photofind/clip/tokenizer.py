@@ -57,6 +57,8 @@ WORD_PATTERN = regex.compile(
 # tokenises many distinct texts keeps flat memory.
 WORD_CACHE_SIZE = 1 << 16
 TEXT_CACHE_SIZE = 1 << 12
+# Longer texts skip the per-text cache, so that it stays small in bytes too.
+TEXT_CACHE_MAX_CHARS = 2000
 
 
 @functools.lru_cache(maxsize=1)
@@ -301,6 +303,8 @@ class ClipTokenizer:
         """The BPE ids of ``text``, without start/end tokens and without truncation."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
+        if len(text) > TEXT_CACHE_MAX_CHARS:
+            return list(self._encode_uncached(text))
         return list(self._text_ids(text))
 
     def __call__(self, texts: str | Sequence[str]) -> np.ndarray:
