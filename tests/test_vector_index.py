@@ -283,3 +283,34 @@ def test_query_more_than_available():
     idx = VectorIndex(DIM, model_id="m")
     idx.add([1, 2, 3], unit_rows(3))
     assert sorted(idx.query(unit_rows(1, seed=4)[0], k=10)[0].tolist()) == [1, 2, 3]
+
+
+def test_writer_thread_and_queries_share_one_index(lib):
+    """The pipeline's writer adds and saves while the GUI thread queries."""
+    import threading
+
+    tmp_path, cat = lib
+    ids, vectors = fill(cat, 2000, seed=7)
+    idx = VectorIndex(DIM, model_id="test-model")
+    errors = []
+
+    def writer():
+        try:
+            for start in range(0, 2000, 100):
+                idx.add(ids[start : start + 100], vectors[start : start + 100])
+                if start % 500 == 0:
+                    idx.remove(ids[start : start + 10])
+            idx.save(tmp_path, cat.generation)
+        except Exception as exc:  # handed back to the test thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    while thread.is_alive():
+        found, scores = idx.query(vectors[0], k=5)
+        assert len(found) == len(scores) <= 5
+    thread.join()
+    assert errors == []
+    assert len(idx) == 2000 - 40
+    cat.remove_photos([ids[s + i] for s in range(0, 2000, 500) for i in range(10)])
+    assert len(VectorIndex.open(tmp_path, cat)) == 1960
