@@ -72,6 +72,35 @@ def arguments(adder: Callable[[argparse.ArgumentParser], None]):
     return wrap
 
 
+class StageProgress:
+    """A ``progress(stage, done, total)`` callback drawing one tqdm bar per stage on stderr."""
+
+    def __init__(self):
+        self._bar = None
+        self._stage = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if stage != self._stage:
+            self.close()
+            self._stage = stage
+            self._bar = tqdm(total=total, desc=stage, unit="", file=sys.stderr, leave=False)
+        self._bar.total = total
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def emit_json(value) -> None:
     json.dump(value, sys.stdout, ensure_ascii=False, indent=2)
     sys.stdout.write("\n")
@@ -108,6 +137,24 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
+@command("eval", "Recall@1/5/10 of the model, text->image and image->text, on a caption set")
+@arguments(_eval_args)
+def _eval(args: argparse.Namespace, ctx: Context) -> int:
+    from photofind.evaluate import evaluate
+
+    model = ctx.load_model()
+    with StageProgress() as progress:
+        figures = evaluate(model, args.images, args.captions, progress=progress)
+    if args.json:
+        emit_json(figures)
+        return 0
+    print(f"model {figures['model']}: {figures['images']} images, {figures['captions']} captions")
+    for direction in ("text_to_image", "image_to_text"):
+        cells = "  ".join(f"{k} {v:.3f}" for k, v in figures[direction].items())
+        print(f"{direction.replace('_', ' '):>14}: {cells}")
+    return 0
+
+
 # -- the parser and the entry point -----------------------------------------------------
 
 
@@ -142,7 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING,
+        level=logging.DEBUG
+        if args.verbose > 1
+        else logging.INFO
+        if args.verbose
+        else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
     if not args.command:

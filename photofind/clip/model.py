@@ -64,8 +64,7 @@ def _check_io(session, path: Path, want_in: list, in_type: str, dim: int) -> Non
     got_out = _static_dims(outputs[0])
     if len(got_out) != 2 or (got_out[1] is not None and got_out[1] != dim):
         raise ModelError(
-            f"{path}: output shape {outputs[0].shape} does not match embed_dim {dim} "
-            "in model.json"
+            f"{path}: output shape {outputs[0].shape} does not match embed_dim {dim} in model.json"
         )
 
 
