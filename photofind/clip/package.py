@@ -70,9 +70,7 @@ class ModelSpec:
             "context_length": self.context_length,
             "vocab_size": self.vocab_size,
             "logit_scale": self.logit_scale,
-            "files": {
-                role: {"path": f.path, "sha256": f.sha256} for role, f in self.files.items()
-            },
+            "files": {role: {"path": f.path, "sha256": f.sha256} for role, f in self.files.items()},
             **({"extra": self.extra} if self.extra else {}),
         }
 
@@ -102,9 +100,7 @@ def _need(data: dict, key: str, kind, manifest: Path):
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise ModelError(
-            f"{manifest}: field '{key}' should be {kind.__name__}, got {value!r}"
-        )
+        raise ModelError(f"{manifest}: field '{key}' should be {kind.__name__}, got {value!r}")
     return value
 
 
@@ -127,9 +123,7 @@ def read_manifest(folder: Path) -> ModelSpec:
         raise ModelError(f"model folder {folder} does not exist or is not a folder")
     manifest = folder / MANIFEST
     if not manifest.is_file():
-        raise ModelError(
-            f"{folder} is not a photofind model package: {MANIFEST} is missing"
-        )
+        raise ModelError(f"{folder} is not a photofind model package: {MANIFEST} is missing")
     try:
         data = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
