@@ -66,7 +66,7 @@ STREAM_PUBLIC = 0
 STREAM_TRAIN = 1
 
 # Fraction of the central square's side an object spans, by size.
-_SPAN = {"small": (0.15, 0.19), "large": (0.27, 0.31)}
+_SPAN = {"small": (0.17, 0.21), "large": (0.29, 0.33)}
 # Object and background colours closer than this (RGB distance) never meet: hard to see.
 _MIN_CONTRAST = 150.0
 _SUPERSAMPLE = 4
