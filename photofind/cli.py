@@ -159,6 +159,9 @@ def _eval(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Subcommand modules register themselves into COMMANDS when imported.
+    import photofind.cli_library  # noqa: F401
+
     parser = argparse.ArgumentParser(
         prog="photofind",
         description="Find photos on your own disk by what they show.",
@@ -207,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return COMMANDS[args.command].run(args, ctx) or 0
+    except BrokenPipeError:
+        # The reader of our output went away (`photofind list | head`): not an error.
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("photofind: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -1,0 +1,143 @@
+"""Library subcommands: index, folders, status, list."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from photofind.cli import Context, arguments, command, emit_json
+from photofind.errors import PhotofindError
+
+
+def _open(ctx: Context, *, readonly: bool):
+    from photofind.library.catalog import CATALOG_NAME
+    from photofind.library.library import Library
+
+    if readonly and not (ctx.library / CATALOG_NAME).exists():
+        raise PhotofindError(
+            f"no photofind library at {ctx.library} yet: add photos with `photofind index FOLDER`"
+        )
+    return Library.open(ctx.library, readonly=readonly)
+
+
+def _shown(path: str) -> str:
+    """A path printable on any terminal (non-UTF-8 bytes shown as escapes)."""
+    return path.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class _IndexBar:
+    def __init__(self):
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=0, desc="indexing", unit="photo", file=sys.stderr, smoothing=0.1)
+
+    def __call__(self, p) -> None:
+        self._bar.total = p.total
+        self._bar.update(p.done - self._bar.n)
+        if p.failed:
+            self._bar.set_postfix(failed=p.failed, refresh=False)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _index_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("folders", nargs="*", type=Path, help="folders to add (default: re-scan all)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+@command("index", "add folders to the library and index them until done")
+@arguments(_index_args)
+def _index(args: argparse.Namespace, ctx: Context) -> int:
+    model = ctx.load_model()
+    with _open(ctx, readonly=False) as library:
+        for folder in args.folders:
+            library.add_folder(folder)
+        if not library.folders():
+            raise PhotofindError("the library has no folders: give one, `photofind index FOLDER`")
+        report = library.scan()
+        r = report.result
+        print(
+            f"scanned: {len(r.added)} new, {len(r.updated)} changed, {len(r.moved)} moved, "
+            f"{len(r.removed)} removed, {r.unchanged} unchanged",
+            file=sys.stderr,
+        )
+        bar = None if args.no_progress else _IndexBar()
+        try:
+            stats = library.index_pending(model, progress=bar, batch_size=args.batch_size)
+        finally:
+            if bar:
+                bar.close()
+        print(
+            f"indexed {stats.indexed} photos, {stats.failed} failed, "
+            f"in {stats.seconds:.1f} s ({stats.images_per_s:.1f} photos/s)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _folders_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=("add", "remove", "list"))
+    p.add_argument("paths", nargs="*", type=Path)
+    p.add_argument("--json", action="store_true")
+
+
+@command("folders", "add, remove or list the library's folders")
+@arguments(_folders_args)
+def _folders(args: argparse.Namespace, ctx: Context) -> int:
+    if args.action != "list" and not args.paths:
+        raise PhotofindError(f"folders {args.action}: give at least one folder")
+    with _open(ctx, readonly=args.action == "list") as library:
+        if args.action == "add":
+            for path in args.paths:
+                folder = library.add_folder(path)
+                print(f"added {_shown(folder.path)} (run `photofind index` to index it)")
+        elif args.action == "remove":
+            for path in args.paths:
+                n = library.remove_folder(os.path.abspath(path))
+                print(f"removed {path} and its {n} indexed photos")
+        else:
+            folders = [f.path for f in library.folders()]
+            if args.json:
+                emit_json([{"path": p} for p in folders])
+            else:
+                for p in folders:
+                    print(_shown(p))
+    return 0
+
+
+def _json_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true")
+
+
+@command("status", "counts of indexed, pending and failed photos, and the model")
+@arguments(_json_flag)
+def _status(args: argparse.Namespace, ctx: Context) -> int:
+    with _open(ctx, readonly=True) as library:
+        status = library.status()
+    if args.json:
+        emit_json(status)
+    else:
+        for key, value in status.items():
+            print(f"{key:>17}: {value}")
+    return 0
+
+
+@command("list", "every photo of the library with its status and error")
+@arguments(_json_flag)
+def _list(args: argparse.Namespace, ctx: Context) -> int:
+    with _open(ctx, readonly=True) as library:
+        photos = [
+            {"path": _shown(p.path), "status": p.status, "error": p.error}
+            for p in library.catalog.photos()
+        ]
+    if args.json:
+        emit_json(photos)
+    else:
+        for p in photos:
+            line = f"{p['status']:>8}  {p['path']}"
+            print(line + (f"  ({p['error']})" if p["error"] else ""))
+    return 0
