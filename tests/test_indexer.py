@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -265,27 +264,54 @@ def _index_command(random_package, lib, photos):
     ]
 
 
+def _indexed_count(lib) -> int:
+    """Committed photos, read the way a second process would (read-only catalog)."""
+    from photofind.library import Catalog
+
+    try:
+        with Catalog.open(lib, readonly=True) as catalog:
+            return catalog.counts()["indexed"]
+    except Exception:  # noqa: BLE001 - not created yet, or mid-creation
+        return 0
+
+
+def _kill_when(proc, lib, target: int) -> None:
+    """SIGKILL ``proc`` once ``target`` photos are committed (or when it ends by itself)."""
+    while proc.poll() is None and _indexed_count(lib) < target:
+        pass
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 @pytest.mark.slow
 def test_sigkill_at_random_moments_loses_nothing(random_package, model, tmp_path):
-    """Killed 20 times mid-run and restarted, the library ends complete and consistent."""
-    make_photos(tmp_path / "photos", 150, size=(320, 240))
+    """Killed 20 times at random moments and restarted, the library ends complete.
+
+    Every fourth kill lands at a random time after start (start-up, scan, first batch);
+    the others at a random point of the indexing itself, chosen by committed count.
+    """
+    count = 400
+    make_photos(tmp_path / "photos", count, size=(320, 240))
     lib = tmp_path / "lib"
     rng = random.Random(1)
     cmd = _index_command(random_package, lib, tmp_path / "photos")
-    for _ in range(20):
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            proc.wait(timeout=rng.uniform(0.5, 3.0))
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+    for i in range(20):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if i % 4 == 0:
+            try:
+                proc.wait(timeout=rng.uniform(0.05, 1.5))
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+        else:
+            _kill_when(proc, lib, _indexed_count(lib) + rng.randint(1, 40))
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     with Library.open(lib) as library:
         status = library.status()
-        assert (status["indexed"], status["pending"], status["failed"]) == (150, 0, 0)
+        assert (status["indexed"], status["pending"], status["failed"]) == (count, 0, 0)
         paths = [p.path for p in library.catalog.photos()]
-        assert len(paths) == len(set(paths)) == 150
+        assert len(paths) == len(set(paths)) == count
         agree(library)
 
 
@@ -294,18 +320,7 @@ def test_a_killed_run_resumes_where_it_stopped(random_package, model, tmp_path):
     lib = tmp_path / "lib"
     cmd = _index_command(random_package, lib, tmp_path / "photos")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    # Wait (on the catalog itself) until some photos are committed, then kill.
-    while time.monotonic() < deadline and proc.poll() is None:
-        if (lib / "catalog.sqlite3").exists():
-            try:
-                with Library.open(lib, readonly=True) as library:
-                    if library.status()["indexed"] >= 8:
-                        break
-            except Exception:  # noqa: BLE001 - the catalog may be mid-creation
-                pass
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _kill_when(proc, lib, 8)
     with Library.open(lib) as library:
         already = library.status()["indexed"]
         assert already >= 8

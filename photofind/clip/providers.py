@@ -57,6 +57,9 @@ def _session_options(threads: int | None) -> ort.SessionOptions:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = threads or cpu_threads()
     opts.inter_op_num_threads = 1
+    # Spinning workers would burn the cores that the decode threads need between batches
+    # (and a desktop app's idle CPU); the cost is a few percent on back-to-back batches.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     # Errors reach the user through our exceptions; ORT's own console chatter does not help.
     opts.log_severity_level = 3
     return opts
