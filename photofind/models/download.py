@@ -1,0 +1,278 @@
+"""Downloads that resume, show progress and are checked before anything uses them.
+
+Only the standard library (urllib): the app must fetch a model on a machine that has nothing
+but photofind installed.
+
+* Bytes go to ``<dest>.part``; a sidecar ``<dest>.part.json`` remembers the URL and the
+  server's validator (ETag / Last-Modified). A later call for the same URL asks for the rest
+  with ``Range: bytes=N-`` and ``If-Range``, so a file that changed on the server restarts
+  from zero instead of being spliced from two versions.
+* The sha256 is computed over the whole file (the kept part included) and compared with the
+  expected one before the ``.part`` becomes ``dest``. A mismatch deletes the bytes.
+* Plain ``http://`` is refused: a model is code-like input (ONNX graphs are parsed by native
+  code) and a hash pinned in our catalogue is the only other defence. Tests serve over
+  127.0.0.1 without TLS, so they set :data:`ALLOW_HTTP_ENV` to ``1``; nothing else should.
+  Redirects are followed only to https (or http under the same switch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from photofind import __version__
+from photofind.errors import PhotofindError
+
+ALLOW_HTTP_ENV = "PHOTOFIND_ALLOW_HTTP_FOR_TESTS"
+DEFAULT_TIMEOUT = 30.0
+CHUNK = 1 << 16
+USER_AGENT = f"photofind/{__version__} (+model store)"
+
+
+class DownloadError(PhotofindError):
+    """A download failed, was refused, or its bytes are not what was expected."""
+
+
+@dataclass(frozen=True)
+class DownloadProgress:
+    """What a progress callback gets, often (once per chunk)."""
+
+    url: str
+    done: int  # bytes on disk so far, the resumed part included
+    total: int | None  # None when the server sends no length
+    rate: float  # bytes per second over this attempt
+    resumed_from: int  # bytes that were already there when this attempt started
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    path: Path
+    sha256: str
+    size: int
+    resumed_from: int  # > 0 when an earlier interrupted download was continued
+
+
+ProgressCallback = Callable[[DownloadProgress], None]
+
+
+def http_allowed() -> bool:
+    return os.environ.get(ALLOW_HTTP_ENV) == "1"
+
+
+def check_url(url: str) -> None:
+    """Refuse anything but https (and http under the test-only switch)."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "https":
+        return
+    if scheme == "http":
+        if http_allowed():
+            return
+        raise DownloadError(
+            f"refusing plain http for {url}: model files must come over https "
+            "(a tampered model is not something a hash check after the fact should have to catch)"
+        )
+    raise DownloadError(f"{url!r} is not an https URL")
+
+
+class _SafeRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects (Hugging Face sends files to a CDN) but never down to plain http."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        check_url(newurl)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_SafeRedirects())
+
+
+def _part_paths(dest: Path) -> tuple[Path, Path]:
+    return dest.with_name(dest.name + ".part"), dest.with_name(dest.name + ".part.json")
+
+
+def _read_sidecar(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _total_from(response, start: int) -> int | None:
+    """The full size of the resource, from Content-Range (206) or Content-Length (200)."""
+    content_range = response.headers.get("Content-Range", "")
+    if content_range.startswith("bytes ") and "/" in content_range:
+        size = content_range.rsplit("/", 1)[1].strip()
+        if size.isdigit():
+            return int(size)
+    length = response.headers.get("Content-Length")
+    if length and length.isdigit():
+        return int(length) + start
+    return None
+
+
+def _range_start(response) -> int | None:
+    content_range = response.headers.get("Content-Range", "")
+    try:
+        return int(content_range.split()[1].split("-")[0])
+    except (IndexError, ValueError):
+        return None
+
+
+def _hash_existing(path: Path, digest) -> int:
+    size = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return size
+
+
+def download(
+    url: str,
+    dest: str | os.PathLike,
+    *,
+    sha256: str | None = None,
+    progress: ProgressCallback | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_bytes: int | None = None,
+    attempts: int = 3,
+) -> DownloadResult:
+    """Fetch ``url`` into ``dest``, resuming a ``.part`` left by an earlier try.
+
+    ``sha256``: the expected digest; when given, a file that does not match is deleted and
+    :class:`DownloadError` is raised, so ``dest`` only ever holds verified bytes. When None
+    the digest is computed and returned for the caller to show (never to pretend it was
+    checked). ``attempts``: how many times a dropped connection is resumed within this call;
+    after the last one the ``.part`` stays for the next call to continue.
+    """
+    check_url(url)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    expected = sha256.lower() if sha256 else None
+    part, sidecar = _part_paths(dest)
+    last_error: DownloadError | None = None
+    for _ in range(max(1, attempts)):
+        try:
+            return _attempt(url, dest, part, sidecar, expected, progress, timeout, max_bytes)
+        except _Interrupted as exc:
+            last_error = DownloadError(str(exc))
+    assert last_error is not None
+    raise last_error
+
+
+class _Interrupted(Exception):
+    """The connection dropped; the bytes so far are kept and the next attempt resumes."""
+
+
+def _attempt(url, dest, part, sidecar, expected, progress, timeout, max_bytes) -> DownloadResult:
+    meta = _read_sidecar(sidecar)
+    start = part.stat().st_size if part.is_file() else 0
+    if start and meta.get("url") != url:
+        start = 0  # a .part of some other URL: never splice
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    if start:
+        request.add_header("Range", f"bytes={start}-")
+        validator = meta.get("etag") or meta.get("last_modified")
+        if validator:
+            request.add_header("If-Range", validator)
+    try:
+        response = _OPENER.open(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        if exc.code == 416 and start:
+            # Nothing left to send: the .part may already be whole. The hash decides.
+            return _finish(url, dest, part, sidecar, expected, start)
+        raise DownloadError(f"{url}: the server answered {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise DownloadError(f"{url}: cannot connect ({exc.reason})") from None
+    except TimeoutError as exc:
+        raise DownloadError(f"{url}: no answer within {timeout:g} s ({exc})") from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise DownloadError(f"{url}: the connection failed ({exc})") from None
+
+    with response:
+        status = response.status
+        if status == 206 and start and _range_start(response) == start:
+            mode = "ab"
+        else:
+            # 200: the server ignored the range or the file changed (If-Range): start over.
+            start, mode = 0, "wb"
+        total = _total_from(response, start)
+        if max_bytes is not None and total is not None and total > max_bytes:
+            raise DownloadError(
+                f"{url} is {total:,} bytes, more than the {max_bytes:,} allowed for it"
+            )
+        headers = response.headers
+        sidecar.write_text(
+            json.dumps(
+                {
+                    "url": url,
+                    "etag": headers.get("ETag"),
+                    "last_modified": headers.get("Last-Modified"),
+                    "total": total,
+                }
+            ),
+            encoding="utf-8",
+        )
+        done = start
+        began = time.monotonic()
+        try:
+            with open(part, mode) as out:
+                while True:
+                    block = response.read(CHUNK)
+                    if not block:
+                        break
+                    out.write(block)
+                    done += len(block)
+                    if max_bytes is not None and done > max_bytes:
+                        raise DownloadError(
+                            f"{url} sent more than the {max_bytes:,} bytes allowed for it"
+                        )
+                    if progress is not None:
+                        elapsed = max(time.monotonic() - began, 1e-6)
+                        progress(
+                            DownloadProgress(url, done, total, (done - start) / elapsed, start)
+                        )
+        except (http.client.IncompleteRead, ConnectionError, TimeoutError) as exc:
+            raise _Interrupted(_interrupted_message(url, done, total, exc)) from None
+        if total is not None and done < total:
+            raise _Interrupted(_interrupted_message(url, done, total, "connection closed early"))
+    return _finish(url, dest, part, sidecar, expected, start)
+
+
+def _interrupted_message(url: str, done: int, total: int | None, why) -> str:
+    of = f" of {total:,}" if total else ""
+    return (
+        f"download of {url} was interrupted after {done:,}{of} bytes ({why}); "
+        "run the same command again to resume"
+    )
+
+
+def _finish(url, dest, part, sidecar, expected, resumed_from) -> DownloadResult:
+    if not part.is_file():
+        raise DownloadError(f"{url}: nothing was downloaded")
+    digest = hashlib.sha256()
+    size = _hash_existing(part, digest)
+    actual = digest.hexdigest()
+    if expected and actual != expected:
+        part.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            sidecar.unlink()
+        raise DownloadError(
+            f"{url}: the downloaded file's sha256 is {actual}, expected {expected}; "
+            "the file was deleted and nothing was installed"
+        )
+    os.replace(part, dest)
+    with contextlib.suppress(FileNotFoundError):
+        sidecar.unlink()
+    return DownloadResult(dest, actual, size, resumed_from or 0)
