@@ -1,0 +1,194 @@
+"""The query language of the search box and of ``photofind search``.
+
+A query is a sum of weighted terms; each term is a sentence or a picture::
+
+    beach + sunset - people           two sentences added, one subtracted
+    2*beach + 0.5*sunset              weights: a number and ``*`` before a term
+    img:/photos/cat.jpg + in winter   a picture (its vector) plus a sentence
+    photo:123 - 0.5*blue background   a photo of the library by its catalog id
+    "rock - paper - scissors"         double quotes keep + and - as words
+
+Rules:
+
+- ``+`` and ``-`` (or the minus sign ``−``) are operators only when they stand alone,
+  spaces on both sides (or at the very start: ``- people + beach``). ``t-shirt``,
+  ``black-and-white`` and ``5+`` stay words of the sentence.
+- A weight is a positive number followed by ``*`` at the start of a term: ``2*beach``,
+  ``0.5 * sunset``. The sign comes from the operator before the term.
+- ``img:PATH`` (or ``image:PATH``) is a picture: a photo of the library uses its stored
+  vector, any other file is encoded. Quote a path holding `` + `` or `` - ``:
+  ``img:"/my photos/a - b.jpg"``. ``photo:ID`` is a library photo by id.
+- A query needs at least one term with a positive sign.
+
+The search engine turns a query into one vector: the weighted sum of the terms' unit
+vectors, normalised again. Subtracting moves the query away from what a term shows, which
+ranks photos without it higher; it cannot guarantee they are absent.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from photofind.errors import PhotofindError
+
+TEXT = "text"
+IMAGE = "image"  # a picture file, by path
+PHOTO = "photo"  # a library photo, by catalog id
+
+_OPERATORS = {"+": 1.0, "-": -1.0, "\u2212": -1.0}
+# Quoted runs, whitespace runs, and runs of anything else: operators are whole tokens.
+_TOKEN = re.compile(r'"[^"]*"|\s+|[^\s"]+|"')
+_WEIGHT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*\*\s*(.*)$", re.DOTALL)
+_IMAGE_PREFIXES = ("img:", "image:")
+_PHOTO_PREFIX = "photo:"
+
+
+class QueryError(PhotofindError):
+    """A query that cannot be understood; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class Term:
+    """One term: ``kind`` is TEXT, IMAGE or PHOTO; ``weight`` carries the sign."""
+
+    kind: str
+    value: str | int
+    weight: float = 1.0
+
+    def __str__(self) -> str:
+        if self.kind == TEXT:
+            body = str(self.value)
+            if any(op in body.split() for op in _OPERATORS) or '"' in body:
+                body = '"' + body.replace('"', "") + '"'
+        elif self.kind == IMAGE:
+            path = str(self.value)
+            body = f'img:"{path}"' if re.search(r"\s", path) else f"img:{path}"
+        else:
+            body = f"photo:{self.value}"
+        size = abs(self.weight)
+        return body if size == 1.0 else f"{size:g}*{body}"
+
+
+@dataclass(frozen=True)
+class Query:
+    """A parsed query: terms in the order written. Build with :func:`parse_query` or the
+    constructors (``Query.text("beach") - Query.text("people")``, ``2 * Query.photo(7)``)."""
+
+    terms: tuple[Term, ...]
+
+    @classmethod
+    def text(cls, sentence: str, weight: float = 1.0) -> Query:
+        return cls((Term(TEXT, sentence, weight),))
+
+    @classmethod
+    def image(cls, path, weight: float = 1.0) -> Query:
+        return cls((Term(IMAGE, str(path), weight),))
+
+    @classmethod
+    def photo(cls, photo_id: int, weight: float = 1.0) -> Query:
+        return cls((Term(PHOTO, int(photo_id), weight),))
+
+    def __add__(self, other: Query) -> Query:
+        return Query(self.terms + other.terms)
+
+    def __sub__(self, other: Query) -> Query:
+        return Query(self.terms + tuple(_scaled(t, -1.0) for t in other.terms))
+
+    def __mul__(self, factor: float) -> Query:
+        return Query(tuple(_scaled(t, float(factor)) for t in self.terms))
+
+    __rmul__ = __mul__
+
+    @property
+    def is_plain_text(self) -> bool:
+        """One positive sentence and nothing else: the case a fixed score floor fits."""
+        return len(self.terms) == 1 and self.terms[0].kind == TEXT and self.terms[0].weight > 0
+
+    def __str__(self) -> str:
+        out = ""
+        for i, term in enumerate(self.terms):
+            sign = "-" if term.weight < 0 else "+"
+            if i == 0:
+                out = f"- {term}" if sign == "-" else str(term)
+            else:
+                out += f" {sign} {term}"
+        return out
+
+
+def _scaled(term: Term, factor: float) -> Term:
+    return Term(term.kind, term.value, term.weight * factor)
+
+
+def _split(text: str) -> list[tuple[float, str]]:
+    """``(sign, raw term text)`` pairs; quotes are removed from the term text."""
+    parts: list[tuple[float, str]] = []
+    sign, current, seen_any = 1.0, [], False
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        if token == '"':
+            raise QueryError(
+                f"query {text!r}: a double quote at column {match.start() + 1} is never closed"
+            )
+        if token in _OPERATORS:
+            body = "".join(current).strip()
+            if body:
+                parts.append((sign, body))
+            elif seen_any:
+                raise QueryError(
+                    f"query {text!r}: operator {token!r} at column {match.start() + 1} "
+                    "follows another operator or nothing"
+                )
+            sign, current, seen_any = _OPERATORS[token], [], True
+            continue
+        if token.startswith('"'):
+            token = token[1:-1]
+        current.append(token)
+    body = "".join(current).strip()
+    if body:
+        parts.append((sign, body))
+    elif seen_any:
+        raise QueryError(f"query {text!r} ends with an operator: a term is missing after it")
+    return parts
+
+
+def _term(sign: float, raw: str, query: str) -> Term:
+    weight = 1.0
+    match = _WEIGHT.match(raw)
+    if match:
+        weight = float(match.group(1))
+        raw = match.group(2).strip()
+        if weight == 0:
+            raise QueryError(f"query {query!r}: weight 0 makes the term {raw!r} do nothing")
+        if not raw:
+            raise QueryError(f"query {query!r}: the weight {match.group(1)}* has no term after it")
+    lowered = raw.lower()
+    for prefix in _IMAGE_PREFIXES:
+        if lowered.startswith(prefix):
+            path = raw[len(prefix) :].strip()
+            if not path:
+                raise QueryError(f"query {query!r}: {prefix} needs a picture's path after it")
+            return Term(IMAGE, path, sign * weight)
+    if lowered.startswith(_PHOTO_PREFIX):
+        ident = raw[len(_PHOTO_PREFIX) :].strip()
+        if not ident.isdigit():
+            raise QueryError(
+                f"query {query!r}: photo: needs a photo id (a whole number), got {ident!r}"
+            )
+        return Term(PHOTO, int(ident), sign * weight)
+    return Term(TEXT, " ".join(raw.split()), sign * weight)
+
+
+def parse_query(text: str) -> Query:
+    """Parse the query syntax described in this module's docstring."""
+    if not text or not text.strip():
+        raise QueryError("the query is empty: type what the photos show")
+    terms = tuple(_term(sign, raw, text) for sign, raw in _split(text))
+    if not terms:
+        raise QueryError(f"query {text!r} has no term")
+    if not any(t.weight > 0 for t in terms):
+        raise QueryError(
+            f"query {text!r} only subtracts: add what the photos should show "
+            "(for example 'beach - people')"
+        )
+    return Query(terms)

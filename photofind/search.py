@@ -1,0 +1,422 @@
+"""The search engine: a query (sentence, picture, or a weighted sum of them) -> ranked photos.
+
+Plain Python, no Qt: the CLI, the GUI and the tests use the same :class:`SearchEngine`.
+
+- Text terms go through the model's text encoder; their vectors are cached per sentence
+  (LRU), so typing the same words again, or paging, costs no encoder run.
+- Picture terms use the photo's stored vector when the picture is in the library (no
+  re-encoding) and run the image encoder only for files outside it.
+- Filters (folders, capture date range, file types) become the set of allowed photo ids,
+  handed to :meth:`VectorIndex.query`: the index searches among those photos only, so a
+  filtered query still returns its ``k`` best and never an empty page because the nearest
+  hundred were filtered away.
+- Results carry the photo id, its path and the cosine score, best first, paged with
+  ``offset``/``k``; a relevance cut-off (:mod:`photofind.relevance`) ends the list where
+  the photos stop standing out from the library.
+
+The query syntax is documented in :mod:`photofind.query`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import NamedTuple
+
+import numpy as np
+
+from photofind.errors import PhotofindError
+from photofind.query import IMAGE, PHOTO, TEXT, Query, parse_query
+from photofind.relevance import CutoffPolicy, policy_for, robust_threshold, sample_ids
+
+DEFAULT_K = 20
+DEFAULT_TEXT_CACHE = 256
+
+# File types that are one type under several extensions.
+_TYPE_ALIASES = {
+    "jpg": ("jpg", "jpeg", "jpe"),
+    "jpeg": ("jpg", "jpeg", "jpe"),
+    "tif": ("tif", "tiff"),
+    "tiff": ("tif", "tiff"),
+    "heic": ("heic", "heif"),
+    "heif": ("heic", "heif"),
+}
+
+
+class SearchError(PhotofindError):
+    """A search that cannot run as asked (model mismatch, unknown photo, bad filter)."""
+
+
+# ------------------------------------------------------------------------------ results
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    photo_id: int
+    path: str
+    score: float
+
+
+@dataclass(frozen=True)
+class SearchResults(Sequence):
+    """One page of results, best first; iterable like a list of :class:`SearchResult`.
+
+    ``threshold`` is the relevance cut-off applied (None: none); ``cut`` how many of the
+    candidates fetched for this page fell below it; ``exhausted`` that no page follows.
+    """
+
+    results: tuple[SearchResult, ...]
+    offset: int = 0
+    threshold: float | None = None
+    cut: int = 0
+    exhausted: bool = True
+
+    def __getitem__(self, i):
+        return self.results[i]
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __iter__(self) -> Iterator[SearchResult]:
+        return iter(self.results)
+
+
+# ------------------------------------------------------------------------------ filters
+
+
+def _period(value, *, end: bool) -> str:
+    """The start (or the exclusive end) of a date given as text, date or datetime, as an
+    ISO string comparable with the catalog's capture dates."""
+    if isinstance(value, datetime):
+        moment = value + timedelta(seconds=1) if end else value
+        return moment.replace(tzinfo=None).isoformat(timespec="seconds")
+    if isinstance(value, date):
+        day = value + timedelta(days=1) if end else value
+        return datetime(day.year, day.month, day.day).isoformat(timespec="seconds")
+    text = str(value).strip()
+    try:
+        if len(text) == 4 and text.isdigit():  # a year
+            year = int(text) + (1 if end else 0)
+            return datetime(year, 1, 1).isoformat(timespec="seconds")
+        if len(text) == 7 and text[4] == "-":  # a month
+            year, month = int(text[:4]), int(text[5:])
+            if end:
+                year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+            return datetime(year, month, 1).isoformat(timespec="seconds")
+        if len(text) == 10:
+            return _period(date.fromisoformat(text), end=end)
+        return _period(datetime.fromisoformat(text), end=end)
+    except ValueError:
+        raise SearchError(
+            f"date {text!r} not understood: use YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH:MM"
+        ) from None
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """Which photos a search may return.
+
+    ``folders``: photos inside any of these folders (subfolders included). ``after`` /
+    ``before``: capture date bounds, inclusive, at the precision given (``before="2023"``
+    keeps all of 2023); a photo without an EXIF date is dated by its file's modification
+    time. ``types``: file extensions (``jpg`` also matches ``jpeg``).
+    """
+
+    folders: tuple[str, ...] = ()
+    after: str | date | None = None
+    before: str | date | None = None
+    types: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if isinstance(self.folders, (str, os.PathLike)):
+            object.__setattr__(self, "folders", (self.folders,))
+        if isinstance(self.types, str):
+            object.__setattr__(self, "types", tuple(self.types.split(",")))
+        # Check the dates now so that a typo fails before any searching.
+        if self.after is not None:
+            _period(self.after, end=False)
+        if self.before is not None:
+            _period(self.before, end=True)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.folders and self.after is None and self.before is None and not self.types
+
+    def extensions(self) -> set[str]:
+        out: set[str] = set()
+        for t in self.types:
+            t = t.strip().lower().lstrip(".")
+            if t:
+                out.update(_TYPE_ALIASES.get(t, (t,)))
+        return out
+
+
+class _PhotoTable:
+    """Columns of every catalogued photo that filters look at, as numpy arrays."""
+
+    def __init__(self, catalog):
+        ids, paths, dates, exts = [], [], [], []
+        for photo in catalog.photos():
+            ids.append(photo.id)
+            paths.append(photo.path)
+            if photo.capture_date:
+                dates.append(photo.capture_date[:19])
+            else:
+                moment = datetime.fromtimestamp(photo.mtime_ns / 1e9)
+                dates.append(moment.isoformat(timespec="seconds"))
+            exts.append(os.path.splitext(photo.path)[1][1:].lower())
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.paths = np.asarray(paths, dtype=str)
+        self.dates = np.asarray(dates, dtype=str)
+        self.exts = np.asarray(exts, dtype=str)
+
+    def allowed(self, f: SearchFilter) -> np.ndarray:
+        keep = np.ones(self.ids.size, dtype=bool)
+        if f.folders:
+            inside = np.zeros(self.ids.size, dtype=bool)
+            for folder in f.folders:
+                prefix = os.path.join(os.path.abspath(os.fspath(folder)), "")
+                inside |= np.char.startswith(self.paths, prefix)
+            keep &= inside
+        if f.after is not None:
+            keep &= self.dates >= _period(f.after, end=False)
+        if f.before is not None:
+            keep &= self.dates < _period(f.before, end=True)
+        if f.types:
+            keep &= np.isin(self.exts, sorted(f.extensions()))
+        return self.ids[keep]
+
+
+# ------------------------------------------------------------------------------ caching
+
+
+class CacheInfo(NamedTuple):
+    hits: int
+    misses: int
+    size: int
+    maxsize: int
+
+
+class _TextVectors:
+    """LRU cache of text-encoder outputs, by sentence. Thread-safe."""
+
+    def __init__(self, model, maxsize: int):
+        self._model = model
+        self._maxsize = maxsize
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, text: str) -> np.ndarray:
+        with self._lock:
+            vector = self._vectors.get(text)
+            if vector is not None:
+                self._vectors.move_to_end(text)
+                self.hits += 1
+                return vector
+            self.misses += 1
+        vector = self._model.encode_texts([text])[0]
+        vector.setflags(write=False)
+        with self._lock:
+            self._vectors[text] = vector
+            self._vectors.move_to_end(text)
+            while len(self._vectors) > self._maxsize:
+                self._vectors.popitem(last=False)
+        return vector
+
+    def info(self) -> CacheInfo:
+        with self._lock:
+            return CacheInfo(self.hits, self.misses, len(self._vectors), self._maxsize)
+
+
+# ------------------------------------------------------------------------------ the engine
+
+
+@dataclass
+class _Snapshot:
+    key: tuple
+    value: object = field(default=None)
+
+
+class SearchEngine:
+    """Searches one :class:`photofind.library.library.Library` with one model.
+
+    The model must be the one whose vectors the library holds (checked on every search).
+    Safe to call from several threads; a GUI runs it off its own thread.
+    """
+
+    def __init__(
+        self,
+        library,
+        model,
+        *,
+        text_cache_size: int = DEFAULT_TEXT_CACHE,
+        policy: CutoffPolicy | None = None,
+    ):
+        from photofind.library.library import model_id
+
+        self.library = library
+        self.model = model
+        self.model_id = model_id(model)
+        self.policy = policy or policy_for(model)
+        self._texts = _TextVectors(model, text_cache_size)
+        self._table: _Snapshot | None = None
+        self._background: _Snapshot | None = None
+        self._lock = threading.Lock()
+
+    # -- public API -------------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str | Query,
+        *,
+        k: int = DEFAULT_K,
+        offset: int = 0,
+        filter: SearchFilter | None = None,
+        cutoff: bool = True,
+    ) -> SearchResults:
+        """Photos for a query (text or the syntax of :mod:`photofind.query`), best first."""
+        parsed = parse_query(query) if isinstance(query, str) else query
+        vector = self.query_vector(parsed)
+        return self._rank(vector, k, offset, filter, cutoff, plain_text=parsed.is_plain_text)
+
+    def similar(
+        self,
+        photo: int | str | os.PathLike,
+        *,
+        k: int = DEFAULT_K,
+        offset: int = 0,
+        filter: SearchFilter | None = None,
+        cutoff: bool = False,
+    ) -> SearchResults:
+        """Photos that look like ``photo``: a library photo id, or a picture's path (the
+        stored vector when the library holds it, else the file is encoded). The photo
+        itself, when in the library, comes first. No cut-off by default: "more like this"
+        is a browsing list."""
+        query = Query.photo(photo) if isinstance(photo, (int, np.integer)) else Query.image(photo)
+        return self._rank(self.query_vector(query), k, offset, filter, cutoff, plain_text=False)
+
+    def query_vector(self, query: str | Query) -> np.ndarray:
+        """The unit vector a query searches with: the normalised weighted sum of its terms."""
+        parsed = parse_query(query) if isinstance(query, str) else query
+        total = np.zeros(self.model.info.dim, dtype=np.float64)
+        for term in parsed.terms:
+            total += term.weight * self._term_vector(term.kind, term.value)
+        norm = float(np.linalg.norm(total))
+        if norm < 1e-6:
+            raise SearchError(f"query {str(parsed)!r}: its terms cancel out, nothing is left")
+        return (total / norm).astype(np.float32)
+
+    def text_vector(self, text: str) -> np.ndarray:
+        return self._texts.get(text)
+
+    def cache_info(self) -> CacheInfo:
+        """Hits and misses of the text-vector cache."""
+        return self._texts.info()
+
+    def refresh(self) -> None:
+        """Forget the cached photo table and background sample (after moves or a scan;
+        changes of the embeddings themselves are noticed without this)."""
+        with self._lock:
+            self._table = None
+            self._background = None
+
+    def threshold(self, vector: np.ndarray, *, plain_text: bool) -> float | None:
+        """The relevance cut-off for a query vector (None when no rule applies)."""
+        bounds = []
+        if plain_text and self.policy.min_score is not None:
+            bounds.append(self.policy.min_score)
+        background = self._background_vectors()
+        if background is not None and self.policy.z is not None:
+            bounds.append(robust_threshold(background @ vector, self.policy.z))
+        return max(bounds) if bounds else None
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _check_model(self) -> bool:
+        """False when the library holds no vectors yet; raises on another model's vectors."""
+        held = self.library.catalog.model_id
+        if held is None:
+            return False
+        if held != self.model_id:
+            raise SearchError(
+                f"the library {self.library.root} holds vectors of model {held.split('@')[0]!r} "
+                f"({held}); this search uses {self.model_id}: search with that model, or "
+                f"re-index the library with this one"
+            )
+        return True
+
+    def _term_vector(self, kind: str, value) -> np.ndarray:
+        if kind == TEXT:
+            return self._texts.get(value)
+        catalog = self.library.catalog
+        if kind == PHOTO:
+            vector = catalog.embedding(int(value))
+            if vector is None:
+                raise SearchError(
+                    f"photo {value} is not in the library {self.library.root} or has no vector "
+                    "yet (not indexed)"
+                )
+            self._check_model()
+            return vector
+        if kind == IMAGE:
+            path = os.path.abspath(os.path.expanduser(os.fspath(value)))
+            photo = catalog.photo_by_path(path)
+            if photo is not None:
+                vector = catalog.embedding(photo.id)
+                if vector is not None:
+                    self._check_model()
+                    return vector
+            if not os.path.isfile(path):
+                raise SearchError(f"{value}: no such picture file")
+            return self.model.encode_images([path])[0]
+        raise SearchError(f"unknown query term kind {kind!r}")
+
+    def _rank(self, vector, k, offset, filter, cutoff, *, plain_text) -> SearchResults:
+        if k < 0 or offset < 0:
+            raise SearchError(f"k ({k}) and offset ({offset}) must not be negative")
+        if not self._check_model():
+            return SearchResults((), offset)
+        allowed = None
+        if filter is not None and not filter.is_empty:
+            allowed = self._photo_table().allowed(filter)
+        limit = self.threshold(vector, plain_text=plain_text) if cutoff else None
+        want = offset + k
+        ids, scores = self.library.index.query(vector, want, filter=allowed)
+        fetched = len(ids)
+        cut = 0
+        if limit is not None:
+            keep = scores >= limit
+            cut = int(np.count_nonzero(~keep))
+            ids, scores = ids[keep], scores[keep]
+        catalog = self.library.catalog
+        results = []
+        for photo_id, score in zip(ids[offset:want].tolist(), scores[offset:want].tolist()):
+            photo = catalog.photo(photo_id)
+            if photo is not None:  # removed since the index answered
+                results.append(SearchResult(photo_id, photo.path, float(score)))
+        exhausted = fetched < want or cut > 0
+        return SearchResults(tuple(results), offset, limit, cut, exhausted)
+
+    def _photo_table(self) -> _PhotoTable:
+        key = (self.library.catalog.generation, len(self.library.index))
+        with self._lock:
+            if self._table is None or self._table.key != key:
+                self._table = _Snapshot(key, _PhotoTable(self.library.catalog))
+            return self._table.value
+
+    def _background_vectors(self) -> np.ndarray | None:
+        index = self.library.index
+        key = (index.generation, len(index))
+        with self._lock:
+            if self._background is None or self._background.key != key:
+                value = None
+                if len(index) >= self.policy.min_library:
+                    chosen = sample_ids(index.ids(), self.policy.sample)
+                    value = index.get_vectors(chosen)
+                self._background = _Snapshot(key, value)
+            return self._background.value
