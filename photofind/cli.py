@@ -34,13 +34,17 @@ class Context:
 
     def load_model(self):
         from photofind.clip import load_model
+        from photofind.models.store import active_model
 
-        if not self.model:
+        # --model wins; else the library's choice from `photofind models use NAME`.
+        model = self.model or active_model(self.library)
+        if not model:
             raise PhotofindError(
-                "no model chosen: pass --model NAME_OR_DIR (for example --model tiny-synthetic, "
-                "the small demo model that knows only generated shapes)"
+                "no model chosen: pass --model NAME_OR_DIR or choose one with "
+                "`photofind models use NAME` (for example tiny-synthetic, the small demo "
+                "model that knows only generated shapes)"
             )
-        return load_model(self.model, provider=self.provider, library=self.library)
+        return load_model(model, provider=self.provider, library=self.library)
 
 
 @dataclass
@@ -161,6 +165,7 @@ def _eval(args: argparse.Namespace, ctx: Context) -> int:
 def build_parser() -> argparse.ArgumentParser:
     # Subcommand modules register themselves into COMMANDS when imported.
     import photofind.cli_library  # noqa: F401
+    import photofind.cli_models  # noqa: F401
 
     parser = argparse.ArgumentParser(
         prog="photofind",

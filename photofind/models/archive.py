@@ -162,7 +162,8 @@ def _extract_zip(archive: Path, dest: Path, budget: _Budget) -> None:
                 if info.is_dir():
                     _target(dest, rel).mkdir(parents=True, exist_ok=True)
                     continue
-                if mode and not stat.S_ISREG(mode):
+                # Zip writers often store permission bits only (no file type): a plain file.
+                if stat.S_IFMT(mode) not in (0, stat.S_IFREG):
                     raise ArchiveError(
                         f"{archive}: entry {info.filename!r} is not a plain file; refused"
                     )

@@ -1,0 +1,165 @@
+"""``photofind models list|install|use|remove``: the model store on the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from photofind.cli import Context, arguments, command, emit_json
+from photofind.errors import PhotofindError
+
+
+class _DownloadBar:
+    """A download progress callback: one tqdm bar in bytes per URL, on stderr."""
+
+    def __init__(self):
+        self._bar = None
+        self._url = None
+
+    def __call__(self, p) -> None:
+        from tqdm import tqdm
+
+        if p.url != self._url:
+            self.close()
+            self._url = p.url
+            name = p.url.rsplit("/", 1)[-1]
+            self._bar = tqdm(
+                total=p.total,
+                initial=p.resumed_from,
+                desc=name + (" (resumed)" if p.resumed_from else ""),
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=sys.stderr,
+                leave=False,
+            )
+        self._bar.update(p.done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _models_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="models_action", metavar="ACTION", required=True)
+    ls = sub.add_parser("list", help="installed and bundled models; --catalogue for known ones")
+    ls.add_argument("--catalogue", action="store_true", help="list the catalogue instead")
+    ls.add_argument("--json", action="store_true")
+    inst = sub.add_parser(
+        "install",
+        help="install a package folder, an archive, an https URL of one, or a catalogue name",
+    )
+    inst.add_argument("source", help="folder, .tar.gz/.tgz/.zip, https URL or catalogue name")
+    inst.add_argument("--name", help="install under this name (default: the package's)")
+    inst.add_argument("--sha256", help="expected sha256 of the downloaded archive (URLs)")
+    inst.add_argument("--replace", action="store_true", help="overwrite an installed namesake")
+    inst.add_argument("--use", action="store_true", help="make it the library's model")
+    inst.add_argument("--no-progress", action="store_true", help="no progress bar")
+    use = sub.add_parser("use", help="make NAME the library's model")
+    use.add_argument("name")
+    rm = sub.add_parser("remove", help="delete an installed model")
+    rm.add_argument("name")
+    rm.add_argument("--force", action="store_true", help="even when it is the active model")
+
+
+def _store(ctx: Context):
+    from photofind.models.store import ModelStore
+
+    return ModelStore(ctx.library, provider="cpu" if ctx.provider == "auto" else ctx.provider)
+
+
+@command("models", "list, install, choose or remove CLIP model packages")
+@arguments(_models_args)
+def _models(args: argparse.Namespace, ctx: Context) -> int:
+    action = args.models_action
+    if action == "list":
+        return _list(args, ctx)
+    store = _store(ctx)
+    if action == "install":
+        bar = None if args.no_progress else _DownloadBar()
+        try:
+            report = store.install(
+                args.source, name=args.name, sha256=args.sha256, replace=args.replace, progress=bar
+            )
+        finally:
+            if bar:
+                bar.close()
+        spec = report.spec
+        print(
+            f"installed {report.name} ({spec.arch or 'CLIP'}, {spec.embed_dim}-d, "
+            f"{report.layout} layout) at {report.path}"
+        )
+        for what, digest in report.unpinned.items():
+            print(f"  sha256 {digest}  {what}  (NOT pinned: compare with the publisher's listing)")
+        for note in report.notes:
+            print(f"  note: {note}")
+        if args.use:
+            store.use(report.name)
+            print(f"{report.name} is now the library's model; run `photofind index` to re-index")
+        return 0
+    if action == "use":
+        store.use(args.name)
+        print(
+            f"{args.name} is now the library's model; run `photofind index` to re-index "
+            "(photos keep their old vectors until then, and searches need the old model)"
+        )
+        return 0
+    if action == "remove":
+        path = store.remove(args.name, force=args.force)
+        print(f"removed {args.name} ({path})")
+        return 0
+    raise PhotofindError(f"models: unknown action {action!r}")
+
+
+def _list(args: argparse.Namespace, ctx: Context) -> int:
+    if args.catalogue:
+        from photofind.models import catalogue
+
+        rows = [
+            {
+                "name": e.name,
+                "kind": e.kind,
+                "arch": e.arch,
+                "installs_as": e.package_name,
+                "pinned": e.pinned,
+                "source": e.source,
+                "description": e.description,
+                **({"convert": e.export_command()} if e.kind == "checkpoint" else {}),
+            }
+            for e in catalogue.entries()
+        ]
+        if args.json:
+            emit_json(rows)
+            return 0
+        for r in rows:
+            pinned = "sha256 pinned" if r["pinned"] else "sha256 NOT pinned"
+            print(f"{r['name']:<40} {r['kind']:<10} {r['arch']:<9} {pinned:<17} {r['description']}")
+            if "convert" in r:
+                print(f"{'':<40} convert with: {r['convert']}")
+        return 0
+    models = _store(ctx).list()
+    rows = [
+        {
+            "name": m.name,
+            "active": m.active,
+            "bundled": m.bundled,
+            "path": str(m.path),
+            "embed_dim": m.spec.embed_dim if m.spec else None,
+            "arch": m.spec.arch if m.spec else None,
+            "description": m.spec.description if m.spec else None,
+            "problem": m.problem,
+        }
+        for m in models
+    ]
+    if args.json:
+        emit_json(rows)
+        return 0
+    if not rows:
+        print("no models installed: `photofind models install ViT-B-32` or a package folder")
+    for r in rows:
+        mark = "*" if r["active"] else " "
+        where = "bundled" if r["bundled"] else "installed"
+        detail = r["problem"] or f"{r['arch'] or ''} {r['embed_dim']}-d  {r['description'] or ''}"
+        print(f"{mark} {r['name']:<32} {where:<9}  {detail}")
+    return 0

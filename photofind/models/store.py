@@ -1,0 +1,398 @@
+"""The model store: install, list, choose and remove model packages of a library.
+
+Installed packages live in ``<library>/models/NAME`` (:func:`photofind.paths.models_dir`),
+where :func:`photofind.clip.available_models` finds them next to the bundled ones. The
+library's chosen model is recorded in ``<library>/settings.json`` (``{"model": NAME}``).
+
+An install never leaves a half-written package where the runtime looks: everything is
+copied, unpacked, downloaded or adapted inside a hidden staging folder of ``models/``
+(``.install-*``, never listed: its top level has no ``model.json``), validated (manifest,
+every file's sha256, and a real load of the model that encodes one sentence and one image),
+and only then renamed to ``models/NAME`` in one step on the same file system.
+
+Downloads are kept in ``models/.downloads`` until the install succeeds, so that an
+interrupted or failed install resumes instead of fetching hundreds of megabytes again.
+
+``remove`` refuses the library's active model unless forced (then the choice is cleared),
+since removing it would leave the next search with no model and a confusing error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+
+from photofind.atomic import atomic_write_text, fsync_dir
+from photofind.clip.package import ModelSpec, read_manifest, verify_files
+from photofind.errors import ModelError, PhotofindError
+from photofind.models import adapters, archive, catalogue
+from photofind.models.download import ProgressCallback, check_url, download
+from photofind.paths import bundled_models_dir, models_dir
+
+SETTINGS_FILE = "settings.json"
+DOWNLOADS = ".downloads"
+STAGING_PREFIX = ".install-"
+TRASH_PREFIX = ".trash-"
+# A staging folder older than this belongs to a crashed install, not a running one.
+STALE_STAGING_S = 24 * 3600
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
+
+
+# -- settings ------------------------------------------------------------------------------
+
+
+def read_settings(library: Path) -> dict:
+    path = Path(library) / SETTINGS_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise PhotofindError(f"{path} cannot be read as JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise PhotofindError(f"{path} should hold a JSON object")
+    return data
+
+
+def write_settings(library: Path, data: dict) -> None:
+    library = Path(library)
+    library.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(library / SETTINGS_FILE, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def active_model(library: Path) -> str | None:
+    """The model chosen with ``photofind models use``, or None."""
+    value = read_settings(library).get("model")
+    return value if isinstance(value, str) and value else None
+
+
+# -- results -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InstalledModel:
+    name: str
+    path: Path
+    bundled: bool
+    active: bool
+    spec: ModelSpec | None
+    problem: str | None = None  # why model.json cannot be read, when it cannot
+
+
+@dataclass
+class InstallReport:
+    name: str
+    path: Path
+    spec: ModelSpec
+    layout: str  # "photofind" or "immich"
+    # Files fetched without a pinned hash: their sha256 as computed here, for the user to
+    # compare with the publisher's listing. Empty when everything was pinned or local.
+    unpinned: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise ModelError(
+            f"{name!r} is not a usable model name: letters, digits and . _ + - only, "
+            "starting with a letter or digit, at most 100 characters"
+        )
+    return name
+
+
+# -- the store -----------------------------------------------------------------------------
+
+
+class ModelStore:
+    """The model packages of one library folder."""
+
+    def __init__(self, library: Path, *, provider: str = "cpu"):
+        self.library = Path(library)
+        self.root = models_dir(self.library)
+        self.provider = provider
+
+    # listing and choosing -------------------------------------------------------------
+
+    def installed(self) -> dict[str, Path]:
+        return _packages(self.root)
+
+    def bundled(self) -> dict[str, Path]:
+        return _packages(bundled_models_dir())
+
+    def list(self) -> list[InstalledModel]:
+        active = active_model(self.library)
+        found = {name: (path, True) for name, path in self.bundled().items()}
+        found.update({name: (path, False) for name, path in self.installed().items()})
+        models = []
+        for name in sorted(found):
+            path, bundled = found[name]
+            try:
+                spec, problem = read_manifest(path), None
+            except ModelError as exc:
+                spec, problem = None, str(exc)
+            models.append(InstalledModel(name, path, bundled, name == active, spec, problem))
+        return models
+
+    def path_of(self, name: str) -> Path:
+        installed, bundled = self.installed(), self.bundled()
+        if name in installed:
+            return installed[name]
+        if name in bundled:
+            return bundled[name]
+        names = ", ".join(sorted({*installed, *bundled})) or "none"
+        raise ModelError(f"no model named {name!r} is installed (installed or bundled: {names})")
+
+    def use(self, name: str) -> ModelSpec:
+        """Make ``name`` the library's model, after checking its files."""
+        path = self.path_of(name)
+        spec = read_manifest(path)
+        verify_files(path, spec)
+        settings = read_settings(self.library)
+        settings["model"] = name
+        write_settings(self.library, settings)
+        return spec
+
+    def remove(self, name: str, *, force: bool = False) -> Path:
+        installed = self.installed()
+        if name not in installed:
+            if name in self.bundled():
+                raise ModelError(f"{name!r} is bundled with photofind and cannot be removed")
+            raise ModelError(f"no model named {name!r} is installed in {self.root}")
+        active = active_model(self.library) == name
+        if active and not force:
+            raise ModelError(
+                f"{name!r} is the library's active model; choose another with "
+                "`photofind models use NAME` first, or pass --force"
+            )
+        path = installed[name]
+        trash = self.root / f"{TRASH_PREFIX}{name}-{os.getpid()}-{time.monotonic_ns()}"
+        # One rename makes it vanish for readers; the slow delete comes after.
+        os.rename(path, trash)
+        fsync_dir(self.root)
+        shutil.rmtree(trash, ignore_errors=True)
+        if active:
+            settings = read_settings(self.library)
+            settings.pop("model", None)
+            write_settings(self.library, settings)
+        return path
+
+    # installing -----------------------------------------------------------------------
+
+    def install(
+        self,
+        source: str | os.PathLike | catalogue.CatalogueEntry,
+        *,
+        name: str | None = None,
+        sha256: str | None = None,
+        replace: bool = False,
+        progress: ProgressCallback | None = None,
+        timeout: float = 30.0,
+    ) -> InstallReport:
+        """Install a package folder, an archive, an https URL of an archive, or a catalogue
+        entry (by name, or a :class:`~photofind.models.catalogue.CatalogueEntry`).
+
+        ``sha256``: the expected hash of a downloaded archive (URL sources only).
+        """
+        text = source.name if isinstance(source, catalogue.CatalogueEntry) else os.fspath(source)
+        local = Path(text).expanduser()
+        if name is not None:
+            check_name(name)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._clean_leftovers()
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.root))
+        content = staging / "content"
+        downloaded: list[Path] = []
+        report_extra: dict = {"unpinned": {}, "notes": []}
+        entry = None
+        try:
+            if isinstance(source, catalogue.CatalogueEntry):
+                entry = source
+            elif not text.lower().startswith(("https://", "http://")) and not local.exists():
+                entry = catalogue.find(text)
+                if entry is None:
+                    raise ModelError(
+                        f"{text!r} is neither a folder, an archive file, an https URL nor a "
+                        "name in the catalogue (`photofind models list --catalogue`)"
+                    )
+            if entry is not None:
+                fetched = self._fetch_catalogue(entry, content, progress, timeout, report_extra)
+                downloaded.extend(fetched)
+            elif text.lower().startswith(("https://", "http://")):
+                downloaded.append(
+                    self._fetch_archive(text, content, sha256, progress, timeout, report_extra)
+                )
+            else:
+                if sha256:
+                    raise ModelError("--sha256 applies to downloads only")
+                self._copy_local(local, content)
+            root, layout = adapters.find_package_root(content)
+            if layout == "immich":
+                package = staging / "package"
+                adapters.adapt_immich(
+                    root,
+                    package,
+                    name=name or (entry.package_name if entry else root.name),
+                    description=entry.description if entry else "",
+                    source=entry.source if entry else text,
+                    license=entry.license if entry else "",
+                    move=True,
+                )
+            else:
+                package = root
+            spec = read_manifest(package)
+            verify_files(package, spec)
+            final_name = check_name(name or (entry.package_name if entry else spec.name))
+            self._probe(package, spec)
+            target = self._commit(package, final_name, replace)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        for path in downloaded:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        return InstallReport(
+            final_name, target, spec, layout, report_extra["unpinned"], report_extra["notes"]
+        )
+
+    def _clean_leftovers(self) -> None:
+        now = time.time()
+        for child in self.root.iterdir():
+            stale = child.name.startswith(STAGING_PREFIX) and now - child.stat().st_mtime > (
+                STALE_STAGING_S
+            )
+            if child.name.startswith(TRASH_PREFIX) or stale:
+                shutil.rmtree(child, ignore_errors=True)
+
+    def _copy_local(self, local: Path, content: Path) -> None:
+        if local.is_dir():
+            # Symlinks are followed: the user's own folder, copied as plain files.
+            shutil.copytree(local, content)
+        elif archive.is_archive(local):
+            archive.extract(local, content)
+        else:
+            raise ModelError(
+                f"{local} is neither a model package folder nor an archive "
+                f"({', '.join(archive.ARCHIVE_SUFFIXES)})"
+            )
+
+    def _download_dir(self, key: str) -> Path:
+        folder = self.root / DOWNLOADS / key
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def _fetch_archive(self, url, content, sha256, progress, timeout, report) -> Path:
+        check_url(url)
+        filename = unquote(Path(urlsplit(url).path).name)
+        if not archive.is_archive(filename):
+            raise ModelError(
+                f"{url}: the URL should name an archive ({', '.join(archive.ARCHIVE_SUFFIXES)})"
+            )
+        # Keyed by the URL so that a second run finds the .part of the first and resumes.
+        key = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+        folder = self._download_dir(key)
+        result = download(
+            url,
+            folder / filename,
+            sha256=sha256,
+            progress=progress,
+            timeout=timeout,
+            max_bytes=archive.DEFAULT_MAX_BYTES,
+        )
+        if not sha256:
+            report["unpinned"][url] = result.sha256
+        archive.extract(result.path, content)
+        return folder
+
+    def _fetch_catalogue(self, entry, content, progress, timeout, report) -> list[Path]:
+        if entry.kind == "checkpoint":
+            raise ModelError(
+                f"{entry.name} is an original checkpoint, which needs torch to convert: with "
+                f"the export extra installed, download {entry.checkpoint_url} (sha256 "
+                f"{entry.checkpoint_sha256 or 'not pinned'}), run `{entry.export_command()}` "
+                f"and then `photofind models install {entry.package_name}`"
+            )
+        folder = self._download_dir(check_name(entry.name))
+        for remote in entry.files:
+            local = folder / remote.path.replace("/", "__")
+            result = download(
+                entry.url_of(remote),
+                local,
+                sha256=remote.sha256,
+                progress=progress,
+                timeout=timeout,
+                max_bytes=remote.max_bytes,
+            )
+            if not remote.sha256:
+                report["unpinned"][remote.path] = result.sha256
+            target = content / remote.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # A hard link costs no space and keeps the download for a retry if adapting fails.
+            try:
+                os.link(result.path, target)
+            except OSError:
+                shutil.copyfile(result.path, target)
+        report["notes"].extend(entry.notes)
+        return [folder]
+
+    def _probe(self, package: Path, spec: ModelSpec) -> None:
+        """Load the package as the app will and encode one sentence and one blank image."""
+        from photofind.clip import load_model
+
+        try:
+            model = load_model(package, provider=self.provider)
+            text = model.encode_texts(["a photo of a cat"])
+            size = spec.image_size
+            image = model.encode_pixels(np.zeros((1, 3, size, size), dtype=np.float32))
+        except PhotofindError as exc:
+            extra = spec.extra or {}
+            hint = ""
+            if extra.get("adapted_from"):
+                hint = (
+                    f" (the package was adapted from {extra['adapted_from']}'s layout: text "
+                    f"input {extra.get('textual_input_type')}, image batch "
+                    f"{extra.get('visual_batch') or 'any'}; this photofind's runtime may not "
+                    "run such graphs yet)"
+                )
+            raise ModelError(f"the package does not load: {exc}{hint}") from exc
+        for what, vectors in (("text", text), ("image", image)):
+            if vectors.shape != (1, spec.embed_dim) or not np.all(np.isfinite(vectors)):
+                raise ModelError(
+                    f"the package's {what} encoder gives shape {vectors.shape} or non-finite "
+                    "values on a test input"
+                )
+
+    def _commit(self, package: Path, name: str, replace: bool) -> Path:
+        target = self.root / name
+        old = None
+        if target.exists():
+            if not replace:
+                raise ModelError(
+                    f"a model named {name!r} is already installed at {target}; "
+                    "pass --replace to overwrite it or --name to install under another name"
+                )
+            old = self.root / f"{TRASH_PREFIX}{name}-{os.getpid()}-{time.monotonic_ns()}"
+            os.rename(target, old)
+        os.rename(package, target)
+        fsync_dir(self.root)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return target
+
+
+def _packages(root: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    if root.is_dir():
+        for child in sorted(root.iterdir()):
+            if not child.name.startswith(".") and (child / "model.json").is_file():
+                found[child.name] = child
+    return found
