@@ -1,0 +1,26 @@
+"""``photofind gui``: the desktop app (also what ``photofind`` alone starts)."""
+
+from __future__ import annotations
+
+import argparse
+
+from photofind.cli import Context, arguments, command
+from photofind.errors import PhotofindError
+
+
+def _gui_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-index", action="store_true", help="do not start indexing at launch")
+
+
+@command("gui", "open the desktop app")
+@arguments(_gui_args)
+def _gui(args: argparse.Namespace, ctx: Context) -> int:
+    from photofind.gui.app import run
+
+    try:
+        model = ctx.load_model()
+    except PhotofindError:
+        if ctx.model:
+            raise  # a model was named and is broken: say so
+        model = None  # first run: the window offers to get one
+    return run(ctx.library, model, provider=ctx.provider, start_indexing=not args.no_index)

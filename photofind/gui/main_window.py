@@ -1,0 +1,500 @@
+"""The main window: search box, results grid, folders, indexing progress."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QMimeData, QSize, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import (
+    QAction,
+    QDesktopServices,
+    QDragEnterEvent,
+    QDropEvent,
+    QGuiApplication,
+    QImage,
+    QKeySequence,
+    QShortcut,
+)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QStackedWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from photofind.gui.indexing import IndexingJob
+from photofind.gui.results_model import PathRole, ResultsModel, Row
+from photofind.gui.tasks import TaskRunner
+from photofind.gui.thumbnails import ThumbnailLoader
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+DEFAULT_RESULTS = 200
+TYPE_DEBOUNCE_MS = 300
+
+
+def _fmt_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "…"
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    if seconds >= 60:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds} s"
+
+
+class ResultsView(QListView):
+    """The thumbnail grid; Ctrl+wheel zooms."""
+
+    zoomBy = Signal(int)  # noqa: N815 - Qt naming
+
+    def wheelEvent(self, event) -> None:  # noqa: N802
+        if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            self.zoomBy.emit(1 if event.angleDelta().y() > 0 else -1)
+            event.accept()
+            return
+        super().wheelEvent(event)
+
+
+class SearchBox(QLineEdit):
+    """The query field; Esc clears it (and the results) wherever the focus came from."""
+
+    escapePressed = Signal()  # noqa: N815 - Qt naming
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802
+        if event.key() == Qt.Key.Key_Escape:
+            self.escapePressed.emit()
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+
+class MainWindow(QMainWindow):
+    searchFinished = Signal(int)  # noqa: N815 - number of results shown
+
+    def __init__(self, library, model, engine, *, thumbnail_dir: Path | None = None):
+        super().__init__()
+        self.library = library
+        self.model = model
+        self.engine = engine
+        self.setWindowTitle("photofind")
+        self.setObjectName("mainWindow")
+        self.setAcceptDrops(True)
+        self.resize(1280, 800)
+
+        self.tasks = TaskRunner(self)
+        self.thumbnails = ThumbnailLoader(thumbnail_dir)
+        self.results = ResultsModel(self.thumbnails, self)
+        self.indexing = IndexingJob(library, model, self) if model is not None else None
+        self._query_serial = 0
+        self._last_query = ""
+
+        self._build_search_bar()
+        self._build_central()
+        self._build_status_bar()
+        self._build_actions()
+        self._refresh_empty_state()
+        self._set_zoom(160)
+
+        if self.indexing is not None:
+            self.indexing.progress.connect(self._on_index_progress)
+            self.indexing.finished.connect(self._on_index_finished)
+            self.indexing.runningChanged.connect(self._on_indexing_running)
+
+    # -- construction ---------------------------------------------------------------------
+
+    def _build_search_bar(self) -> None:
+        bar = QWidget(self)
+        layout = QHBoxLayout(bar)
+        layout.setContentsMargins(8, 8, 8, 4)
+        self.search_box = SearchBox(bar)
+        self.search_box.setObjectName("searchBox")
+        self.search_box.setAccessibleName("Search photos")
+        self.search_box.setPlaceholderText(
+            "Describe a photo — “a red circle”, “beach + sunset − people” — or drop one here"
+        )
+        self.search_box.setClearButtonEnabled(True)
+        self.search_box.returnPressed.connect(self.run_search)
+        self.search_box.textEdited.connect(self._on_text_edited)
+        self.search_box.escapePressed.connect(self.clear_search)
+        layout.addWidget(self.search_box, 1)
+
+        self.add_folder_button = QToolButton(bar)
+        self.add_folder_button.setText("Add folder…")
+        self.add_folder_button.setAccessibleName("Add a photo folder")
+        self.add_folder_button.clicked.connect(self.choose_folder)
+        layout.addWidget(self.add_folder_button)
+
+        self.zoom = QSlider(Qt.Orientation.Horizontal, bar)
+        self.zoom.setObjectName("zoomSlider")
+        self.zoom.setAccessibleName("Thumbnail size")
+        self.zoom.setRange(64, 320)
+        self.zoom.setFixedWidth(140)
+        self.zoom.valueChanged.connect(self._set_zoom)
+        layout.addWidget(self.zoom)
+
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(TYPE_DEBOUNCE_MS)
+        self._debounce.timeout.connect(self.run_search)
+        self._bar = bar
+
+    def _build_central(self) -> None:
+        central = QWidget(self)
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self._bar)
+
+        self.stack = QStackedWidget(central)
+        self.view = ResultsView(self.stack)
+        self.view.setObjectName("resultsView")
+        self.view.setAccessibleName("Search results")
+        self.view.setModel(self.results)
+        self.view.setViewMode(QListView.ViewMode.IconMode)
+        self.view.setResizeMode(QListView.ResizeMode.Adjust)
+        self.view.setMovement(QListView.Movement.Static)
+        self.view.setUniformItemSizes(True)
+        self.view.setLayoutMode(QListView.LayoutMode.Batched)
+        self.view.setBatchSize(500)
+        self.view.setSpacing(6)
+        self.view.setWordWrap(False)
+        self.view.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.view.customContextMenuRequested.connect(self._context_menu)
+        self.view.activated.connect(lambda idx: self.open_photo(idx.data(PathRole)))
+        self.view.zoomBy.connect(lambda step: self._set_zoom(self.zoom.value() + 24 * step))
+        self.stack.addWidget(self.view)
+
+        self.empty = QWidget(self.stack)
+        empty_layout = QVBoxLayout(self.empty)
+        empty_layout.addStretch(1)
+        self.empty_label = QLabel(self.empty)
+        self.empty_label.setObjectName("emptyState")
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setWordWrap(True)
+        empty_layout.addWidget(self.empty_label)
+        self.empty_button = QPushButton("Add folder…", self.empty)
+        self.empty_button.setAccessibleName("Add a photo folder")
+        self.empty_button.clicked.connect(self.choose_folder)
+        empty_layout.addWidget(self.empty_button, 0, Qt.AlignmentFlag.AlignHCenter)
+        empty_layout.addStretch(2)
+        self.stack.addWidget(self.empty)
+        layout.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+
+    def _build_status_bar(self) -> None:
+        status = self.statusBar()
+        self.index_label = QLabel("", status)
+        self.index_label.setObjectName("indexLabel")
+        self.progress = QProgressBar(status)
+        self.progress.setObjectName("indexProgress")
+        self.progress.setAccessibleName("Indexing progress")
+        self.progress.setMaximumWidth(220)
+        self.progress.setVisible(False)
+        self.pause_button = QToolButton(status)
+        self.pause_button.setObjectName("pauseButton")
+        self.pause_button.setText("Pause")
+        self.pause_button.setAccessibleName("Pause indexing")
+        self.pause_button.setVisible(False)
+        self.pause_button.clicked.connect(self.toggle_pause)
+        self.model_label = QLabel(self._model_text(), status)
+        self.model_label.setObjectName("modelLabel")
+        status.addWidget(self.index_label, 1)
+        status.addPermanentWidget(self.progress)
+        status.addPermanentWidget(self.pause_button)
+        status.addPermanentWidget(self.model_label)
+
+    def _build_actions(self) -> None:
+        self.find_similar_action = QAction("Find similar", self)
+        self.find_similar_action.triggered.connect(self._find_similar_selected)
+        self.open_action = QAction("Open", self)
+        self.open_action.triggered.connect(lambda: self._for_current(self.open_photo))
+        self.show_action = QAction("Show in folder", self)
+        self.show_action.triggered.connect(lambda: self._for_current(self.show_in_folder))
+        self.copy_path_action = QAction("Copy path", self)
+        self.copy_path_action.triggered.connect(lambda: self._for_current(self.copy_path))
+        self.copy_image_action = QAction("Copy image", self)
+        self.copy_image_action.triggered.connect(lambda: self._for_current(self.copy_image))
+        QShortcut(
+            QKeySequence.StandardKey.ZoomIn, self, lambda: self._set_zoom(self.zoom.value() + 24)
+        )
+        QShortcut(QKeySequence("Ctrl+="), self, lambda: self._set_zoom(self.zoom.value() + 24))
+        QShortcut(
+            QKeySequence.StandardKey.ZoomOut, self, lambda: self._set_zoom(self.zoom.value() - 24)
+        )
+        QShortcut(QKeySequence.StandardKey.Paste, self, self.paste_image)
+
+    def _model_text(self) -> str:
+        if self.model is None:
+            return "no model"
+        info = self.model.info
+        return f"{info.name} · {info.provider.upper()}"
+
+    # -- search ---------------------------------------------------------------------------
+
+    def _on_text_edited(self, _text: str) -> None:
+        self._debounce.start()
+
+    def clear_search(self) -> None:
+        self._debounce.stop()
+        self.search_box.clear()
+        self._last_query = ""
+        self.results.set_rows([])
+        self._refresh_empty_state()
+
+    def run_search(self) -> None:
+        self._debounce.stop()
+        text = self.search_box.text().strip()
+        if not text:
+            self.clear_search()
+            return
+        if self.engine is None:
+            return
+        self._last_query = text
+        self._submit(lambda: self.engine.search(text, k=DEFAULT_RESULTS), f"“{text}”")
+
+    def find_similar(self, photo_id: int | None, path: str) -> None:
+        if self.engine is None:
+            return
+        self.search_box.setText("")
+        self._submit(
+            lambda: self.engine.similar(
+                photo_id if photo_id is not None else path, k=DEFAULT_RESULTS
+            ),
+            f"photos like {os.path.basename(path)}",
+        )
+
+    def search_by_image(self, path: str) -> None:
+        if self.engine is None:
+            return
+        self._submit(
+            lambda: self.engine.similar(path, k=DEFAULT_RESULTS),
+            f"photos like {os.path.basename(path)}",
+        )
+
+    def _submit(self, fn, what: str) -> None:
+        """Run a search off the GUI thread; only the newest one's results are shown."""
+        self._query_serial += 1
+        serial = self._query_serial
+
+        def done(results, error):
+            if serial != self._query_serial:
+                return  # a newer query was typed meanwhile
+            if error is not None:
+                self.statusBar().showMessage(f"Search failed: {error}", 8000)
+                log.error("search failed", exc_info=error)
+                self.searchFinished.emit(0)
+                return
+            rows = [Row(r.path, float(r.score), getattr(r, "photo_id", None)) for r in results]
+            self.results.set_rows(rows)
+            self._refresh_empty_state()
+            self.statusBar().showMessage(f"{len(rows)} photos for {what}", 5000)
+            self.searchFinished.emit(len(rows))
+
+        self.tasks.run(fn, done)
+
+    # -- photo actions --------------------------------------------------------------------
+
+    def _current(self):
+        index = self.view.currentIndex()
+        return self.results.row_at(index) if index.isValid() else None
+
+    def _for_current(self, fn) -> None:
+        row = self._current()
+        if row is not None:
+            fn(row.path)
+
+    def _find_similar_selected(self) -> None:
+        row = self._current()
+        if row is not None:
+            self.find_similar(row.photo_id, row.path)
+
+    def _context_menu(self, pos) -> None:
+        index = self.view.indexAt(pos)
+        if not index.isValid():
+            return
+        self.view.setCurrentIndex(index)
+        menu = QMenu(self.view)
+        for action in (
+            self.find_similar_action,
+            self.open_action,
+            self.show_action,
+            self.copy_path_action,
+            self.copy_image_action,
+        ):
+            menu.addAction(action)
+        menu.exec(self.view.viewport().mapToGlobal(pos))
+
+    def open_photo(self, path: str) -> None:
+        QDesktopServices.openUrl(QUrl.fromLocalFile(path))
+
+    def show_in_folder(self, path: str) -> None:
+        if sys.platform == "darwin":
+            subprocess.Popen(["open", "-R", path])
+        elif sys.platform == "win32":
+            subprocess.Popen(["explorer", "/select,", os.path.normpath(path)])
+        else:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(os.path.dirname(path)))
+
+    def copy_path(self, path: str) -> None:
+        QGuiApplication.clipboard().setText(path)
+
+    def copy_image(self, path: str) -> None:
+        image = QImage(path)
+        if image.isNull():
+            self.statusBar().showMessage(f"Cannot copy {path}: not readable", 5000)
+            return
+        QGuiApplication.clipboard().setImage(image)
+
+    # -- drop and paste -------------------------------------------------------------------
+
+    @staticmethod
+    def _image_path(mime: QMimeData) -> str | None:
+        for url in mime.urls():
+            if url.isLocalFile() and Path(url.toLocalFile()).suffix.lower() in IMAGE_SUFFIXES:
+                return url.toLocalFile()
+        return None
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+        if self._image_path(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        path = self._image_path(event.mimeData())
+        if path:
+            event.acceptProposedAction()
+            self.search_by_image(path)
+
+    def paste_image(self) -> None:
+        mime = QGuiApplication.clipboard().mimeData()
+        path = self._image_path(mime)
+        if path:
+            self.search_by_image(path)
+
+    # -- folders and indexing -------------------------------------------------------------
+
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a photo folder", str(Path.home()))
+        if folder:
+            self.add_folder(folder)
+
+    def add_folder(self, folder: str) -> None:
+        try:
+            self.library.add_folder(folder)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            QMessageBox.warning(self, "Cannot add folder", str(exc))
+            return
+        self._refresh_empty_state()
+        self.start_indexing()
+
+    def start_indexing(self) -> None:
+        if self.indexing is not None and not self.library.readonly:
+            self.indexing.start()
+
+    def toggle_pause(self) -> None:
+        if self.indexing is None:
+            return
+        if self.indexing.paused:
+            self.indexing.resume()
+            self.pause_button.setText("Pause")
+        else:
+            self.indexing.pause()
+            self.pause_button.setText("Resume")
+            self.index_label.setText("Indexing paused")
+
+    def _on_indexing_running(self, running: bool) -> None:
+        self.progress.setVisible(running)
+        self.pause_button.setVisible(running)
+        if running:
+            self.progress.setRange(0, 0)
+            self.index_label.setText("Looking for new photos…")
+
+    def _on_index_progress(self, p) -> None:
+        self.progress.setRange(0, max(1, p.total))
+        self.progress.setValue(p.done)
+        if not p.paused:
+            self.index_label.setText(
+                f"Indexing {p.done:,} / {p.total:,} · {p.images_per_s:.1f} photos/s · "
+                f"{_fmt_eta(p.eta_s)} left" + (f" · {p.failed} failed" if p.failed else "")
+            )
+
+    def _on_index_finished(self, stats, error) -> None:
+        if error is not None:
+            self.index_label.setText("Indexing stopped")
+            QMessageBox.critical(self, "Indexing failed", str(error))
+            return
+        counts = self.library.status()
+        self.index_label.setText(
+            f"{counts['indexed']:,} photos indexed"
+            + (f" · {counts['failed']} could not be read" if counts["failed"] else "")
+        )
+        self._refresh_empty_state()
+        if self._last_query:
+            self.run_search()  # new photos may now match
+
+    def _refresh_empty_state(self) -> None:
+        if self.results.rowCount() > 0:
+            self.stack.setCurrentWidget(self.view)
+            return
+        if not self.library.folders():
+            self.empty_label.setText(
+                "<h2>No photo folders yet</h2>"
+                "<p>Add a folder of photos. photofind looks at each photo once, on this "
+                "computer, and then finds them by what they show.</p>"
+            )
+            self.empty_button.setVisible(True)
+        elif self._last_query:
+            self.empty_label.setText("<h2>Nothing found</h2><p>Try other words.</p>")
+            self.empty_button.setVisible(False)
+        else:
+            n = self.library.status()["indexed"]
+            self.empty_label.setText(
+                f"<h2>Search {n:,} photos</h2><p>Describe what you are looking for, "
+                "for example “a red circle on a blue background”, or drop a photo here "
+                "to find the ones like it.</p>"
+            )
+            self.empty_button.setVisible(False)
+        self.stack.setCurrentWidget(self.empty)
+
+    # -- zoom and shutdown ----------------------------------------------------------------
+
+    def _set_zoom(self, size: int) -> None:
+        size = max(self.zoom.minimum(), min(self.zoom.maximum(), size))
+        if self.zoom.value() != size:
+            self.zoom.setValue(size)  # re-enters through valueChanged
+            return
+        self.view.setIconSize(QSize(size, size))
+        self.view.setGridSize(QSize(size + 16, size + 36))
+        self.results.set_icon_size(size)
+
+    def shutdown(self) -> None:
+        """Stop background work; safe to call twice."""
+        self._debounce.stop()
+        if self.indexing is not None:
+            self.indexing.stop()
+        self.thumbnails.clear_queue()
+        self.tasks.wait()
+        self.thumbnails.wait()
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.shutdown()
+        super().closeEvent(event)

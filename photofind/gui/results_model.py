@@ -1,0 +1,129 @@
+"""The results grid's model: one row per search result, in rank order."""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QSize, Qt
+from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPixmap
+
+from photofind.gui.thumbnails import ThumbnailLoader
+
+PathRole = Qt.ItemDataRole.UserRole + 1
+ScoreRole = Qt.ItemDataRole.UserRole + 2
+PhotoIdRole = Qt.ItemDataRole.UserRole + 3
+
+# Scaled icons kept for repainting; a screenful at the smallest zoom is a few hundred.
+MAX_SCALED_ICONS = 1500
+
+
+@dataclass(frozen=True)
+class Row:
+    path: str
+    score: float
+    photo_id: int | None = None
+
+
+def _placeholder(size: int, colour: QColor) -> QPixmap:
+    pix = QPixmap(size, size)
+    pix.fill(QColor(0, 0, 0, 0))
+    painter = QPainter(pix)
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(colour)
+    painter.drawRoundedRect(4, 4, size - 8, size - 8, 8, 8)
+    painter.end()
+    return pix
+
+
+class ResultsModel(QAbstractListModel):
+    def __init__(self, thumbnails: ThumbnailLoader, parent=None):
+        super().__init__(parent)
+        self._rows: list[Row] = []
+        self._row_of: dict[str, int] = {}
+        self._thumbs = thumbnails
+        self._icon_size = 160
+        self._scaled: OrderedDict[str, QIcon] = OrderedDict()
+        self._placeholder = _placeholder(self._icon_size, QColor(128, 128, 128, 60))
+        self._broken = _placeholder(self._icon_size, QColor(200, 60, 60, 80))
+        thumbnails.ready.connect(self._thumbnail_ready)
+
+    # -- content --------------------------------------------------------------------------
+
+    def set_rows(self, rows: list[Row]) -> None:
+        self.beginResetModel()
+        self._rows = list(rows)
+        self._row_of = {r.path: i for i, r in enumerate(self._rows)}
+        self._scaled.clear()
+        self._thumbs.clear_queue()
+        self.endResetModel()
+
+    def rows(self) -> list[Row]:
+        return list(self._rows)
+
+    def row_at(self, index: QModelIndex) -> Row | None:
+        return self._rows[index.row()] if index.isValid() else None
+
+    def set_icon_size(self, size: int) -> None:
+        if size == self._icon_size:
+            return
+        self._icon_size = size
+        self._scaled.clear()
+        self._placeholder = _placeholder(size, QColor(128, 128, 128, 60))
+        self._broken = _placeholder(size, QColor(200, 60, 60, 80))
+        if self._rows:
+            self.dataChanged.emit(self.index(0), self.index(len(self._rows) - 1))
+
+    # -- QAbstractListModel ---------------------------------------------------------------
+
+    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
+        return 0 if parent.isValid() else len(self._rows)
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or index.row() >= len(self._rows):
+            return None
+        row = self._rows[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return os.path.basename(row.path)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return row.path
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self._icon(row.path)
+        if role == PathRole:
+            return row.path
+        if role == ScoreRole:
+            return row.score
+        if role == PhotoIdRole:
+            return row.photo_id
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            return f"{os.path.basename(row.path)}, score {row.score:.3f}"
+        if role == Qt.ItemDataRole.SizeHintRole:
+            return QSize(self._icon_size + 16, self._icon_size + 36)
+        return None
+
+    def _icon(self, path: str):
+        icon = self._scaled.get(path)
+        if icon is not None:
+            self._scaled.move_to_end(path)
+            return icon
+        image: QImage | None = self._thumbs.get(path)
+        if image is None:
+            return self._broken if self._thumbs.error(path) else self._placeholder
+        pix = QPixmap.fromImage(image).scaled(
+            self._icon_size,
+            self._icon_size,
+            Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation,
+        )
+        icon = QIcon(pix)
+        self._scaled[path] = icon
+        if len(self._scaled) > MAX_SCALED_ICONS:
+            self._scaled.popitem(last=False)
+        return icon
+
+    def _thumbnail_ready(self, path: str) -> None:
+        row = self._row_of.get(path)
+        if row is not None:
+            idx = self.index(row)
+            self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])

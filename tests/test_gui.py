@@ -1,0 +1,149 @@
+"""The desktop app, driven with pytest-qt on real widgets, a real library and a real model."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+pytest.importorskip("PySide6.QtWidgets")
+
+from images import write_photo_jpeg  # noqa: E402
+from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl  # noqa: E402
+from PySide6.QtGui import QDropEvent  # noqa: E402
+from PySide6.QtWidgets import QAbstractItemView, QLineEdit, QProgressBar  # noqa: E402
+
+from photofind.clip import load_model  # noqa: E402
+from photofind.gui import create_window  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model(random_package):
+    return load_model(random_package, provider="cpu")
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, model):
+    threads_before = threading.active_count()
+    win = create_window(tmp_path / "lib", model)
+    qtbot.addWidget(win)
+    yield win
+    win.shutdown()
+    win.close()
+    # No leaked worker threads: every pool and the indexing thread are done.
+    qtbot.waitUntil(lambda: threading.active_count() <= threads_before + 1, timeout=10_000)
+
+
+def photos(folder, n):
+    folder.mkdir(parents=True, exist_ok=True)
+    return [
+        write_photo_jpeg(folder / f"photo_{i:02d}.jpg", width=200, height=150, seed=i)
+        for i in range(n)
+    ]
+
+
+def index_folder(qtbot, window, folder):
+    with qtbot.waitSignal(window.indexing.finished, timeout=60_000):
+        window.add_folder(str(folder))
+
+
+def test_named_widgets_for_automation(window):
+    box = window.findChild(QLineEdit, "searchBox")
+    view = window.findChild(QAbstractItemView, "resultsView")
+    bar = window.findChild(QProgressBar, "indexProgress")
+    assert box is window.search_box and view is window.view and bar is window.progress
+    assert box.accessibleName() and view.accessibleName() and bar.accessibleName()
+
+
+def test_empty_library_says_what_to_do(window):
+    assert window.stack.currentWidget() is window.empty
+    assert "No photo folders" in window.empty_label.text()
+    assert window.empty_button.isVisibleTo(window)
+
+
+def test_adding_a_folder_indexes_it_and_search_fills_the_grid(qtbot, window, tmp_path):
+    paths = photos(tmp_path / "photos", 12)
+    running, progress_shown = [], []
+    window.indexing.runningChanged.connect(running.append)
+    window.indexing.progress.connect(lambda _: progress_shown.append(window.progress.isVisible()))
+    window.show()
+    with qtbot.waitSignal(window.indexing.finished, timeout=60_000):
+        window.add_folder(str(tmp_path / "photos"))
+    assert running == [True, False]
+    assert progress_shown and all(progress_shown)
+    assert "12 photos indexed" in window.index_label.text()
+    assert not window.progress.isVisibleTo(window)
+
+    window.search_box.setText("a photo")
+    with qtbot.waitSignal(window.searchFinished, timeout=10_000) as blocker:
+        qtbot.keyClick(window.search_box, Qt.Key.Key_Return)
+    assert blocker.args == [12]
+    model = window.view.model()
+    shown = [model.index(r).data(Qt.ItemDataRole.ToolTipRole) for r in range(model.rowCount())]
+    assert sorted(shown) == sorted(map(str, paths))
+    assert window.stack.currentWidget() is window.view
+
+
+def test_typing_searches_after_a_pause(qtbot, window, tmp_path):
+    index_folder(qtbot, window, _folder_with(tmp_path, 5))
+    with qtbot.waitSignal(window.searchFinished, timeout=10_000):
+        qtbot.keyClicks(window.search_box, "red")
+    assert window.view.model().rowCount() == 5
+    qtbot.keyClick(window.search_box, Qt.Key.Key_Escape)
+    assert window.search_box.text() == "" and window.view.model().rowCount() == 0
+
+
+def _folder_with(tmp_path, n):
+    photos(tmp_path / "photos", n)
+    return tmp_path / "photos"
+
+
+def test_find_similar_puts_that_photo_first(qtbot, window, tmp_path):
+    index_folder(qtbot, window, _folder_with(tmp_path, 10))
+    window.search_box.setText("anything")
+    with qtbot.waitSignal(window.searchFinished, timeout=10_000):
+        window.run_search()
+    target = window.view.model().index(6)
+    window.view.setCurrentIndex(target)
+    chosen = target.data(Qt.ItemDataRole.ToolTipRole)
+    assert window.find_similar_action.text() == "Find similar"
+    with qtbot.waitSignal(window.searchFinished, timeout=10_000):
+        window.find_similar_action.trigger()
+    first = window.view.model().index(0).data(Qt.ItemDataRole.ToolTipRole)
+    assert first == chosen
+
+
+def test_dropping_an_image_searches_by_it(qtbot, window, tmp_path):
+    index_folder(qtbot, window, _folder_with(tmp_path, 8))
+    dropped = tmp_path / "photos" / "photo_03.jpg"
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(dropped))])
+    event = QDropEvent(
+        QPoint(10, 10).toPointF(),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    with qtbot.waitSignal(window.searchFinished, timeout=10_000):
+        window.dropEvent(event)
+    assert window.view.model().index(0).data(Qt.ItemDataRole.ToolTipRole) == str(dropped)
+
+
+def test_thumbnails_arrive_off_the_gui_thread(qtbot, window, tmp_path):
+    big = write_photo_jpeg(tmp_path / "big.jpg", width=900, height=600, seed=1)
+    assert window.thumbnails.get(str(big)) is None  # a placeholder now, the real one later
+    qtbot.waitUntil(lambda: window.thumbnails.get(str(big)) is not None, timeout=10_000)
+    image = window.thumbnails.get(str(big))
+    assert (image.width(), image.height()) == (320, 213)
+    # And it went to the disk cache: a new loader finds it without decoding.
+    cached = list((tmp_path / "lib" / "thumbnails").rglob("*.jpg"))
+    assert len(cached) >= 1
+
+
+def test_zoom_changes_the_grid(qtbot, window):
+    before = window.view.iconSize().width()
+    window.view.zoomBy.emit(1)
+    assert window.view.iconSize().width() > before
+    window._set_zoom(10_000)
+    assert window.view.iconSize().width() == window.zoom.maximum()
