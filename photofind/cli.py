@@ -166,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Subcommand modules register themselves into COMMANDS when imported.
     import photofind.cli_library  # noqa: F401
     import photofind.cli_models  # noqa: F401
+    import photofind.cli_search  # noqa: F401
 
     parser = argparse.ArgumentParser(
         prog="photofind",
@@ -186,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more logging and full tracebacks"
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="build a library of generated photos (offline, tiny model) and search it",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, cmd in COMMANDS.items():
@@ -214,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
         verbose=args.verbose,
     )
     try:
+        if args.demo:
+            from photofind.cli_search import run_demo
+
+            return run_demo(ctx)
         return COMMANDS[args.command].run(args, ctx) or 0
     except BrokenPipeError:
         # The reader of our output went away (`photofind list | head`): not an error.

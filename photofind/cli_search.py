@@ -1,0 +1,288 @@
+"""Search subcommands: search, similar, doctor; and the ``--demo`` flow.
+
+``search`` and ``similar`` open the library read-only, so they work while another process
+indexes it. Without ``--model`` they use the model whose vectors the library holds (so a
+search keeps working while a newly chosen model re-indexes in the background).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+from photofind import __version__
+from photofind.cli import Context, arguments, command, emit_json
+from photofind.cli_library import _open, _shown
+from photofind.errors import PhotofindError
+
+DEFAULT_RESULTS = 20
+
+
+# -- choosing the model -------------------------------------------------------------------
+
+
+def _search_model(ctx: Context, library):
+    """``--model`` when given; else the model that made the library's vectors."""
+    from photofind.clip import available_models, load_model
+
+    if ctx.model:
+        return ctx.load_model()
+    held = library.catalog.model_id
+    if held is None:
+        return ctx.load_model()  # nothing indexed yet: whatever the user chose, or the error
+    name = held.split("@", 1)[0]
+    folder = available_models(ctx.library).get(name)
+    if folder is None:
+        raise PhotofindError(
+            f"the library {ctx.library} was indexed with model {name!r}, which is not "
+            "installed: install it, or pass --model to re-index with another"
+        )
+    return load_model(folder, provider=ctx.provider, library=ctx.library)
+
+
+# -- search, similar ----------------------------------------------------------------------
+
+
+def _filter_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-n", type=int, default=DEFAULT_RESULTS, metavar="K", help="results (20)")
+    p.add_argument("--offset", type=int, default=0, help="skip the first N results (paging)")
+    p.add_argument("--json", action="store_true", help='a JSON list of {"path", "score"}')
+    p.add_argument(
+        "--folder",
+        action="append",
+        default=[],
+        metavar="F",
+        help="only photos inside folder F (repeatable)",
+    )
+    p.add_argument("--after", metavar="DATE", help="taken on or after DATE (YYYY[-MM[-DD]])")
+    p.add_argument("--before", metavar="DATE", help="taken on or before DATE (YYYY[-MM[-DD]])")
+    p.add_argument("--type", metavar="EXTS", help="file types, comma-separated: jpg,png")
+
+
+def _search_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "query",
+        help='what the photos show; "beach + sunset - people", "2*cat", '
+        '"img:PATH + in winter" combine terms (see the README)',
+    )
+    _filter_args(p)
+    p.add_argument("--all", action="store_true", help="no relevance cut-off: K results always")
+
+
+def _similar_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", type=Path, help="a photo of the library, or any picture file")
+    _filter_args(p)
+
+
+def _filter(args):
+    from photofind.search import SearchFilter
+
+    return SearchFilter(
+        folders=tuple(os.fspath(f) for f in args.folder),
+        after=args.after,
+        before=args.before,
+        types=tuple(args.type.split(",")) if args.type else (),
+    )
+
+
+def _print(results, args) -> None:
+    if args.json:
+        emit_json([{"path": _shown(r.path), "score": round(r.score, 6)} for r in results])
+    else:
+        for r in results:
+            print(f"{r.score:.4f}  {_shown(r.path)}")
+    if results.cut and not args.json:
+        print(
+            f"({results.cut} more below the relevance cut-off {results.threshold:.3f}; "
+            "--all shows them)",
+            file=sys.stderr,
+        )
+
+
+def _engine_run(ctx: Context, args, run) -> int:
+    from photofind.search import SearchEngine
+
+    if args.n < 0 or args.offset < 0:
+        raise PhotofindError("-n and --offset must not be negative")
+    search_filter = _filter(args)
+    with _open(ctx, readonly=True) as library:
+        engine = SearchEngine(library, _search_model(ctx, library))
+        results = run(engine, search_filter)
+    _print(results, args)
+    return 0
+
+
+@command("search", "photos that show what the text says, best first")
+@arguments(_search_args)
+def _search(args: argparse.Namespace, ctx: Context) -> int:
+    return _engine_run(
+        ctx,
+        args,
+        lambda engine, f: engine.search(
+            args.query, k=args.n, offset=args.offset, filter=f, cutoff=not args.all
+        ),
+    )
+
+
+@command("similar", "photos that look like a photo, best first (the photo itself first)")
+@arguments(_similar_args)
+def _similar(args: argparse.Namespace, ctx: Context) -> int:
+    return _engine_run(
+        ctx,
+        args,
+        lambda engine, f: engine.similar(args.path, k=args.n, offset=args.offset, filter=f),
+    )
+
+
+# -- doctor -------------------------------------------------------------------------------
+
+
+def _version(dist: str, *alternatives: str) -> str:
+    for name in (dist, *alternatives):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "not installed"
+
+
+def _read_int(path: str) -> int | str:
+    try:
+        return int(Path(path).read_text().strip())
+    except (OSError, ValueError):
+        return "n/a"
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def doctor_report(ctx: Context) -> dict:
+    """Everything a bug report needs; never raises for a missing part, it reports it."""
+    import onnxruntime
+
+    from photofind.clip import available_models
+    from photofind.library.catalog import CATALOG_NAME
+    from photofind.library.vector_index import INDEX_NAME
+    from photofind.paths import bundled_models_dir, log_dir, models_dir
+
+    report: dict = {
+        "versions": {
+            "photofind": __version__,
+            "python": platform.python_version(),
+            "onnxruntime": onnxruntime.__version__,
+            "numpy": _version("numpy"),
+            "Pillow": _version("Pillow"),
+            "hnswlib": _version("hnswlib", "chroma-hnswlib"),
+            "PySide6": _version("PySide6-Essentials", "PySide6"),
+            "platform": platform.platform(),
+        },
+        "providers": {"available": onnxruntime.get_available_providers()},
+        "paths": {
+            "library": str(ctx.library),
+            "models": str(models_dir(ctx.library)),
+            "bundled_models": str(bundled_models_dir()),
+            "logs": str(log_dir()),
+        },
+        "models": {name: str(path) for name, path in available_models(ctx.library).items()},
+    }
+    library_info: dict = {"exists": (ctx.library / CATALOG_NAME).exists()}
+    library = None
+    if library_info["exists"]:
+        try:
+            library = _open(ctx, readonly=True)
+            library_info.update(library.status())
+        except PhotofindError as exc:
+            library_info["error"] = str(exc)
+    library_info["catalog_bytes"] = _size(ctx.library / CATALOG_NAME)
+    library_info["index_bytes"] = _size(ctx.library / INDEX_NAME)
+    report["library"] = library_info
+    try:
+        model = _search_model(ctx, library) if library is not None else ctx.load_model()
+        report["model"] = {
+            "name": model.info.name,
+            "path": str(model.info.path),
+            "dim": model.info.dim,
+            "image_size": model.info.image_size,
+        }
+        report["providers"]["in_use"] = model.info.provider
+        report["providers"]["reason"] = model.info.provider_reason
+    except PhotofindError as exc:
+        report["model"] = {"error": str(exc)}
+        report["providers"]["in_use"] = None
+        report["providers"]["reason"] = "no model loaded"
+    finally:
+        if library is not None:
+            library.close()
+    report["watch_limits"] = {
+        "max_user_watches": _read_int("/proc/sys/fs/inotify/max_user_watches"),
+        "max_user_instances": _read_int("/proc/sys/fs/inotify/max_user_instances"),
+    }
+    return report
+
+
+def _doctor_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true")
+
+
+@command("doctor", "versions, providers, model, paths, library size and watch limits")
+@arguments(_doctor_args)
+def _doctor(args: argparse.Namespace, ctx: Context) -> int:
+    report = doctor_report(ctx)
+    if args.json:
+        emit_json(report)
+        return 0
+    for section, values in report.items():
+        print(f"{section}:")
+        if isinstance(values, dict):
+            for key, value in values.items():
+                if isinstance(value, (list, dict)):
+                    value = json.dumps(value, ensure_ascii=False)
+                print(f"  {key:>18}: {value}")
+        else:
+            print(f"  {values}")
+    return 0
+
+
+# -- the demo -----------------------------------------------------------------------------
+
+DEMO_DIR = "demo"
+
+
+def run_demo(ctx: Context, *, open_gui=None) -> int:
+    """``photofind --demo``: build the demo library in ``<library>/demo`` with the tiny model,
+    print a few searches on it, then hand it to ``open_gui(library_dir, model)`` if given."""
+    from photofind.clip import load_model
+    from photofind.demo import DEMO_MODEL, EXAMPLE_SEARCHES, build_demo_library
+    from photofind.search import SearchEngine
+
+    root = ctx.library / DEMO_DIR
+    try:
+        model = load_model(ctx.model or DEMO_MODEL, provider=ctx.provider, library=ctx.library)
+    except PhotofindError as exc:
+        raise PhotofindError(f"the demo needs the {DEMO_MODEL} model: {exc}") from exc
+    print(f"building the demo library in {root} (once) ...", file=sys.stderr)
+    build_demo_library(root, model)
+    from photofind.library.library import Library
+
+    with Library.open(root, readonly=True) as library:
+        engine = SearchEngine(library, model)
+        print(f"demo library {root}: {len(library.index)} photos, model {model.info.name}")
+        for text in EXAMPLE_SEARCHES:
+            results = engine.search(text, k=3)
+            print(f'\nphotofind --library {root} search "{text}"')
+            for r in results:
+                print(f"  {r.score:.4f}  {_shown(r.path)}")
+            if not results:
+                print("  (nothing stands out)")
+    if open_gui is not None:
+        return open_gui(root, model) or 0
+    return 0
