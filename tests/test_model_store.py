@@ -399,17 +399,18 @@ def test_immich_layout_gives_the_same_vectors(store, immich_int64, random_packag
     assert source.is_dir()  # a local source is copied, never moved
 
 
-def test_int32_fixed_batch_export_is_adapted_but_this_runtime_refuses_it(
-    store, immich_int32_static, tmp_path
+def test_int32_fixed_batch_export_installs_and_gives_the_same_vectors(
+    store, immich_int32_static, random_package, tmp_path
 ):
+    """Immich's exporter feeds int32 ids and fixes the batch at 1; the runtime honours both."""
     spec = adapters.adapt_immich(immich_int32_static, tmp_path / "adapted", name="i32")
     assert spec.extra["textual_input_type"] == "int32"
     assert spec.extra["visual_batch"] == 1 and spec.extra["textual_batch"] == 1
-    # photofind's runtime feeds int64 ids (model.py); until it honours
-    # extra.textual_input_type the store must refuse rather than install a dead package.
-    with pytest.raises(ModelError, match="does not load.*int32"):
-        store.install(immich_int32_static)
-    assert store.installed() == {} and _leftovers(store) == []
+    store.install(immich_int32_static, name="immich-i32")
+    _same_vectors(
+        load_model("immich-i32", provider="cpu", library=store.library),
+        load_model(random_package, provider="cpu"),
+    )
 
 
 def test_a_tokenizer_with_other_ids_is_refused(immich_int64, tmp_path):

@@ -68,6 +68,15 @@ def _check_io(session, path: Path, want_in: list, in_type: str, dim: int) -> Non
         )
 
 
+def _run(session, name: str, batch: np.ndarray, fixed: int | None) -> np.ndarray:
+    """One session run, or one per row for a graph exported with a fixed batch of 1."""
+    if fixed != 1 or batch.shape[0] == 1:
+        return session.run(None, {name: batch})[0]
+    return np.concatenate(
+        [session.run(None, {name: batch[i : i + 1]})[0] for i in range(len(batch))]
+    )
+
+
 class ClipModel:
     """Runs a verified model package with ONNX Runtime."""
 
@@ -89,12 +98,21 @@ class ClipModel:
             [files["visual"], files["textual"]], provider=provider, threads=threads
         )
         s = spec.image_size
+        # Packages adapted from other exporters (photofind.models.adapters) may take int32
+        # ids and a batch fixed at 1; model.json's extra says so.
+        extra = spec.extra or {}
+        text_type = extra.get("textual_input_type", "int64")
+        if text_type not in ("int32", "int64"):
+            raise ModelError(f"{folder}/model.json: textual_input_type {text_type!r} unsupported")
+        self._text_dtype = np.int32 if text_type == "int32" else np.int64
+        self._visual_batch = extra.get("visual_batch")
+        self._textual_batch = extra.get("textual_batch")
         _check_io(self._visual, files["visual"], [None, 3, s, s], "tensor(float)", spec.embed_dim)
         _check_io(
             self._textual,
             files["textual"],
             [None, spec.context_length],
-            "tensor(int64)",
+            f"tensor({text_type})",
             spec.embed_dim,
         )
         self._visual_in = self._visual.get_inputs()[0].name
@@ -130,7 +148,7 @@ class ClipModel:
         pixels = np.ascontiguousarray(pixels, dtype=np.float32)
         if pixels.ndim != 4 or pixels.shape[0] == 0:
             return np.zeros((0, self.info.dim), dtype=np.float32)
-        out = self._visual.run(None, {self._visual_in: pixels})[0]
+        out = _run(self._visual, self._visual_in, pixels, self._visual_batch)
         return self._checked(out, pixels.shape[0], "visual")
 
     def encode_images(
@@ -164,8 +182,8 @@ class ClipModel:
         texts = list(texts)
         chunks = []
         for start in range(0, len(texts), batch_size):
-            ids = self.tokenizer(texts[start : start + batch_size]).astype(np.int64)
-            out = self._textual.run(None, {self._textual_in: ids})[0]
+            ids = self.tokenizer(texts[start : start + batch_size]).astype(self._text_dtype)
+            out = _run(self._textual, self._textual_in, ids, self._textual_batch)
             chunks.append(self._checked(out, ids.shape[0], "textual"))
         if not chunks:
             return np.zeros((0, self.info.dim), dtype=np.float32)
