@@ -26,6 +26,7 @@ def model(random_package):
 def window(qtbot, tmp_path, model):
     threads_before = threading.active_count()
     win = create_window(tmp_path / "lib", model)
+    win.relevance_cutoff = False  # random weights: no score means anything
     qtbot.addWidget(win)
     yield win
     win.shutdown()
@@ -147,3 +148,30 @@ def test_zoom_changes_the_grid(qtbot, window):
     assert window.view.iconSize().width() > before
     window._set_zoom(10_000)
     assert window.view.iconSize().width() == window.zoom.maximum()
+
+
+def test_first_run_offers_three_ways_and_importing_a_model_enables_search(
+    qtbot, tmp_path, random_package
+):
+    from PySide6.QtWidgets import QPushButton
+
+    from photofind.gui.first_run import FirstRunDialog
+
+    win = create_window(tmp_path / "lib", None)
+    qtbot.addWidget(win)
+    assert win.model is None and win.engine is None
+    assert win.model_label.text() == "no model"
+    dialog = FirstRunDialog(win)
+    qtbot.addWidget(dialog)
+    names = {b.objectName() for b in dialog.findChildren(QPushButton)}
+    assert {"downloadButton", "importButton", "demoButton"} <= names
+    dialog.findChild(QPushButton, "importButton").click()
+    assert dialog.choice == "import"
+
+    win._install_model(str(random_package))
+    qtbot.waitUntil(lambda: win.model is not None, timeout=60_000)
+    assert win.engine is not None and "CPU" in win.model_label.text()
+    assert (tmp_path / "lib" / "models").is_dir()
+    win.shutdown()
+    win.close()
+    win.library.close()

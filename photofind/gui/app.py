@@ -6,7 +6,7 @@ import logging
 import sys
 import traceback
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from photofind import __version__
@@ -54,6 +54,8 @@ def run(library_dir, model=None, *, provider: str = "auto", start_indexing: bool
     window = create_window(library_dir, model, provider=provider)
     window.show()
     window.search_box.setFocus()
-    if start_indexing and window.library.folders():
+    if window.model is None:
+        QTimer.singleShot(0, window.offer_model)
+    elif start_indexing and window.library.folders():
         window.start_indexing()
     return app.exec()

@@ -106,6 +106,9 @@ class MainWindow(QMainWindow):
         self.indexing = IndexingJob(library, model, self) if model is not None else None
         self._query_serial = 0
         self._last_query = ""
+        #: the per-query relevance cut-off of photofind.search (a setting)
+        self.relevance_cutoff = True
+        self._closing = False
 
         self._build_search_bar()
         self._build_central()
@@ -270,7 +273,10 @@ class MainWindow(QMainWindow):
         if self.engine is None:
             return
         self._last_query = text
-        self._submit(lambda: self.engine.search(text, k=DEFAULT_RESULTS), f"“{text}”")
+        cutoff = self.relevance_cutoff
+        self._submit(
+            lambda: self.engine.search(text, k=DEFAULT_RESULTS, cutoff=cutoff), f"“{text}”"
+        )
 
     def find_similar(self, photo_id: int | None, path: str) -> None:
         if self.engine is None:
@@ -407,7 +413,7 @@ class MainWindow(QMainWindow):
         self.start_indexing()
 
     def start_indexing(self) -> None:
-        if self.indexing is not None and not self.library.readonly:
+        if self.indexing is not None and not self.library.readonly and self.library.folders():
             self.indexing.start()
 
     def toggle_pause(self) -> None:
@@ -438,6 +444,8 @@ class MainWindow(QMainWindow):
             )
 
     def _on_index_finished(self, stats, error) -> None:
+        if self._closing:
+            return  # the library may be closed already
         if error is not None:
             self.index_label.setText("Indexing stopped")
             QMessageBox.critical(self, "Indexing failed", str(error))
@@ -475,6 +483,107 @@ class MainWindow(QMainWindow):
             self.empty_button.setVisible(False)
         self.stack.setCurrentWidget(self.empty)
 
+    # -- the model ------------------------------------------------------------------------
+
+    def set_model(self, model) -> None:
+        """Search and index with ``model`` from now on (a new model re-indexes)."""
+        from photofind.search import SearchEngine
+
+        if self.indexing is not None:
+            self.indexing.stop()
+        self.model = model
+        self.library.use_model(model)
+        self.engine = SearchEngine(self.library, model)
+        self.indexing = IndexingJob(self.library, model, self)
+        self.indexing.progress.connect(self._on_index_progress)
+        self.indexing.finished.connect(self._on_index_finished)
+        self.indexing.runningChanged.connect(self._on_indexing_running)
+        self.model_label.setText(self._model_text())
+        self.start_indexing()
+
+    def offer_model(self) -> None:
+        """The first-run dialog: download, import, or the demo library."""
+        from photofind.gui.first_run import FirstRunDialog
+
+        dialog = FirstRunDialog(self)
+        if dialog.exec() != FirstRunDialog.DialogCode.Accepted:
+            return
+        if dialog.choice == "import":
+            folder = QFileDialog.getExistingDirectory(self, "Import a model folder")
+            if folder:
+                self._install_model(folder)
+        elif dialog.choice == "download":
+            from photofind.gui.first_run import RECOMMENDED
+
+            self._install_model(RECOMMENDED)
+        elif dialog.choice == "demo":
+            self.open_demo()
+
+    def _install_model(self, source: str) -> None:
+        from PySide6.QtWidgets import QProgressDialog
+
+        from photofind.clip import load_model
+        from photofind.gui.first_run import InstallRelay
+        from photofind.models.store import ModelStore
+
+        progress = QProgressDialog("Getting the model…", "Hide", 0, 0, self)
+        progress.setObjectName("installProgress")
+        progress.setMinimumDuration(0)
+        relay = InstallRelay(self)
+
+        def show(done: int, total: int) -> None:
+            progress.setMaximum(max(total // 1024, 0))
+            progress.setValue(done // 1024)
+            progress.setLabelText(f"Downloading the model: {done / 1e6:.0f} MB")
+
+        relay.progress.connect(show)
+        store = ModelStore(self.library.root, provider="auto")
+
+        def work():
+            report = store.install(
+                source, progress=lambda p: relay.progress.emit(p.done, p.total or 0)
+            )
+            store.use(report.name)
+            return load_model(report.name, library=self.library.root)
+
+        def done(model, error):
+            progress.close()
+            relay.deleteLater()
+            if error is not None:
+                QMessageBox.critical(self, "The model could not be installed", str(error))
+                return
+            self.set_model(model)
+
+        self.tasks.run(work, done, pool=self.tasks.io_pool)
+
+    def open_demo(self) -> None:
+        """Build (once) and open the demo library in a new window; close this one."""
+        from photofind.clip import load_model
+        from photofind.demo import DEMO_MODEL, build_demo_library
+
+        root = self.library.root / "demo"
+        self.index_label.setText("Making the demo library…")
+
+        def work():
+            model = load_model(DEMO_MODEL, provider="cpu", library=self.library.root)
+            build_demo_library(root, model)
+            return model
+
+        def done(model, error):
+            if error is not None:
+                QMessageBox.critical(self, "The demo could not be built", str(error))
+                return
+            from photofind.gui import create_window
+
+            window = create_window(root, model)
+            window.show()
+            window.search_box.setText("a red circle")
+            window.run_search()
+            self.demo_window = window
+            self.close()
+
+        self.tasks.run(work, done, pool=self.tasks.io_pool)
+
     # -- zoom and shutdown ----------------------------------------------------------------
 
     def _set_zoom(self, size: int) -> None:
@@ -488,6 +597,7 @@ class MainWindow(QMainWindow):
 
     def shutdown(self) -> None:
         """Stop background work; safe to call twice."""
+        self._closing = True
         self._debounce.stop()
         if self.indexing is not None:
             self.indexing.stop()

@@ -1,0 +1,93 @@
+"""Render the main window with results to PNG, offscreen, for the README.
+
+    QT_QPA_PLATFORM=offscreen python resources/screenshots/render.py [--query TEXT] [--scale 2]
+
+Builds the demo library (generated photos, the bundled tiny-synthetic model) in a
+temporary folder, searches, waits until every visible thumbnail is painted, and saves
+``resources/screenshots/main-window.png`` (and ``-similar.png`` after Find similar).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--query", default="a red circle")
+    parser.add_argument("--model", default="tiny-synthetic")
+    parser.add_argument("--scale", default="1", help="QT_SCALE_FACTOR (2 for a HiDPI shot)")
+    parser.add_argument("--size", default="1280x800")
+    parser.add_argument("--out", type=Path, default=HERE)
+    args = parser.parse_args()
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    os.environ["QT_SCALE_FACTOR"] = args.scale
+
+    from PySide6.QtCore import QEventLoop, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from photofind.clip import load_model
+    from photofind.demo import build_demo_library
+    from photofind.gui import create_window
+
+    app = QApplication.instance() or QApplication([])
+    model = load_model(args.model, provider="cpu")
+    width, height = (int(v) for v in args.size.split("x"))
+    suffix = "" if args.scale == "1" else f"@{args.scale}x"
+
+    def settle(window, until, msecs=20_000):
+        loop, timer = QEventLoop(), QTimer()
+        timer.setSingleShot(True)
+        timer.timeout.connect(loop.quit)
+        check = QTimer()
+        check.timeout.connect(lambda: until() and loop.quit())
+        check.start(50)
+        timer.start(msecs)
+        loop.exec()
+        check.stop()
+
+    def thumbnails_painted(window) -> bool:
+        model_ = window.view.model()
+        rect = window.view.viewport().rect()
+        for row in range(model_.rowCount()):
+            index = model_.index(row)
+            if not window.view.visualRect(index).intersects(rect):
+                continue
+            if window.thumbnails.get(model_.data(index, 0x0100 + 1)) is None:
+                return False
+        return True
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = build_demo_library(Path(tmp) / "demo", model)
+        window = create_window(root, model)
+        window.resize(width, height)
+        window.show()
+        window.search_box.setText(args.query)
+        done = []
+        window.searchFinished.connect(done.append)
+        window.run_search()
+        settle(window, lambda: bool(done) and thumbnails_painted(window))
+        window.grab().save(str(args.out / f"main-window{suffix}.png"))
+
+        window.view.setCurrentIndex(window.view.model().index(2))
+        done.clear()
+        window.find_similar_action.trigger()
+        settle(window, lambda: bool(done) and thumbnails_painted(window))
+        window.grab().save(str(args.out / f"main-window-similar{suffix}.png"))
+        window.shutdown()
+        window.close()
+        window.library.close()
+    app.processEvents()
+    print(f"saved {args.out}/main-window{suffix}.png and main-window-similar{suffix}.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
