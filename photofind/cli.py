@@ -164,6 +164,7 @@ def _eval(args: argparse.Namespace, ctx: Context) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     # Subcommand modules register themselves into COMMANDS when imported.
+    import photofind.cli_gui  # noqa: F401
     import photofind.cli_library  # noqa: F401
     import photofind.cli_models  # noqa: F401
     import photofind.cli_search  # noqa: F401
@@ -191,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--demo",
         action="store_true",
-        help="build a library of generated photos (offline, tiny model) and search it",
+        help="build a library of generated photos (offline, tiny model) and open it "
+        "(with a COMMAND: print example searches instead)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, cmd in COMMANDS.items():
@@ -210,9 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    if not args.command:
-        parser.print_help()
-        return 0
+    open_app = not args.command
+    if open_app:
+        args.command, args.no_index = "gui", False  # the app is the front door
     ctx = Context(
         library=library_dir(args.library),
         model=args.model,
@@ -223,7 +225,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.demo:
             from photofind.cli_search import run_demo
 
-            return run_demo(ctx)
+            if not open_app:
+                return run_demo(ctx)
+            from photofind.gui.app import run as run_app
+
+            return run_demo(ctx, open_gui=lambda root, model: run_app(root, model))
         return COMMANDS[args.command].run(args, ctx) or 0
     except BrokenPipeError:
         # The reader of our output went away (`photofind list | head`): not an error.

@@ -29,9 +29,11 @@ def test_version():
     assert done.stdout.strip() == f"photofind {__version__}"
 
 
-def test_no_command_prints_help(capsys):
-    assert main([]) == 0
-    assert "usage: photofind" in capsys.readouterr().out
+def test_help_lists_the_commands():
+    done = run_cli("--help")
+    assert done.returncode == 0
+    for name in ("index", "status", "list", "folders", "gui", "eval", "embed"):
+        assert name in done.stdout
 
 
 def test_embed_prints_unit_vectors(random_package, tmp_path, capsys):

@@ -194,7 +194,9 @@ def test_demo_library_is_built_once(random_package, tmp_path):
 
 
 def test_demo_flag_builds_and_searches(random_package, tmp_path, capsys):
+    # With a command, --demo builds and prints instead of opening the app.
     argv = ["--library", tmp_path, "--model", random_package, "--provider", "cpu", "--demo"]
+    argv += ["status"]
     assert main([str(a) for a in argv]) == 0
     out = capsys.readouterr().out
     assert f"demo library {tmp_path / 'demo'}: {DEMO_COUNT} photos" in out
