@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from photofind.clip import load_model
 from photofind.clip.package import read_manifest, write_manifest
@@ -292,3 +293,91 @@ def test_model_json_overrides_the_cutoff_policy(random_package, tmp_path):
     with Library.open(tmp_path / "lib") as library:
         engine = SearchEngine(library, load_model(folder, "cpu"))
     assert (engine.policy.min_score, engine.policy.z) == (0.25, None)
+
+
+# ------------------------------------------------------------------------------ tiny-synthetic
+# The "done when" on the trained tiny model. Skipped until the model is shipped in
+# resources/models/tiny-synthetic (PHOTOFIND_TEST_TINY_MODEL may name a package folder).
+
+TINY_SEED = 4242
+TINY_COUNT = 300
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from photofind.clip import available_models
+
+    where = os.environ.get("PHOTOFIND_TEST_TINY_MODEL") or available_models().get("tiny-synthetic")
+    if not where:
+        pytest.skip("the tiny-synthetic model is not shipped yet")
+    model = load_model(where, provider="cpu")
+    root = tmp_path_factory.mktemp("tiny-search")
+    photos = root / "photos"
+    photos.mkdir()
+    attributes = {}
+    for i in range(TINY_COUNT):
+        scene, image, _ = generate(TINY_SEED, i)
+        path = photos / f"t{i:03d}.{scene.format}"
+        path.write_bytes(encode(image, scene.format))
+        attributes[str(path)] = scene
+    # Near-copies of photo 0: recompressed, resized, cropped by 10%.
+    original = photos / next(p.name for p in sorted(photos.iterdir()))
+    copies = []
+    with Image.open(original) as img:
+        img = img.convert("RGB")
+        w, h = img.size
+        variants = {
+            "recompressed.jpg": (img, 40),
+            "resized.jpg": (img.resize((w * 6 // 10, h * 6 // 10), Image.BICUBIC), 85),
+            "cropped.jpg": (img.crop((w // 20, h // 20, w - w // 20, h - h // 20)), 85),
+        }
+        for name, (variant, quality) in variants.items():
+            target = photos / f"copy-{name}"
+            variant.save(target, quality=quality)
+            copies.append(str(target))
+    with Library.open(root / "lib") as library:
+        library.add_folder(photos)
+        library.scan()
+        library.index_pending(model)
+    library = Library.open(root / "lib", readonly=True)
+    yield {
+        "engine": SearchEngine(library, model),
+        "attributes": attributes,
+        "original": str(original),
+        "copies": copies,
+    }
+    library.close()
+
+
+def _has(scene, colour, shape) -> bool:
+    return any(o.colour == colour and o.shape == shape for o in scene.objects)
+
+
+def test_tiny_a_red_circle_returns_red_circles(tiny):
+    results = tiny["engine"].search("a red circle", k=10)
+    scenes = [tiny["attributes"].get(r.path) for r in results]
+    relevant = [s is not None and _has(s, "red", "circle") for s in scenes]
+    total = sum(_has(s, "red", "circle") for s in tiny["attributes"].values())
+    assert total >= 3
+    assert sum(relevant) >= min(total, 10) * 0.7, relevant
+
+
+def test_tiny_subtracting_a_background_ranks_other_backgrounds_first(tiny):
+    ranked = tiny["engine"].search("a red circle - blue background", k=TINY_COUNT, cutoff=False)
+    red_circles = [
+        tiny["attributes"][r.path].background_colour == "blue"
+        for r in ranked
+        if r.path in tiny["attributes"] and _has(tiny["attributes"][r.path], "red", "circle")
+    ]
+    on_blue = [i for i, blue in enumerate(red_circles) if blue]
+    elsewhere = [i for i, blue in enumerate(red_circles) if not blue]
+    if not on_blue or not elsewhere:
+        pytest.skip("the generated set lacks red circles on blue and elsewhere")
+    pairs = [(a, b) for a in elsewhere for b in on_blue]
+    assert sum(a < b for a, b in pairs) / len(pairs) >= 0.9
+
+
+def test_tiny_similar_ranks_near_copies_first(tiny):
+    results = tiny["engine"].similar(tiny["original"], k=4)
+    assert results[0].path == tiny["original"]
+    assert {r.path for r in results[1:]} == set(tiny["copies"])

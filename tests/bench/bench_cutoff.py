@@ -32,7 +32,7 @@ import numpy as np
 
 from photofind.clip import load_model
 from photofind.library.library import Library
-from photofind.relevance import gap_threshold, robust_threshold, sample_ids
+from photofind.relevance import _MAD_TO_SIGMA, gap_threshold, robust_threshold, sample_ids
 from photofind.search import SearchEngine
 from photofind.synthetic import BACKGROUND_COLOURS, COLOURS, SHAPES, write_dataset
 
@@ -115,8 +115,53 @@ def _rules(floor: float, z: float):
         f"floor {floor:.3f} and z {z:.2f}": lambda row: max(
             floor, robust_threshold(row["background"], z)
         ),
+        f"mixture (fallback z {z:.2f})": lambda row: mixture_threshold(row["background"], z),
         "widest gap in top 100": lambda row: gap_threshold(row["scores"][:100]),
+        "oracle (best F1 per query)": _oracle,
     }
+
+
+def mixture_threshold(background: np.ndarray, z: float, iterations: int = 60) -> float:
+    """Where a two-Gaussian mixture of ``background`` says "relevant" becomes likelier than
+    not; :func:`robust_threshold` when the scores show no second mode."""
+    scores = np.asarray(background, dtype=np.float64)
+    fallback = robust_threshold(scores, z)
+    if scores.size < 20:
+        return fallback
+    median = float(np.median(scores))
+    sigma0 = max(_MAD_TO_SIGMA * float(np.median(np.abs(scores - median))), 1e-6)
+    upper = scores[scores >= fallback]
+    if upper.size < 3:
+        return fallback
+    mean = np.array([median, float(upper.mean())])
+    sigma = np.array([sigma0, max(float(upper.std()), sigma0 / 4)])
+    weight = np.array([1.0 - upper.size / scores.size, upper.size / scores.size])
+    for _ in range(iterations):
+        density = weight * np.exp(-0.5 * ((scores[:, None] - mean) / sigma) ** 2) / sigma
+        resp = density / np.maximum(density.sum(axis=1, keepdims=True), 1e-300)
+        n = resp.sum(axis=0)
+        if n.min() < 2:
+            return fallback
+        weight = n / scores.size
+        mean = (resp * scores[:, None]).sum(axis=0) / n
+        sigma = np.sqrt((resp * (scores[:, None] - mean) ** 2).sum(axis=0) / n)
+        sigma = np.maximum(sigma, 1e-4)
+    low, high = (0, 1) if mean[0] <= mean[1] else (1, 0)
+    if (mean[high] - mean[low]) / sigma[low] < 1.0:
+        return fallback
+    grid = np.linspace(mean[low], max(mean[high], scores.max()), 512)
+    dens = weight[:, None] * np.exp(-0.5 * ((grid - mean[:, None]) / sigma[:, None]) ** 2)
+    dens /= sigma[:, None]
+    above = np.flatnonzero(dens[high] >= dens[low])
+    return float(grid[above[0]]) if above.size else fallback
+
+
+def _oracle(row) -> float:
+    """The threshold with the best F1 for this query: the ceiling any rule can reach."""
+    rel = row["relevant"]
+    tp = np.cumsum(rel)
+    f1 = 2 * tp / (np.arange(1, rel.size + 1) + max(int(rel.sum()), 1))
+    return row["scores"][int(np.argmax(f1))]
 
 
 def _evaluate(rows, threshold_of) -> dict:
@@ -194,7 +239,7 @@ def main(argv=None) -> int:
             f: {
                 name: _evaluate([row for row in test if row["family"] == f], rule)
                 for name, rule in _rules(floor, z).items()
-                if name.startswith(("robust", "fixed", "floor"))
+                if name.startswith(("robust", "fixed", "floor", "mixture", "oracle"))
             }
             for f in families
         },
