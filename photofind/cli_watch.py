@@ -1,0 +1,128 @@
+"""``photofind watch``: keep the library equal to the disk, in the foreground.
+
+Runs the watcher and the indexer until SIGINT or SIGTERM, then stops cleanly: the index
+batch in flight is committed, the rest stays pending for the next start. Everything it does
+is told on stderr, one line each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import warnings
+from pathlib import Path
+
+from photofind.cli import Context, arguments, command, emit_json
+from photofind.errors import PhotofindError
+
+
+def _say(message: str) -> None:
+    print(f"photofind watch: {message}", file=sys.stderr, flush=True)
+
+
+def _watch_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("folders", nargs="*", type=Path, help="folders to add before watching")
+    p.add_argument(
+        "--quiet", type=float, default=0.5, metavar="S", help="wait for S s without events"
+    )
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="a file must stay unchanged S s before it is read (default 1)",
+    )
+    p.add_argument(
+        "--reconcile",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="full re-scan of every folder every S s (default 600)",
+    )
+    p.add_argument(
+        "--poll-interval",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="check folders that cannot be watched live every S s (default 30)",
+    )
+    p.add_argument("--poll", action="store_true", help="poll every folder, never watch live")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--status",
+        action="store_true",
+        help="print the status of the watcher running on this library (JSON) and exit",
+    )
+
+
+@command("watch", "watch the library's folders and keep the index up to date until stopped")
+@arguments(_watch_args)
+def _watch(args: argparse.Namespace, ctx: Context) -> int:
+    from photofind.library.watcher import Watcher, WatchOptions, read_status_file
+
+    if args.status:
+        status = read_status_file(ctx.library)
+        if status is None:
+            raise PhotofindError(f"no watcher has run on the library {ctx.library}")
+        emit_json(status)
+        return 0
+
+    from photofind.cli_library import _open
+
+    # watchdog warns when a folder moved mid-walk gets its watch re-added; the watch is right
+    # afterwards and the reconcile covers the moment, so this is noise on the terminal.
+    warnings.filterwarnings("ignore", "Callback with id", RuntimeWarning, "watchdog")
+    model = ctx.load_model()
+    stop = threading.Event()
+    received: list[str] = []
+
+    def on_signal(signum, frame) -> None:
+        received.append(signal.Signals(signum).name)
+        stop.set()
+        # A second signal while shutting down ends the process the default way.
+        signal.signal(signum, signal.SIG_DFL)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with _open(ctx, readonly=False) as library:
+            for folder in args.folders:
+                library.add_folder(folder)
+            if not library.folders():
+                raise PhotofindError(
+                    "the library has no folders: give one, `photofind watch FOLDER`"
+                )
+            options = WatchOptions(
+                quiet_s=args.quiet,
+                max_delay_s=max(3.0, args.quiet * 4),
+                settle_s=args.settle,
+                reconcile_s=args.reconcile,
+                poll_s=args.poll_interval,
+                force_polling=args.poll,
+                batch_size=args.batch_size,
+            )
+            watcher = Watcher(library, model, options, say=_say)
+            watcher.start()
+            _say(
+                f"watching {len(library.folders())} folder(s) of {ctx.library}; "
+                "stop with Ctrl+C or SIGTERM"
+            )
+            while not stop.wait(0.5):
+                if watcher.wait(0):
+                    break  # the worker ended by itself: an error
+            if received:
+                _say(f"{received[0]}: stopping (committing the batch in flight)")
+            watcher.stop()
+            status = watcher.status()
+            _say(
+                "stopped: "
+                + json.dumps({k: status["counters"][k] for k in ("encoded", "moved", "removed")})
+            )
+            if watcher.error is not None:
+                raise PhotofindError(f"the watcher failed: {watcher.error}")
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0
