@@ -213,6 +213,12 @@ def doctor_report(ctx: Context) -> dict:
             "dim": model.info.dim,
             "image_size": model.info.image_size,
         }
+        held = library_info.get("model")
+        if held:
+            from photofind.library.library import model_id
+
+            # A different model cannot search these vectors: the library needs a re-index.
+            report["model"]["matches_library"] = held == model_id(model)
         report["providers"]["in_use"] = model.info.provider
         report["providers"]["reason"] = model.info.provider_reason
     except PhotofindError as exc:
@@ -243,6 +249,8 @@ def _doctor(args: argparse.Namespace, ctx: Context) -> int:
     for section, values in report.items():
         print(f"{section}:")
         if isinstance(values, dict):
+            if not values:
+                print("  (none)")
             for key, value in values.items():
                 if isinstance(value, (list, dict)):
                     value = json.dumps(value, ensure_ascii=False)

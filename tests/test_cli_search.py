@@ -161,6 +161,7 @@ def test_doctor(lib, random_package, capsys):
     assert report["providers"]["in_use"] == "cpu"
     assert report["providers"]["reason"] == "CPU requested"
     assert report["model"]["path"] == str(random_package)
+    assert report["model"]["matches_library"] is True
     assert report["library"]["indexed"] == COUNT
     assert report["library"]["catalog_bytes"] > 0
     assert report["paths"]["library"] == str(lib)
