@@ -46,7 +46,7 @@ NETWORK_FILESYSTEMS = frozenset(
 )
 
 WATCH_LIMIT_MESSAGE = (
-    "photofind: the system's limit on watched folders (inotify watches) is reached; "
+    "the system's limit on watched folders (inotify watches) is reached; "
     "{folder} and any folder that does not fit are checked by polling every {poll:g} s "
     "instead of live. To watch them live, raise the limit (currently {limit}): "
     "`sudo sysctl fs.inotify.max_user_watches={suggest}`, and to keep it after a reboot add "
@@ -312,7 +312,8 @@ class FolderWatches:
         return reason
 
     def _report_limit(self, folder: Folder) -> None:
-        self._error("inotify watch limit reached")
+        with self._lock:
+            self.last_error = "inotify watch limit reached"
         if self.limit_reported:
             return
         self.limit_reported = True
