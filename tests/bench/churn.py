@@ -321,6 +321,7 @@ def main(argv=None) -> int:
     p.add_argument("--folders", type=int, default=2)
     p.add_argument("--initial", type=int, default=200, help="photos before the churn starts")
     p.add_argument("--model", type=Path, help="model package (default: tiny-test random)")
+    p.add_argument("--rate", type=float, help="operations per second (default: flat out)")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = p.parse_args(argv)
 
@@ -344,8 +345,11 @@ def main(argv=None) -> int:
         _wait(lambda: _counts(Catalog, lib).get("pending", 1) == 0, 300, proc)
 
         started = time.monotonic()
-        for _ in range(args.ops):
+        pace = threading.Event()
+        for i in range(args.ops):
             churn.step()
+            if args.rate:
+                pace.wait(max(0.0, started + (i + 1) / args.rate - time.monotonic()))
         churn.finish()
         last_op = time.monotonic()
         on_disk = disk_images(roots)
