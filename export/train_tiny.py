@@ -45,11 +45,11 @@ from photofind.clip.tokenizer import ClipTokenizer
 MODEL_NAME = "tiny-synthetic"
 VOCAB_FILE = "bpe_tiny_synthetic.txt.gz"
 DESCRIPTION = (
-    "A tiny CLIP (about 1.4 M parameters, 64×64 pixels) trained by photofind's own "
-    "export/train_tiny.py on generated pictures of simple shapes. It knows only coloured "
-    "circles, squares, triangles, stars, hearts and crosses, their sizes and positions, and "
-    "plain, gradient, striped, checkered or noisy backgrounds: it is for tests and the "
-    "offline demo, not for real photos."
+    "A tiny CLIP ({params:.1f} M parameters, {size}×{size} pixels) trained by photofind's own "
+    "export/train_tiny.py on generated pictures of simple shapes. It knows only generated "
+    "shapes: coloured circles, squares, triangles, stars, hearts and crosses, their sizes and "
+    "positions, on plain, gradient, striped, checkered or noisy backgrounds. It is for tests "
+    "and the offline demo, not for real photos."
 )
 SOURCE = "trained from scratch by `python -m export train-tiny` on images from export/synth.py"
 LICENSE = "MIT (weights trained by the photofind project; no third-party data)"
@@ -154,8 +154,50 @@ def normalise_pixels(pixels: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
+def contrast_twin(scene: synth.Scene, rng: np.random.Generator) -> synth.Scene:
+    """A scene that differs from ``scene`` only in what is hardest to learn.
+
+    Colour, background and position tell most generated pictures apart, so a batch rarely
+    forces the model to look at shapes, and "a photo of a red triangle" would find any red
+    thing. A twin in the same batch that differs only in its shapes (or, with two or more
+    objects of different colours, only in which shape has which colour) can be told apart
+    from its caption by nothing else.
+    """
+    objects = list(scene.objects)
+    colours = [obj.colour for obj in objects]
+    if len(set(colours)) > 1 and rng.random() < 0.4:
+        i, j = rng.choice(len(objects), 2, replace=False)
+        while objects[i].colour == objects[j].colour:
+            i, j = rng.choice(len(objects), 2, replace=False)
+        a, b = objects[i], objects[j]
+        objects[i] = replace(a, colour=b.colour)
+        objects[j] = replace(b, colour=a.colour)
+    else:
+        # Every object gets another shape; identical objects stay identical.
+        new_shape = {}
+        for obj in objects:
+            if obj.shape not in new_shape:
+                others = [shape for shape in synth.SHAPES if shape != obj.shape]
+                new_shape[obj.shape] = str(rng.choice(others))
+        objects = [replace(obj, shape=new_shape[obj.shape]) for obj in objects]
+    return replace(scene, objects=tuple(objects), render_seed=int(rng.integers(2**31)))
+
+
 def training_scenes(seed: int, count: int) -> list[synth.Scene]:
-    return [synth.make_scene(synth.scene_rng(seed, i, synth.STREAM_TRAIN)) for i in range(count)]
+    """``count`` scenes in twin pairs (2k, 2k + 1); see :func:`contrast_twin`."""
+    scenes = []
+    for i in range((count + 1) // 2):
+        rng = synth.scene_rng(seed, i, synth.STREAM_TRAIN)
+        scene = synth.make_scene(rng)
+        scenes.extend((scene, contrast_twin(scene, rng)))
+    return scenes[:count]
+
+
+def epoch_order(count: int, rng: np.random.Generator) -> np.ndarray:
+    """A shuffled order that keeps each twin pair together (so they share a batch)."""
+    pairs = rng.permutation((count + 1) // 2)
+    order = np.stack([2 * pairs, 2 * pairs + 1], axis=1).reshape(-1)
+    return order[order < count]
 
 
 def render_training_set(
@@ -307,7 +349,7 @@ def _train(settings: TrainSettings, work_dir: Path, log) -> TrainResult:
     step = 0
     for epoch in range(settings.epochs):
         rng = np.random.default_rng([settings.seed, 104729, epoch])
-        order = rng.permutation(len(scenes))
+        order = epoch_order(len(scenes), rng)
         texts = [training_caption(scenes[i], rng, settings.partial_caption_rate) for i in order]
         ids_all = torch.from_numpy(tokenizer(texts))
         losses = []
@@ -350,7 +392,10 @@ def train_and_export(settings: TrainSettings, out: Path, log=print) -> Path:
             out,
             name=MODEL_NAME,
             vocab_path=result.vocab_path,
-            description=DESCRIPTION,
+            description=DESCRIPTION.format(
+                params=sum(p.numel() for p in result.model.parameters()) / 1e6,
+                size=result.config.image_size,
+            ),
             source=SOURCE,
             license=LICENSE,
             arch="tiny-synthetic",

@@ -19,6 +19,7 @@ from export.train_tiny import (
     clip_logits,
     contrastive_loss,
     encode_text_trimmed,
+    epoch_order,
     learning_rate,
     normalise_pixels,
     preprocess_scene,
@@ -175,6 +176,38 @@ def test_training_pixels_are_the_runtime_preprocessing(tmp_path):
         assert np.abs(trained_on - runtime).max() < 1e-5
 
 
+def test_twins_differ_only_in_shapes_or_in_colour_binding():
+    scenes = training_scenes(4, 200)
+    shape_twins = binding_twins = 0
+    for scene, twin in zip(scenes[::2], scenes[1::2]):
+        assert (twin.background, twin.background_colour) == (
+            scene.background,
+            scene.background_colour,
+        )
+        assert [o.position for o in twin.objects] == [o.position for o in scene.objects]
+        assert [o.size for o in twin.objects] == [o.size for o in scene.objects]
+        shapes_changed = [a.shape != b.shape for a, b in zip(scene.objects, twin.objects)]
+        if all(shapes_changed):
+            assert [o.colour for o in twin.objects] == [o.colour for o in scene.objects]
+            shape_twins += 1
+        else:
+            assert not any(shapes_changed)
+            assert sorted(o.colour for o in twin.objects) == sorted(o.colour for o in scene.objects)
+            assert [o.colour for o in twin.objects] != [o.colour for o in scene.objects]
+            binding_twins += 1
+    assert shape_twins > 50 and binding_twins > 10
+
+
+def test_epoch_order_is_a_permutation_that_keeps_twins_together():
+    order = epoch_order(11, np.random.default_rng(0))
+    assert sorted(order.tolist()) == list(range(11))
+    pairs = order[: len(order) - 1].tolist()
+    # Each even index is followed by its twin (the unpaired last scene may sit anywhere).
+    for position, index in enumerate(pairs):
+        if index % 2 == 0 and index != 10:
+            assert order[position + 1] == index + 1
+
+
 # ---------------------------------------------------------------------------------------------
 # A short run learns (slow)
 
@@ -184,17 +217,20 @@ def test_a_short_training_run_learns_and_exports(tmp_path):
     from photofind.clip import load_model
     from photofind.evaluate import evaluate
 
-    settings = TrainSettings(seed=0, epochs=3, train_images=1536, batch_size=128)
+    settings = TrainSettings(seed=0, epochs=5, train_images=2560, batch_size=128)
     logs = []
     folder = train_and_export(settings, tmp_path / "pkg", log=logs.append)
     losses = [float(line.split("loss ")[1].split(",")[0]) for line in logs if "epoch" in line]
-    assert len(losses) == 3
-    assert losses[-1] < losses[0] < math.log(128) + 0.1
+    print(logs)
+    assert len(losses) == 5
+    # From about ln(128) (chance) clearly downwards.
+    assert losses[-1] < min(losses[0], math.log(128)) - 0.3
 
     model = load_model(folder)
     assert model.info.name == "tiny-synthetic"
     assert "generated shapes" in model.info.description
     synth.write_dataset(tmp_path / "eval", count=60, seed=12345)
     figures = evaluate(model, tmp_path / "eval", tmp_path / "eval" / "captions.json")
-    # Chance for R@10 over 60 images is 1/6: even a few minutes of training beat it.
-    assert figures["text_to_image"]["R@10"] > 0.35
+    print(figures)
+    # Chance for R@10 over 60 images is 1/6; this short run gets about 0.95.
+    assert figures["text_to_image"]["R@10"] > 0.6
