@@ -114,7 +114,10 @@ def _skip_folder(entry: os.DirEntry) -> bool:
     name = entry.name
     if name.startswith(".") or name.lower() in SYSTEM_FOLDERS:
         return True
-    attrs = getattr(entry.stat(follow_symlinks=False), "st_file_attributes", 0)
+    try:
+        attrs = getattr(entry.stat(follow_symlinks=False), "st_file_attributes", 0)
+    except OSError:
+        return True  # gone (or unreadable) since its parent was listed: nothing to walk
     return bool(attrs & _WIN_HIDDEN_OR_SYSTEM)
 
 
