@@ -15,6 +15,10 @@ from PySide6.QtWidgets import QAbstractItemView, QLineEdit, QProgressBar  # noqa
 
 from photofind.clip import load_model  # noqa: E402
 from photofind.gui import create_window  # noqa: E402
+from photofind.library.watcher import WatchOptions  # noqa: E402
+
+# Short waits so a test's photos are picked up at once (defaults suit people, not tests).
+FAST = WatchOptions(quiet_s=0.1, max_delay_s=1.0, settle_s=0.2, health_s=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +29,7 @@ def model(random_package):
 @pytest.fixture
 def window(qtbot, tmp_path, model):
     threads_before = threading.active_count()
-    win = create_window(tmp_path / "lib", model)
+    win = create_window(tmp_path / "lib", model, watch_options=FAST)
     win.relevance_cutoff = False  # random weights: no score means anything
     qtbot.addWidget(win)
     yield win
@@ -175,3 +179,33 @@ def test_first_run_offers_three_ways_and_importing_a_model_enables_search(
     win.shutdown()
     win.close()
     win.library.close()
+
+
+def test_watching_picks_up_a_new_photo_into_the_search_on_screen(qtbot, window, tmp_path):
+    folder = _folder_with(tmp_path, 4)
+    index_folder(qtbot, window, folder)
+    qtbot.waitUntil(lambda: window.watch_label.text().startswith("Watching 1 folder"))
+    window.search_box.setText("anything")
+    with qtbot.waitSignal(window.searchFinished, timeout=10_000):
+        window.run_search()
+    assert window.view.model().rowCount() == 4
+
+    new = write_photo_jpeg(folder / "new.jpg", width=120, height=90, seed=99)
+    qtbot.waitUntil(lambda: window.view.model().rowCount() == 5, timeout=30_000)
+    shown = {window.view.model().index(r).data(Qt.ItemDataRole.ToolTipRole) for r in range(5)}
+    assert str(new) in shown
+    assert window.library.status()["indexed"] == 5
+
+
+def test_pause_holds_the_watchers_indexing_until_resumed(qtbot, window, tmp_path):
+    index_folder(qtbot, window, _folder_with(tmp_path, 2))
+    window.toggle_pause()
+    assert window.indexing.paused and window.pause_button.text() == "Resume"
+    for i in range(4):
+        write_photo_jpeg(tmp_path / "photos" / f"more_{i}.jpg", width=120, height=90, seed=50 + i)
+    # The watcher sees them and starts a pass, which waits at the pause.
+    qtbot.waitUntil(lambda: window.library.status()["pending"] == 4, timeout=30_000)
+    assert window.library.status()["indexed"] == 2
+    with qtbot.waitSignal(window.indexing.finished, timeout=60_000):
+        window.toggle_pause()
+    assert window.library.status()["indexed"] == 6

@@ -6,25 +6,42 @@ import os
 from pathlib import Path
 
 
-def create_window(library_dir, model=None, *, provider: str = "auto"):
+def create_window(
+    library_dir,
+    model=None,
+    *,
+    provider: str = "auto",
+    readonly: bool = False,
+    watch_options=None,
+):
     """Build the main window over ``library_dir`` without showing it.
 
     ``model`` is a loaded :class:`photofind.clip.ClipModel`, a model name or folder, or
     None for the library's active model (no model at all: search is off until one is
-    installed). A QApplication must exist.
+    installed). A QApplication must exist. ``readonly`` opens the library without its
+    writer lock (no watching, no indexing: another process writes it). ``watch_options``
+    (:class:`photofind.library.watcher.WatchOptions`) tune the watcher the window runs.
+    Raises :class:`photofind.library.LibraryLockedError` when another process writes the
+    library and ``readonly`` is false.
     """
     from photofind.clip import ClipModel, load_model
     from photofind.gui.main_window import MainWindow
-    from photofind.library.library import Library
+    from photofind.gui.watching import ObservedLibrary
     from photofind.search import SearchEngine
 
     library_dir = Path(library_dir)
     if model is not None and not isinstance(model, ClipModel):
         model = load_model(os.fspath(model), provider=provider, library=library_dir)
-    library = Library.open(library_dir)
-    if model is not None:
+    library = ObservedLibrary.open(library_dir, readonly=readonly)
+    if model is not None and not readonly:
         library.use_model(model)
     engine = SearchEngine(library, model) if model is not None else None
-    window = MainWindow(library, model, engine, thumbnail_dir=library_dir / "thumbnails")
+    window = MainWindow(
+        library,
+        model,
+        engine,
+        thumbnail_dir=library_dir / "thumbnails",
+        watch_options=watch_options,
+    )
     window.destroyed.connect(library.close)
     return window

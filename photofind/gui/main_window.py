@@ -38,16 +38,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from photofind.gui.indexing import IndexingJob
 from photofind.gui.results_model import PathRole, ResultsModel, Row
 from photofind.gui.tasks import TaskRunner
 from photofind.gui.thumbnails import ThumbnailLoader
+from photofind.gui.watching import WatcherJob, health_text
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 DEFAULT_RESULTS = 200
 TYPE_DEBOUNCE_MS = 300
+# While indexing, the shown search is re-run this often so new photos join it.
+LIVE_REFRESH_MS = 1500
 
 
 def _fmt_eta(seconds: float | None) -> str:
@@ -90,11 +92,22 @@ class SearchBox(QLineEdit):
 class MainWindow(QMainWindow):
     searchFinished = Signal(int)  # noqa: N815 - number of results shown
 
-    def __init__(self, library, model, engine, *, thumbnail_dir: Path | None = None):
+    def __init__(
+        self,
+        library,
+        model,
+        engine,
+        *,
+        thumbnail_dir: Path | None = None,
+        watch_options=None,
+    ):
         super().__init__()
+        from photofind.library.watcher import WatchOptions
+
         self.library = library
         self.model = model
         self.engine = engine
+        self.watch_options = watch_options or WatchOptions()
         self.setWindowTitle("photofind")
         self.setObjectName("mainWindow")
         self.setAcceptDrops(True)
@@ -103,7 +116,7 @@ class MainWindow(QMainWindow):
         self.tasks = TaskRunner(self)
         self.thumbnails = ThumbnailLoader(thumbnail_dir)
         self.results = ResultsModel(self.thumbnails, self)
-        self.indexing = IndexingJob(library, model, self) if model is not None else None
+        self.indexing: WatcherJob | None = None
         self._query_serial = 0
         self._last_query = ""
         #: the per-query relevance cut-off of photofind.search (a setting)
@@ -116,11 +129,25 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._refresh_empty_state()
         self._set_zoom(160)
+        self._live_refresh = QTimer(self)
+        self._live_refresh.setSingleShot(True)
+        self._live_refresh.setInterval(LIVE_REFRESH_MS)
+        self._live_refresh.timeout.connect(self._refresh_results_live)
+        self._rerun = None  # re-runs the search on screen (live refresh, filters)
+        self._make_indexing_job()
 
-        if self.indexing is not None:
-            self.indexing.progress.connect(self._on_index_progress)
-            self.indexing.finished.connect(self._on_index_finished)
-            self.indexing.runningChanged.connect(self._on_indexing_running)
+    def _make_indexing_job(self) -> None:
+        """The watcher runs only on a writable library with a model (see gui/watching.py)."""
+        if self.model is None or self.library.readonly:
+            self.watch_label.setText(health_text(None, readonly=self.library.readonly))
+            return
+        self.indexing = WatcherJob(self.library, self.model, self.watch_options, self)
+        self.indexing.progress.connect(self._on_index_progress)
+        self.indexing.finished.connect(self._on_index_finished)
+        self.indexing.runningChanged.connect(self._on_indexing_running)
+        self.indexing.health.connect(self._on_watch_health)
+        self.indexing.message.connect(lambda text: log.info("watcher: %s", text))
+        self.watch_label.setText(health_text(None))
 
     # -- construction ---------------------------------------------------------------------
 
@@ -221,9 +248,13 @@ class MainWindow(QMainWindow):
         self.pause_button.clicked.connect(self.toggle_pause)
         self.model_label = QLabel(self._model_text(), status)
         self.model_label.setObjectName("modelLabel")
+        self.watch_label = QLabel("", status)
+        self.watch_label.setObjectName("watchLabel")
+        self.watch_label.setAccessibleName("Folder watching")
         status.addWidget(self.index_label, 1)
         status.addPermanentWidget(self.progress)
         status.addPermanentWidget(self.pause_button)
+        status.addPermanentWidget(self.watch_label)
         status.addPermanentWidget(self.model_label)
 
     def _build_actions(self) -> None:
@@ -261,6 +292,7 @@ class MainWindow(QMainWindow):
         self._debounce.stop()
         self.search_box.clear()
         self._last_query = ""
+        self._rerun = None
         self.results.set_rows([])
         self._refresh_empty_state()
 
@@ -273,6 +305,7 @@ class MainWindow(QMainWindow):
         if self.engine is None:
             return
         self._last_query = text
+        self._rerun = self.run_search
         cutoff = self.relevance_cutoff
         self._submit(
             lambda: self.engine.search(text, k=DEFAULT_RESULTS, cutoff=cutoff), f"“{text}”"
@@ -282,6 +315,7 @@ class MainWindow(QMainWindow):
         if self.engine is None:
             return
         self.search_box.setText("")
+        self._rerun = lambda: self.find_similar(photo_id, path)
         self._submit(
             lambda: self.engine.similar(
                 photo_id if photo_id is not None else path, k=DEFAULT_RESULTS
@@ -292,6 +326,7 @@ class MainWindow(QMainWindow):
     def search_by_image(self, path: str) -> None:
         if self.engine is None:
             return
+        self._rerun = lambda: self.search_by_image(path)
         self._submit(
             lambda: self.engine.similar(path, k=DEFAULT_RESULTS),
             f"photos like {os.path.basename(path)}",
@@ -311,7 +346,10 @@ class MainWindow(QMainWindow):
                 self.searchFinished.emit(0)
                 return
             rows = [Row(r.path, float(r.score), getattr(r, "photo_id", None)) for r in results]
+            current = self._current()
             self.results.set_rows(rows)
+            if current is not None and current.path in self.results.paths():
+                self.view.setCurrentIndex(self.results.index_of(current.path))
             self._refresh_empty_state()
             self.statusBar().showMessage(f"{len(rows)} photos for {what}", 5000)
             self.searchFinished.emit(len(rows))
@@ -413,7 +451,8 @@ class MainWindow(QMainWindow):
         self.start_indexing()
 
     def start_indexing(self) -> None:
-        if self.indexing is not None and not self.library.readonly and self.library.folders():
+        """Start watching (a reconcile of every folder, then indexing what is new)."""
+        if self.indexing is not None and self.library.folders():
             self.indexing.start()
 
     def toggle_pause(self) -> None:
@@ -434,7 +473,22 @@ class MainWindow(QMainWindow):
             self.progress.setRange(0, 0)
             self.index_label.setText("Looking for new photos…")
 
+    def _on_watch_health(self, status: dict) -> None:
+        self.watch_label.setText(health_text(status))
+        self.watch_label.setToolTip(
+            "\n".join(f"{f['path']}: {f['mode']}" for f in status.get("folders", []))
+            + (f"\n{status['last_error']}" if status.get("last_error") else "")
+        )
+
+    def _refresh_results_live(self) -> None:
+        """Re-run the search on screen so photos indexed meanwhile join it — only while
+        the user looks at the top of the list, so the grid never jumps under them."""
+        if self._rerun is not None and self.view.verticalScrollBar().value() == 0:
+            self._rerun()
+
     def _on_index_progress(self, p) -> None:
+        if self._rerun is not None and not self._live_refresh.isActive():
+            self._live_refresh.start()
         self.progress.setRange(0, max(1, p.total))
         self.progress.setValue(p.done)
         if not p.paused:
@@ -456,8 +510,9 @@ class MainWindow(QMainWindow):
             + (f" · {counts['failed']} could not be read" if counts["failed"] else "")
         )
         self._refresh_empty_state()
-        if self._last_query:
-            self.run_search()  # new photos may now match
+        self._live_refresh.stop()
+        if self._rerun is not None:
+            self._rerun()  # new photos may now match
 
     def _refresh_empty_state(self) -> None:
         if self.results.rowCount() > 0:
@@ -490,14 +545,13 @@ class MainWindow(QMainWindow):
         from photofind.search import SearchEngine
 
         if self.indexing is not None:
-            self.indexing.stop()
+            self.indexing.stop()  # the watcher of the old model must not write any more
+            self.indexing.deleteLater()
+            self.indexing = None
         self.model = model
         self.library.use_model(model)
         self.engine = SearchEngine(self.library, model)
-        self.indexing = IndexingJob(self.library, model, self)
-        self.indexing.progress.connect(self._on_index_progress)
-        self.indexing.finished.connect(self._on_index_finished)
-        self.indexing.runningChanged.connect(self._on_indexing_running)
+        self._make_indexing_job()
         self.model_label.setText(self._model_text())
         self.start_indexing()
 
@@ -599,6 +653,7 @@ class MainWindow(QMainWindow):
         """Stop background work; safe to call twice."""
         self._closing = True
         self._debounce.stop()
+        self._live_refresh.stop()
         if self.indexing is not None:
             self.indexing.stop()
         self.thumbnails.clear_queue()

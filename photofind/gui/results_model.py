@@ -62,6 +62,13 @@ class ResultsModel(QAbstractListModel):
     def rows(self) -> list[Row]:
         return list(self._rows)
 
+    def paths(self):
+        return self._row_of.keys()
+
+    def index_of(self, path: str) -> QModelIndex:
+        row = self._row_of.get(path)
+        return self.index(row) if row is not None else QModelIndex()
+
     def row_at(self, index: QModelIndex) -> Row | None:
         return self._rows[index.row()] if index.isValid() else None
 
