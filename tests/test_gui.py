@@ -209,3 +209,42 @@ def test_pause_holds_the_watchers_indexing_until_resumed(qtbot, window, tmp_path
     with qtbot.waitSignal(window.indexing.finished, timeout=60_000):
         window.toggle_pause()
     assert window.library.status()["indexed"] == 6
+
+
+def test_folders_panel_shows_counts_and_states_and_removes_after_asking(qtbot, window, tmp_path):
+    index_folder(qtbot, window, _folder_with(tmp_path, 3))
+    other = tmp_path / "other"
+    other.mkdir()
+    write_photo_jpeg(other / "x.jpg", width=100, height=80, seed=7)
+    with qtbot.waitSignal(window.indexing.finished, timeout=60_000):
+        window.add_folder(str(other))
+    qtbot.waitUntil(
+        lambda: (
+            window.folders_panel.rows()
+            == [(str(other), "1", "watching"), (str(tmp_path / "photos"), "3", "watching")]
+        ),
+        timeout=10_000,
+    )
+
+    asked = []
+    window.confirm = lambda title, text: asked.append(text) or False
+    window.folders_panel.select(str(tmp_path / "photos"))
+    window.folders_panel.remove_button.click()
+    assert "3 photos" in asked[0] and len(window.library.folders()) == 2  # said no
+
+    window.confirm = lambda title, text: True
+    with qtbot.waitSignal(window.folderRemoved, timeout=30_000):
+        window.folders_panel.remove_button.click()
+    assert [f.path for f in window.library.folders()] == [str(other)]
+    assert window.library.status()["indexed"] == 1
+    qtbot.waitUntil(lambda: window.folders_panel.rows() == [(str(other), "1", "watching")])
+    qtbot.waitUntil(lambda: window.watch_label.text().startswith("Watching 1 folder"))
+
+
+def test_a_folder_that_vanishes_is_shown_offline(qtbot, window, tmp_path):
+    import shutil
+
+    index_folder(qtbot, window, _folder_with(tmp_path, 2))
+    shutil.rmtree(tmp_path / "photos")
+    qtbot.waitUntil(lambda: "offline" in window.watch_label.text(), timeout=20_000)
+    qtbot.waitUntil(lambda: window.folders_panel.rows()[0][2] == "offline", timeout=10_000)

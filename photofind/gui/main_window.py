@@ -21,6 +21,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QDockWidget,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -38,6 +39,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from photofind.gui.folders_panel import FoldersPanel, count_photos, folder_rows
 from photofind.gui.results_model import PathRole, ResultsModel, Row
 from photofind.gui.tasks import TaskRunner
 from photofind.gui.thumbnails import ThumbnailLoader
@@ -91,6 +93,8 @@ class SearchBox(QLineEdit):
 
 class MainWindow(QMainWindow):
     searchFinished = Signal(int)  # noqa: N815 - number of results shown
+    folderRemoved = Signal(str)  # noqa: N815
+    foldersShown = Signal()  # noqa: N815 - the folders panel was redrawn
 
     def __init__(
         self,
@@ -126,6 +130,7 @@ class MainWindow(QMainWindow):
         self._build_search_bar()
         self._build_central()
         self._build_status_bar()
+        self._build_folders_dock()
         self._build_actions()
         self._refresh_empty_state()
         self._set_zoom(160)
@@ -135,6 +140,7 @@ class MainWindow(QMainWindow):
         self._live_refresh.timeout.connect(self._refresh_results_live)
         self._rerun = None  # re-runs the search on screen (live refresh, filters)
         self._make_indexing_job()
+        self.refresh_folders()
 
     def _make_indexing_job(self) -> None:
         """The watcher runs only on a writable library with a model (see gui/watching.py)."""
@@ -256,6 +262,31 @@ class MainWindow(QMainWindow):
         status.addPermanentWidget(self.pause_button)
         status.addPermanentWidget(self.watch_label)
         status.addPermanentWidget(self.model_label)
+
+    def _build_folders_dock(self) -> None:
+        self.folders_panel = FoldersPanel(self)
+        self.folders_panel.set_writable(not self.library.readonly)
+        self.folders_panel.addRequested.connect(self.choose_folder)
+        self.folders_panel.removeRequested.connect(self.ask_remove_folder)
+        dock = QDockWidget("Folders", self)
+        dock.setObjectName("foldersDock")
+        dock.setWidget(self.folders_panel)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetClosable
+        )
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+        self.resizeDocks([dock], [280], Qt.Orientation.Horizontal)
+        self.folders_dock = dock
+        self._folder_counts: dict = {}
+        self._watch_status: dict | None = None
+        self._counting = False
+        self._recount_again = False
+        self._recount_timer = QTimer(self)
+        self._recount_timer.setSingleShot(True)
+        self._recount_timer.setInterval(1000)
+        self._recount_timer.timeout.connect(self.refresh_folders)
+        self._show_folders()
 
     def _build_actions(self) -> None:
         self.find_similar_action = QAction("Find similar", self)
@@ -448,7 +479,85 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, "Cannot add folder", str(exc))
             return
         self._refresh_empty_state()
+        self.refresh_folders()
         self.start_indexing()
+
+    def confirm(self, title: str, text: str) -> bool:
+        """Ask yes or no (tests replace it to answer without a modal dialog)."""
+        answer = QMessageBox.question(self, title, text)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def ask_remove_folder(self, path: str) -> None:
+        n = self._photo_count(path)
+        what = f"its {n:,} photos" if n else "it"
+        if self.confirm(
+            "Remove folder",
+            f"Remove {path} from the library?\n\nphotofind forgets {what}; the files on "
+            "disk are not touched.",
+        ):
+            self.remove_folder(path)
+
+    def _photo_count(self, path: str) -> int:
+        for folder in self.library.folders():
+            if folder.path == path:
+                return sum(self._folder_counts.get(folder.id, {}).values())
+        return 0
+
+    def remove_folder(self, path: str) -> None:
+        """Forget a folder. Its photos and vectors are rewritten, so the watcher is stopped
+        first and started again after (one writer at a time: see gui/watching.py)."""
+        job = self.indexing
+        watcher = job.detach() if job is not None else None
+        self.index_label.setText(f"Removing {os.path.basename(path)}…")
+
+        def work():
+            if watcher is not None:
+                watcher.stop()
+            return self.library.remove_folder(path)
+
+        def done(n, error):
+            if self._closing:
+                return
+            if error is not None:
+                QMessageBox.warning(self, "Cannot remove folder", str(error))
+            else:
+                self.index_label.setText(f"Removed {path} ({n:,} photos forgotten)")
+                if self.engine is not None:
+                    self.engine.refresh()
+            self.refresh_folders()
+            self._refresh_empty_state()
+            if self._rerun is not None:
+                self._rerun()
+            self.start_indexing()
+            self.folderRemoved.emit(path)
+
+        self.tasks.run(work, done, pool=self.tasks.io_pool)
+
+    def refresh_folders(self) -> None:
+        """Recount the photos of each folder off the GUI thread, then show the panel."""
+        if self._counting:
+            self._recount_again = True
+            return
+        self._counting = True
+        catalog = self.library.catalog
+
+        def done(counts, error):
+            self._counting = False
+            if self._closing:
+                return
+            if error is None:
+                self._folder_counts = counts
+                self._show_folders()
+            if self._recount_again:
+                self._recount_again = False
+                self.refresh_folders()
+
+        self.tasks.run(lambda: count_photos(catalog), done, pool=self.tasks.io_pool)
+
+    def _show_folders(self) -> None:
+        rows = folder_rows(self.library.folders(), self._folder_counts, self._watch_status)
+        self.folders_panel.set_rows(rows)
+        self.foldersShown.emit()
 
     def start_indexing(self) -> None:
         """Start watching (a reconcile of every folder, then indexing what is new)."""
@@ -474,6 +583,8 @@ class MainWindow(QMainWindow):
             self.index_label.setText("Looking for new photos…")
 
     def _on_watch_health(self, status: dict) -> None:
+        self._watch_status = status
+        self._show_folders()
         self.watch_label.setText(health_text(status))
         self.watch_label.setToolTip(
             "\n".join(f"{f['path']}: {f['mode']}" for f in status.get("folders", []))
@@ -487,6 +598,8 @@ class MainWindow(QMainWindow):
             self._rerun()
 
     def _on_index_progress(self, p) -> None:
+        if not self._recount_timer.isActive():
+            self._recount_timer.start()
         if self._rerun is not None and not self._live_refresh.isActive():
             self._live_refresh.start()
         self.progress.setRange(0, max(1, p.total))
@@ -510,6 +623,7 @@ class MainWindow(QMainWindow):
             + (f" · {counts['failed']} could not be read" if counts["failed"] else "")
         )
         self._refresh_empty_state()
+        self.refresh_folders()
         self._live_refresh.stop()
         if self._rerun is not None:
             self._rerun()  # new photos may now match
@@ -654,6 +768,7 @@ class MainWindow(QMainWindow):
         self._closing = True
         self._debounce.stop()
         self._live_refresh.stop()
+        self._recount_timer.stop()
         if self.indexing is not None:
             self.indexing.stop()
         self.thumbnails.clear_queue()

@@ -14,8 +14,9 @@ object is shared by the GUI thread, the search pool and the watcher:
   single catalog transaction that touches no photo and no vector; the worker notices the new
   folder at its next health check (once a second), starts watching it and reconciles it.
 - **Anything that rewrites photos or vectors from the GUI** (removing a folder, switching
-  the model) first stops the watcher (the batch in flight is committed), does its work on a
-  pool thread, then starts a new watcher. :meth:`WatcherJob.stopped` gives that window.
+  the model) first detaches the watcher (:meth:`WatcherJob.detach`), stops it on a pool
+  thread (the batch in flight is committed), does its work there, and then starts a new
+  watcher: at every moment exactly one thread may write.
 
 Pause and progress: the watcher starts index passes itself, so the GUI cannot hand each
 pass an :class:`IndexControl`. :class:`ObservedLibrary` sees every pass instead (it *is* the
@@ -151,25 +152,19 @@ class WatcherJob(QObject):
 
     def stop(self, timeout: float = 60.0) -> None:
         """Stop watching; the batch in flight is committed, the rest stays pending."""
-        self._timer.stop()
-        watcher, self.watcher = self.watcher, None
+        watcher = self.detach()
         if watcher is not None:
             watcher.stop(timeout)
+
+    def detach(self) -> Watcher | None:
+        """Let go of the running watcher without waiting for it; the caller must
+        ``stop()`` it (on any thread) before writing the library itself."""
+        self._timer.stop()
+        watcher, self.watcher = self.watcher, None
         with contextlib.suppress(ValueError):
             self.library.listeners.remove(self._progress_from_worker.emit)
         self._set_indexing(False)
-
-    @contextlib.contextmanager
-    def stopped(self):
-        """Stop the watcher for the block (the caller becomes the only writer); restart after
-        when it was running."""
-        was_running = self.running
-        self.stop()
-        try:
-            yield
-        finally:
-            if was_running:
-                self.start()
+        return watcher
 
     def pause(self) -> None:
         self.library.pause_indexing()

@@ -1,0 +1,143 @@
+"""The folders panel: each library folder with its photo count and what is happening to it."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QPushButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+
+@dataclass(frozen=True)
+class FolderRow:
+    path: str
+    photos: int  # catalogued photos (indexed, pending, failed, offline)
+    pending: int
+    state: str  # "indexing", "watching", "polling", "offline", "not watched"
+
+
+def count_photos(catalog) -> dict[int, Counter]:
+    """Photos per folder id and status. Reads the whole catalog: run it off the GUI thread."""
+    out: dict[int, Counter] = {}
+    for photo in catalog.photos():
+        out.setdefault(photo.folder_id, Counter())[photo.status] += 1
+    return out
+
+
+def folder_rows(folders, counts: dict[int, Counter], watch_status: dict | None) -> list[FolderRow]:
+    """Join the catalog's folders, their counts and the watcher's view of them."""
+    modes = {f["path"]: f["mode"] for f in (watch_status or {}).get("folders", [])}
+    rows = []
+    for folder in folders:
+        c = counts.get(folder.id, Counter())
+        mode = modes.get(folder.path)
+        if mode == "offline" or (mode is None and not os.path.isdir(folder.path)):
+            state = "offline"
+        elif c["pending"]:
+            state = "indexing"
+        elif mode in ("inotify", "native"):
+            state = "watching"
+        elif mode == "polling":
+            state = "polling"
+        else:
+            state = "not watched"
+        rows.append(FolderRow(folder.path, sum(c.values()), c["pending"], state))
+    return rows
+
+
+class FoldersPanel(QWidget):
+    """A list of folders with Add and Remove; the window does the work on the signals."""
+
+    addRequested = Signal()  # noqa: N815 - Qt naming
+    removeRequested = Signal(str)  # noqa: N815
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("foldersPanel")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        self.tree = QTreeWidget(self)
+        self.tree.setObjectName("foldersList")
+        self.tree.setAccessibleName("Library folders")
+        self.tree.setColumnCount(3)
+        self.tree.setHeaderLabels(["Folder", "Photos", "State"])
+        self.tree.setRootIsDecorated(False)
+        self.tree.setUniformRowHeights(True)
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        header = self.tree.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        layout.addWidget(self.tree, 1)
+        buttons = QHBoxLayout()
+        self.add_button = QPushButton("Add…", self)
+        self.add_button.setObjectName("addFolderButton")
+        self.add_button.setAccessibleName("Add a photo folder")
+        self.add_button.clicked.connect(self.addRequested)
+        self.remove_button = QPushButton("Remove", self)
+        self.remove_button.setObjectName("removeFolderButton")
+        self.remove_button.setAccessibleName("Remove the selected folder")
+        self.remove_button.setEnabled(False)
+        self.remove_button.clicked.connect(self._remove_selected)
+        self.tree.itemSelectionChanged.connect(
+            lambda: self.remove_button.setEnabled(self.selected() is not None and self._writable)
+        )
+        buttons.addWidget(self.add_button)
+        buttons.addWidget(self.remove_button)
+        buttons.addStretch(1)
+        layout.addLayout(buttons)
+        self._writable = True
+
+    def set_writable(self, writable: bool) -> None:
+        self._writable = writable
+        self.add_button.setEnabled(writable)
+        self.remove_button.setEnabled(writable and self.selected() is not None)
+
+    def selected(self) -> str | None:
+        items = self.tree.selectedItems()
+        return items[0].data(0, Qt.ItemDataRole.UserRole) if items else None
+
+    def select(self, path: str) -> None:
+        for i in range(self.tree.topLevelItemCount()):
+            item = self.tree.topLevelItem(i)
+            if item.data(0, Qt.ItemDataRole.UserRole) == path:
+                self.tree.setCurrentItem(item)
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """What the panel shows: (path, count, state) per folder."""
+        out = []
+        for i in range(self.tree.topLevelItemCount()):
+            item = self.tree.topLevelItem(i)
+            out.append((item.data(0, Qt.ItemDataRole.UserRole), item.text(1), item.text(2)))
+        return out
+
+    def set_rows(self, rows: list[FolderRow]) -> None:
+        chosen = self.selected()
+        self.tree.clear()
+        for row in rows:
+            name = os.path.basename(row.path.rstrip(os.sep)) or row.path
+            state = row.state if row.state != "indexing" else f"indexing ({row.pending:,} left)"
+            item = QTreeWidgetItem([name, f"{row.photos:,}", state])
+            item.setData(0, Qt.ItemDataRole.UserRole, row.path)
+            item.setToolTip(0, row.path)
+            item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.tree.addTopLevelItem(item)
+        if chosen:
+            self.select(chosen)
+
+    def _remove_selected(self) -> None:
+        path = self.selected()
+        if path:
+            self.removeRequested.emit(path)
