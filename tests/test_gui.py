@@ -11,7 +11,7 @@ pytest.importorskip("PySide6.QtWidgets")
 from images import write_photo_jpeg  # noqa: E402
 from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
-from PySide6.QtWidgets import QAbstractItemView, QLineEdit, QProgressBar  # noqa: E402
+from PySide6.QtWidgets import QAbstractItemView, QDialog, QLineEdit, QProgressBar  # noqa: E402
 
 from photofind.clip import load_model  # noqa: E402
 from photofind.gui import create_window  # noqa: E402
@@ -248,3 +248,81 @@ def test_a_folder_that_vanishes_is_shown_offline(qtbot, window, tmp_path):
     shutil.rmtree(tmp_path / "photos")
     qtbot.waitUntil(lambda: "offline" in window.watch_label.text(), timeout=20_000)
     qtbot.waitUntil(lambda: window.folders_panel.rows()[0][2] == "offline", timeout=10_000)
+
+
+def _rows(window):
+    model = window.view.model()
+    return [model.index(r).data(Qt.ItemDataRole.ToolTipRole) for r in range(model.rowCount())]
+
+
+def test_space_opens_a_preview_with_the_photos_details(qtbot, window, tmp_path):
+    index_folder(qtbot, window, _folder_with(tmp_path, 3))
+    window.search_box.setText("anything")
+    with qtbot.waitSignal(window.searchFinished, timeout=10_000):
+        window.run_search()
+    window.show()
+    window.view.setFocus()
+    window.view.setCurrentIndex(window.view.model().index(1))
+    chosen = _rows(window)[1]
+    with qtbot.waitSignal(window.previewShown, timeout=10_000):
+        qtbot.keyClick(window.view, Qt.Key.Key_Space)
+    preview = window.findChild(QDialog, "previewDialog")
+    assert preview is not None and preview.isVisible()
+    fields = preview.fields
+    assert fields["path"].text() == chosen
+    assert fields["dimensions"].text() == "200 × 150 pixels"
+    assert fields["size"].text().endswith("KB") and fields["score"].text()
+    assert fields["date"].text()[:2] == "20"
+    assert not preview.image.pixmap().isNull()
+    qtbot.keyClick(preview, Qt.Key.Key_Space)
+    assert not preview.isVisible()
+
+
+def test_filters_and_date_sort_reshape_the_results(qtbot, window, tmp_path):
+    import os
+
+    from PIL import Image
+
+    a, b = tmp_path / "albums" / "a", tmp_path / "albums" / "b"
+    photos(a, 3)
+    b.mkdir(parents=True)
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(b / "red.png")
+    Image.new("RGB", (64, 48), (30, 30, 200)).save(b / "blue.png")
+    for year, path in zip(
+        (2019, 2020, 2021, 2022, 2023), sorted((tmp_path / "albums").rglob("*.*"))
+    ):
+        stamp = __import__("datetime").datetime(year, 6, 1).timestamp()
+        os.utime(path, (stamp, stamp))
+    index_folder(qtbot, window, a)
+    with qtbot.waitSignal(window.indexing.finished, timeout=60_000):
+        window.add_folder(str(b))
+    qtbot.waitUntil(lambda: window.filter_bar.folder.count() == 3)
+    window.search_box.setText("anything")
+    with qtbot.waitSignal(window.searchFinished, timeout=10_000):
+        window.run_search()
+    assert len(_rows(window)) == 5
+
+    bar = window.filter_bar
+    with qtbot.waitSignal(window.searchFinished, timeout=10_000):
+        bar.folder.setCurrentIndex(bar.folder.findData(str(b)))
+    assert sorted(_rows(window)) == [str(b / "blue.png"), str(b / "red.png")]
+    with qtbot.waitSignal(window.searchFinished, timeout=10_000):
+        bar.folder.setCurrentIndex(0)
+    with qtbot.waitSignal(window.searchFinished, timeout=10_000):
+        bar.type.setCurrentIndex(bar.type.findText("JPEG"))
+    assert all(p.endswith(".jpg") for p in _rows(window)) and len(_rows(window)) == 3
+    with qtbot.waitSignal(window.searchFinished, timeout=10_000):
+        bar.type.setCurrentIndex(0)
+
+    from PySide6.QtCore import QDate
+
+    with qtbot.waitSignal(window.searchFinished, timeout=10_000):
+        bar.after.setDate(QDate(2021, 1, 1))
+    assert len(_rows(window)) == 3  # 2021, 2022, 2023
+    with qtbot.waitSignal(window.searchFinished, timeout=10_000):
+        bar.sort.setCurrentIndex(bar.sort.findData("oldest"))
+    dated = sorted((tmp_path / "albums").rglob("*.*"))[2:]
+    assert _rows(window) == [str(p) for p in dated]
+    with qtbot.waitSignal(window.searchFinished, timeout=10_000):
+        bar.sort.setCurrentIndex(bar.sort.findData("newest"))
+    assert _rows(window) == [str(p) for p in reversed(dated)]

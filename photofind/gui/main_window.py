@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from photofind.gui.filters import FilterBar, photo_date, sort_rows
 from photofind.gui.folders_panel import FoldersPanel, count_photos, folder_rows
 from photofind.gui.results_model import PathRole, ResultsModel, Row
 from photofind.gui.tasks import TaskRunner
@@ -69,6 +70,14 @@ class ResultsView(QListView):
     """The thumbnail grid; Ctrl+wheel zooms."""
 
     zoomBy = Signal(int)  # noqa: N815 - Qt naming
+    previewRequested = Signal()  # noqa: N815
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802
+        if event.key() == Qt.Key.Key_Space and not event.modifiers():
+            self.previewRequested.emit()  # Space previews (as in Finder/Nautilus), not selects
+            event.accept()
+            return
+        super().keyPressEvent(event)
 
     def wheelEvent(self, event) -> None:  # noqa: N802
         if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
@@ -95,6 +104,7 @@ class MainWindow(QMainWindow):
     searchFinished = Signal(int)  # noqa: N815 - number of results shown
     folderRemoved = Signal(str)  # noqa: N815
     foldersShown = Signal()  # noqa: N815 - the folders panel was redrawn
+    previewShown = Signal(str)  # noqa: N815 - the preview holds this photo (or its error)
 
     def __init__(
         self,
@@ -126,6 +136,7 @@ class MainWindow(QMainWindow):
         #: the per-query relevance cut-off of photofind.search (a setting)
         self.relevance_cutoff = True
         self._closing = False
+        self.preview = None
 
         self._build_search_bar()
         self._build_central()
@@ -198,6 +209,9 @@ class MainWindow(QMainWindow):
         layout = QVBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._bar)
+        self.filter_bar = FilterBar(central)
+        self.filter_bar.changed.connect(self._on_filters_changed)
+        layout.addWidget(self.filter_bar)
 
         self.stack = QStackedWidget(central)
         self.view = ResultsView(self.stack)
@@ -217,6 +231,7 @@ class MainWindow(QMainWindow):
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.view.customContextMenuRequested.connect(self._context_menu)
         self.view.activated.connect(lambda idx: self.open_photo(idx.data(PathRole)))
+        self.view.previewRequested.connect(self.show_preview)
         self.view.zoomBy.connect(lambda step: self._set_zoom(self.zoom.value() + 24 * step))
         self.stack.addWidget(self.view)
 
@@ -338,8 +353,10 @@ class MainWindow(QMainWindow):
         self._last_query = text
         self._rerun = self.run_search
         cutoff = self.relevance_cutoff
+        flt = self.filter_bar.search_filter()
         self._submit(
-            lambda: self.engine.search(text, k=DEFAULT_RESULTS, cutoff=cutoff), f"“{text}”"
+            lambda: self.engine.search(text, k=DEFAULT_RESULTS, cutoff=cutoff, filter=flt),
+            f"“{text}”",
         )
 
     def find_similar(self, photo_id: int | None, path: str) -> None:
@@ -347,9 +364,10 @@ class MainWindow(QMainWindow):
             return
         self.search_box.setText("")
         self._rerun = lambda: self.find_similar(photo_id, path)
+        flt = self.filter_bar.search_filter()
         self._submit(
             lambda: self.engine.similar(
-                photo_id if photo_id is not None else path, k=DEFAULT_RESULTS
+                photo_id if photo_id is not None else path, k=DEFAULT_RESULTS, filter=flt
             ),
             f"photos like {os.path.basename(path)}",
         )
@@ -358,8 +376,9 @@ class MainWindow(QMainWindow):
         if self.engine is None:
             return
         self._rerun = lambda: self.search_by_image(path)
+        flt = self.filter_bar.search_filter()
         self._submit(
-            lambda: self.engine.similar(path, k=DEFAULT_RESULTS),
+            lambda: self.engine.similar(path, k=DEFAULT_RESULTS, filter=flt),
             f"photos like {os.path.basename(path)}",
         )
 
@@ -367,8 +386,20 @@ class MainWindow(QMainWindow):
         """Run a search off the GUI thread; only the newest one's results are shown."""
         self._query_serial += 1
         serial = self._query_serial
+        order = self.filter_bar.sort_order()
+        catalog = self.library.catalog
 
-        def done(results, error):
+        def work():
+            rows = [Row(r.path, float(r.score), r.photo_id) for r in fn()]
+            if order == "relevance":
+                return rows
+            dates = {}
+            for row in rows:  # a couple of hundred lookups, on the search thread
+                photo = catalog.photo(row.photo_id) if row.photo_id is not None else None
+                dates[row.path] = photo_date(photo) if photo is not None else ""
+            return sort_rows(rows, order, lambda row: dates[row.path])
+
+        def done(rows, error):
             if serial != self._query_serial:
                 return  # a newer query was typed meanwhile
             if error is not None:
@@ -376,7 +407,6 @@ class MainWindow(QMainWindow):
                 log.error("search failed", exc_info=error)
                 self.searchFinished.emit(0)
                 return
-            rows = [Row(r.path, float(r.score), getattr(r, "photo_id", None)) for r in results]
             current = self._current()
             self.results.set_rows(rows)
             if current is not None and current.path in self.results.paths():
@@ -385,7 +415,40 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"{len(rows)} photos for {what}", 5000)
             self.searchFinished.emit(len(rows))
 
-        self.tasks.run(fn, done)
+        self.tasks.run(work, done)
+
+    def _on_filters_changed(self) -> None:
+        if self._rerun is not None:
+            self._rerun()
+
+    def show_preview(self) -> None:
+        """The large preview of the current photo, loaded off the GUI thread."""
+        from photofind.gui.preview import PreviewDialog, load_preview
+
+        row = self._current()
+        if row is None:
+            return
+        if self.preview is None:
+            self.preview = PreviewDialog(self)
+        dialog = self.preview
+        dialog.show_loading(row.path)
+        dialog.show()
+        dialog.raise_()
+        catalog = self.library.catalog
+
+        def work():
+            photo = catalog.photo(row.photo_id) if row.photo_id is not None else None
+            date = photo_date(photo) if photo is not None else None
+            return load_preview(row.path, row.score, date)
+
+        def done(result, error):
+            if error is not None:
+                dialog.show_error(row.path, str(error))
+            else:
+                dialog.show_photo(*result)
+            self.previewShown.emit(row.path)
+
+        self.tasks.run(work, done, pool=self.tasks.io_pool)
 
     # -- photo actions --------------------------------------------------------------------
 
@@ -557,6 +620,7 @@ class MainWindow(QMainWindow):
     def _show_folders(self) -> None:
         rows = folder_rows(self.library.folders(), self._folder_counts, self._watch_status)
         self.folders_panel.set_rows(rows)
+        self.filter_bar.set_folders([r.path for r in rows])
         self.foldersShown.emit()
 
     def start_indexing(self) -> None:

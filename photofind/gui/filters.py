@@ -1,0 +1,133 @@
+"""The filter bar under the search box: folder, date range, file type, and the sort order."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+
+from PySide6.QtCore import QDate, Signal
+from PySide6.QtWidgets import QComboBox, QDateEdit, QHBoxLayout, QLabel, QWidget
+
+from photofind.search import SearchFilter
+
+# (label, extensions) — what a person calls a type, and the files it covers.
+FILE_TYPES = (
+    ("All types", ()),
+    ("JPEG", ("jpg",)),
+    ("PNG", ("png",)),
+    ("WebP", ("webp",)),
+    ("GIF", ("gif",)),
+    ("TIFF", ("tif",)),
+    ("HEIC", ("heic",)),
+)
+SORTS = (("Relevance", "relevance"), ("Newest first", "newest"), ("Oldest first", "oldest"))
+# A QDateEdit cannot be empty: its minimum date stands for "no bound" and shows as "any".
+NO_DATE = QDate(1900, 1, 1)
+
+
+def _date_edit(parent, name: str, accessible: str) -> QDateEdit:
+    edit = QDateEdit(parent)
+    edit.setObjectName(name)
+    edit.setAccessibleName(accessible)
+    edit.setCalendarPopup(True)
+    edit.setDisplayFormat("yyyy-MM-dd")
+    edit.setMinimumDate(NO_DATE)
+    edit.setSpecialValueText("any")
+    edit.setDate(NO_DATE)
+    return edit
+
+
+def sort_rows(rows, how: str, date_of):
+    """Results in the order asked for; ``date_of(row)`` gives a sortable date string."""
+    if how == "relevance":
+        return list(rows)
+    return sorted(rows, key=date_of, reverse=(how == "newest"))
+
+
+def photo_date(photo) -> str:
+    """A photo's date as the search filters see it: EXIF capture date, else file time."""
+    if photo.capture_date:
+        return photo.capture_date[:19]
+    return datetime.fromtimestamp(photo.mtime_ns / 1e9).isoformat(timespec="seconds")
+
+
+class FilterBar(QWidget):
+    changed = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("filterBar")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 0, 8, 4)
+        layout.setSpacing(6)
+
+        self.folder = QComboBox(self)
+        self.folder.setObjectName("folderFilter")
+        self.folder.setAccessibleName("Only photos in folder")
+        self.folder.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.folder.addItem("All folders", "")
+        self.after = _date_edit(self, "afterFilter", "Taken on or after")
+        self.before = _date_edit(self, "beforeFilter", "Taken on or before")
+        self.type = QComboBox(self)
+        self.type.setObjectName("typeFilter")
+        self.type.setAccessibleName("File type")
+        for label, exts in FILE_TYPES:
+            self.type.addItem(label, exts)
+        self.sort = QComboBox(self)
+        self.sort.setObjectName("sortOrder")
+        self.sort.setAccessibleName("Sort results by")
+        for label, key in SORTS:
+            self.sort.addItem(label, key)
+
+        for label, widget in (
+            ("Folder", self.folder),
+            ("From", self.after),
+            ("to", self.before),
+            ("Type", self.type),
+            ("Sort", self.sort),
+        ):
+            text = QLabel(label, self)
+            text.setBuddy(widget)
+            layout.addWidget(text)
+            layout.addWidget(widget)
+        layout.addStretch(1)
+
+        self.folder.currentIndexChanged.connect(self.changed)
+        self.type.currentIndexChanged.connect(self.changed)
+        self.sort.currentIndexChanged.connect(self.changed)
+        self.after.dateChanged.connect(self.changed)
+        self.before.dateChanged.connect(self.changed)
+
+    def set_folders(self, paths: list[str]) -> None:
+        """Offer these folders; keep the one chosen when it is still there."""
+        chosen = self.folder.currentData()
+        current = [self.folder.itemData(i) for i in range(1, self.folder.count())]
+        if current == list(paths):
+            return
+        self.folder.blockSignals(True)
+        self.folder.clear()
+        self.folder.addItem("All folders", "")
+        for path in paths:
+            self.folder.addItem(os.path.basename(path.rstrip(os.sep)) or path, path)
+            self.folder.setItemData(self.folder.count() - 1, path, 3)  # tooltip role
+        index = self.folder.findData(chosen) if chosen else 0
+        self.folder.setCurrentIndex(max(index, 0))
+        self.folder.blockSignals(False)
+        if chosen and index < 0:
+            self.changed.emit()  # the chosen folder went away: the filter widened
+
+    def search_filter(self) -> SearchFilter | None:
+        folder = self.folder.currentData() or None
+        after = self.after.date() if self.after.date() != NO_DATE else None
+        before = self.before.date() if self.before.date() != NO_DATE else None
+        types = self.type.currentData() or ()
+        f = SearchFilter(
+            folders=(folder,) if folder else (),
+            after=after.toString("yyyy-MM-dd") if after else None,
+            before=before.toString("yyyy-MM-dd") if before else None,
+            types=tuple(types),
+        )
+        return None if f.is_empty else f
+
+    def sort_order(self) -> str:
+        return self.sort.currentData()
