@@ -166,9 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Subcommand modules register themselves into COMMANDS when imported.
     import photofind.cli_gui  # noqa: F401
     import photofind.cli_library  # noqa: F401
-    import photofind.cli_watch  # noqa: F401
     import photofind.cli_models  # noqa: F401
     import photofind.cli_search  # noqa: F401
+    import photofind.cli_watch  # noqa: F401
 
     parser = argparse.ArgumentParser(
         prog="photofind",
