@@ -1,0 +1,113 @@
+"""Checks that only make sense inside the frozen bundle: ``photofind --bundle-selftest ...``.
+
+    photofind --bundle-selftest info
+        JSON: where every module was imported from, sys.path, the resources folder, the
+        bundled models, onnxruntime's providers and which forbidden modules can be found.
+    photofind --bundle-selftest gui OUT.png [--library DIR] [--model NAME_OR_DIR]
+        Starts the desktop app through the same code as ``photofind gui``
+        (photofind.gui.app.run), prints ``shown <seconds since the process started>`` as
+        soon as the event loop runs with the window shown, saves the window to OUT.png and
+        quits.
+
+The tests (tests/test_bundle.py) drive it with QT_QPA_PLATFORM=offscreen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+#: Modules the bundle must not contain (torch lives in export/ only).
+FORBIDDEN = ("torch", "onnx", "export", "tests", "pytest", "pytestqt", "PyInstaller")
+#: Modules whose origin proves the bundle does not reach into a Python installation.
+PROBED = ("photofind", "numpy", "onnxruntime", "PySide6", "hnswlib", "PIL", "encodings")
+
+
+def process_age() -> float | None:
+    """Seconds since this process was exec'd (Linux: /proc), else None."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22 of proc(5)
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def info() -> int:
+    import onnxruntime
+
+    from photofind.clip import available_models
+    from photofind.paths import resources_dir
+
+    origins = {}
+    for name in PROBED:
+        module = importlib.import_module(name)
+        origins[name] = getattr(module, "__file__", None)
+    capi = Path(onnxruntime.__file__).parent / "capi"
+    report = {
+        "frozen": bool(getattr(sys, "frozen", False)),
+        "executable": sys.executable,
+        "meipass": getattr(sys, "_MEIPASS", None),
+        "sys_path": sys.path,
+        "origins": origins,
+        "resources_dir": str(resources_dir()),
+        "bundled_models": {k: str(v) for k, v in available_models(Path(os.devnull)).items()},
+        "onnxruntime": onnxruntime.__version__,
+        "providers": onnxruntime.get_available_providers(),
+        "provider_libraries": sorted(p.name for p in capi.glob("*providers*")),
+        "forbidden_found": [n for n in FORBIDDEN if importlib.util.find_spec(n) is not None],
+    }
+    json.dump(report, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def gui(args: argparse.Namespace) -> int:
+    from PySide6.QtCore import Qt, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from photofind.clip import load_model
+    from photofind.gui.app import run
+
+    model = load_model(args.model, provider="cpu", library=args.library) if args.model else None
+    # run() sets this too, but only a call before the QApplication exists counts.
+    QApplication.setHighDpiScaleFactorRoundingPolicy(
+        Qt.HighDpiScaleFactorRoundingPolicy.PassThrough
+    )
+    app = QApplication(sys.argv[:1])
+    result = {}
+
+    def shown() -> None:
+        # First turn of the event loop after run() showed the window: the cold-start mark.
+        age = process_age()
+        print(f"shown {age:.3f}" if age is not None else "shown ?", flush=True)
+        window = next(w for w in app.topLevelWidgets() if w.isVisible())
+        result["saved"] = window.grab().save(str(args.out))
+        window.close()
+        app.quit()
+
+    QTimer.singleShot(0, shown)
+    status = run(args.library, model, provider="cpu", start_indexing=False)
+    if not result.get("saved"):
+        print(f"could not save {args.out}", file=sys.stderr)
+        return 1
+    print(f"saved {args.out}")
+    return status
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="photofind --bundle-selftest")
+    sub = parser.add_subparsers(dest="check", required=True)
+    sub.add_parser("info")
+    g = sub.add_parser("gui")
+    g.add_argument("out", type=Path)
+    g.add_argument("--library", type=Path, required=True)
+    g.add_argument("--model")
+    args = parser.parse_args(argv)
+    return info() if args.check == "info" else gui(args)
