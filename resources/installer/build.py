@@ -51,7 +51,7 @@ FROZEN_DISTRIBUTIONS = (
 #: What the .deb needs from the system: the bundle carries Python, Qt, onnxruntime and
 #: numpy, but not the X11/Wayland client libraries and GL that Qt's platform plugins load.
 DEB_DEPENDS = (
-    "libc6 (>= 2.28), libgl1, libegl1, libfontconfig1, libfreetype6, libglib2.0-0, "
+    "libgl1, libegl1, libfontconfig1, libfreetype6, libglib2.0-0, "
     "libdbus-1-3, libxkbcommon0, libxkbcommon-x11-0, libx11-xcb1, libxcb-cursor0, "
     "libxcb-icccm4, libxcb-keysyms1, libxcb-shape0, libxcb-xkb1, libwayland-client0, "
     "libwayland-cursor0, libwayland-egl1"
@@ -135,7 +135,26 @@ def make_tar(app: Path, target: Path) -> None:
     tmp.replace(target)
 
 
-def _control(ver: str, installed_kib: int) -> str:
+def glibc_floor(app: Path) -> str:
+    """The newest GLIBC symbol version any bundled binary needs: the .deb's libc6 floor.
+
+    It is the build machine's glibc or older; build on the oldest distribution to support.
+    """
+    newest = (2, 17)
+    for path in app.rglob("*"):
+        if (
+            path.is_symlink()
+            or not path.is_file()
+            or not (".so" in path.name or path == app / "photofind")
+        ):
+            continue
+        out = subprocess.run(["objdump", "-T", str(path)], capture_output=True, text=True).stdout
+        for found in re.findall(r"GLIBC_(\d+)\.(\d+)", out):
+            newest = max(newest, (int(found[0]), int(found[1])))
+    return f"{newest[0]}.{newest[1]}"
+
+
+def _control(ver: str, installed_kib: int, glibc: str) -> str:
     return (
         "Package: photofind\n"
         f"Version: {ver}\n"
@@ -143,7 +162,7 @@ def _control(ver: str, installed_kib: int) -> str:
         "Priority: optional\n"
         "Architecture: amd64\n"
         f"Installed-Size: {installed_kib}\n"
-        f"Depends: {DEB_DEPENDS}\n"
+        f"Depends: libc6 (>= {glibc}), {DEB_DEPENDS}\n"
         "Maintainer: photofind developers <photofind@localhost>\n"
         "Homepage: https://example.invalid/photofind\n"
         "Description: find photos on your own disk by what they show\n"
@@ -178,7 +197,9 @@ def make_deb(app: Path, target: Path, work: Path, ver: str) -> None:
         shutil.copy2(png, icons / f"{size}x{size}" / "apps" / "photofind.png")
     installed = sum(p.lstat().st_size for p in root.rglob("*") if not p.is_dir()) // 1024
     (root / "DEBIAN").mkdir()
-    (root / "DEBIAN" / "control").write_text(_control(ver, installed), encoding="utf-8")
+    (root / "DEBIAN" / "control").write_text(
+        _control(ver, installed, glibc_floor(app)), encoding="utf-8"
+    )
     for path in [root, *root.rglob("*")]:
         if path.is_dir():
             path.chmod(0o755)  # dpkg-deb refuses group-writable control folders

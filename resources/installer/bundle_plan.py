@@ -119,7 +119,7 @@ LINUX_HOST_LIBRARIES = (
 )
 
 #: onnxruntime-gpu's execution providers beyond the CPU: kept only with --gpu.
-GPU_PROVIDER_LIBRARIES = ("libonnxruntime_providers_cuda", "libonnxruntime_providers_tensorrt")
+GPU_PROVIDER_LIBRARIES = ("onnxruntime_providers_cuda", "onnxruntime_providers_tensorrt")
 
 _QT_PLUGINS = PurePosixPath("PySide6/Qt/plugins")
 
@@ -132,7 +132,7 @@ def keep_binary(dest: str, *, gpu: bool) -> bool:
     """
     path = PurePosixPath(dest.replace("\\", "/"))
     name = path.name
-    if not gpu and name.startswith(GPU_PROVIDER_LIBRARIES):
+    if not gpu and name.removeprefix("lib").startswith(GPU_PROVIDER_LIBRARIES):
         return False
     if path.is_relative_to(_QT_PLUGINS):
         family = path.relative_to(_QT_PLUGINS).parts[0]

@@ -1,0 +1,290 @@
+"""Smoke test of the built desktop bundle, not of the source tree (issue 8).
+
+The bundle is built once per session with resources/installer/build.py into a temporary
+folder (about a minute on two cores), unless dist/ holds a build of exactly these sources
+(dist/photofind-build.json's fingerprint). Every command runs the frozen launcher with a
+PATH that has no Python on it, no PYTHONPATH or virtual environment, and, where user
+namespaces allow, no network at all (``unshare --net``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux") or platform.machine() != "x86_64",
+        reason="the Linux bundle is built and tested on Linux x86-64 only",
+    ),
+]
+
+REPO = Path(__file__).resolve().parents[1]
+INSTALLER = REPO / "resources" / "installer"
+SIZE_LIMIT_MB = 250
+TINY = "tiny-synthetic"
+
+
+def _load_build_module():
+    spec = importlib.util.spec_from_file_location("photofind_build", INSTALLER / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build_py = _load_build_module()
+
+
+def _fresh_dist() -> Path | None:
+    """dist/ when it holds a CPU build of exactly the current sources and models."""
+    dist = REPO / "dist"
+    try:
+        record = json.loads((dist / build_py.STAMP).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    wanted = build_py.artefact_names(build_py.version())
+    complete = all((dist / name).exists() for name in wanted.values())
+    fresh = record.get("fingerprint") == build_py.fingerprint([], gpu=False)
+    return dist if complete and fresh and not record.get("gpu") else None
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory):
+    if shutil.which("dpkg-deb") is None:
+        pytest.skip("dpkg-deb is needed to build the .deb (apt-get install dpkg)")
+    pytest.importorskip("PyInstaller", reason="PyInstaller is in the dev extra")
+    dist = _fresh_dist()
+    if dist is None:
+        tmp = tmp_path_factory.mktemp("bundle")
+        dist = tmp / "dist"
+        build_py.build(dist, tmp / "work", [], gpu=False)
+    names = build_py.artefact_names(build_py.version())
+    record = json.loads((dist / build_py.STAMP).read_text(encoding="utf-8"))
+    app = dist / names["app"]
+    return {
+        "app": app,
+        "exe": app / "photofind",
+        "tar": dist / names["tar"],
+        "deb": dist / names["deb"],
+        "models": record["models"],
+        "timings": record["timings"],
+    }
+
+
+@pytest.fixture(scope="session")
+def no_python_path(tmp_path_factory) -> str:
+    """A PATH folder with everything of /usr/bin and /bin except the Python interpreters."""
+    folder = tmp_path_factory.mktemp("bin-without-python")
+    for source in (Path("/usr/bin"), Path("/bin")):
+        for tool in source.iterdir():
+            name = tool.name
+            if name.startswith(("python", "pip", "pydoc")) or (folder / name).exists():
+                continue
+            (folder / name).symlink_to(tool)
+    return str(folder)
+
+
+def _unshare_works() -> bool:
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return False
+    probe = [unshare, "--user", "--map-root-user", "--net", "true"]
+    return subprocess.run(probe, capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def offline_prefix() -> list[str]:
+    """Run inside a network namespace with no interface but loopback, when allowed."""
+    if _unshare_works():
+        return [shutil.which("unshare"), "--user", "--map-root-user", "--net"]
+    return []
+
+
+@pytest.fixture
+def run_bundle(bundle, no_python_path, offline_prefix, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        "PATH": no_python_path,
+        "HOME": str(home),
+        "PHOTOFIND_HOME": str(home / "photofind"),
+        "QT_QPA_PLATFORM": "offscreen",
+        "LANG": "C.UTF-8",
+        "TMPDIR": str(tmp_path),
+    }
+
+    def run(*args, exe=None, check=True, timeout=180):
+        command = [*offline_prefix, str(exe or bundle["exe"]), *map(str, args)]
+        done = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=timeout, cwd=tmp_path
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"{command} exited {done.returncode}\nstdout:\n{done.stdout}\n"
+                f"stderr:\n{done.stderr}"
+            )
+        return done
+
+    return run
+
+
+def test_version(bundle, run_bundle):
+    done = run_bundle("--version")
+    assert done.stdout.strip() == f"photofind {build_py.version()}"
+
+
+def test_imports_only_from_the_bundle(bundle, run_bundle):
+    info = json.loads(run_bundle("--bundle-selftest", "info").stdout)
+    internal = bundle["app"] / "_internal"
+    assert info["frozen"] is True
+    assert Path(info["meipass"]) == internal
+    for entry in info["sys_path"]:
+        assert Path(entry).is_relative_to(internal), f"sys.path reaches outside: {entry}"
+    for module, origin in info["origins"].items():
+        assert origin and Path(origin).is_relative_to(internal), f"{module} from {origin}"
+    assert info["forbidden_found"] == []
+    # The CPU bundle: onnxruntime-gpu's CUDA/TensorRT provider libraries are left out.
+    assert info["provider_libraries"] == ["libonnxruntime_providers_shared.so"]
+    assert Path(info["resources_dir"]) == internal / "resources"
+    assert sorted(info["bundled_models"]) == bundle["models"]
+
+
+def test_no_torch_tests_or_export_code_in_the_folder(bundle):
+    names = {p.name for p in (bundle["app"] / "_internal").rglob("*")}
+    for unwanted in ("torch", "onnx", "export", "tests", "pytest", "_pytest"):
+        assert unwanted not in names
+    assert not any(n.startswith("libonnxruntime_providers_cuda") for n in names)
+
+
+def test_size_without_models_is_within_budget(bundle):
+    def size(folder: Path) -> int:  # links (PyInstaller's library aliases) count once
+        return sum(p.lstat().st_size for p in folder.rglob("*") if not p.is_dir())
+
+    total = size(bundle["app"])
+    weights = size(bundle["app"] / "_internal" / "resources" / "models")
+    size_mb = (total - weights) / 1e6
+    print(f"bundle without models: {size_mb:.0f} MB; build timings {bundle['timings']}")
+    assert size_mb <= SIZE_LIMIT_MB
+
+
+def _write_photos(folder: Path, count: int, seed: int) -> dict[str, object]:
+    from photofind.synthetic import encode, generate
+
+    folder.mkdir(parents=True)
+    scenes = {}
+    for i in range(count):
+        scene, image, _ = generate(seed, i)
+        path = folder / f"p{i:03d}.{scene.format}"
+        path.write_bytes(encode(image, scene.format))
+        scenes[path.name] = scene
+    return scenes
+
+
+def test_index_and_similar_with_a_model_package(run_bundle, random_package, tmp_path):
+    """Any model finds a photo itself first: the engine of the bundle end to end."""
+    _write_photos(tmp_path / "photos", 12, seed=7)
+    library = tmp_path / "lib"
+    common = ("--library", library, "--model", random_package)
+    run_bundle(*common, "index", tmp_path / "photos", "--no-progress")
+    target = tmp_path / "photos" / "p005.png"
+    if not target.exists():
+        target = next((tmp_path / "photos").iterdir())
+    done = run_bundle(*common, "similar", target, "--json", "-n", "3")
+    results = json.loads(done.stdout)
+    assert Path(results[0]["path"]).name == target.name
+
+
+def test_bundled_tiny_model_finds_a_red_circle_first(bundle, run_bundle, tmp_path):
+    if TINY not in bundle["models"]:
+        pytest.skip(
+            f"resources/models/{TINY} is not shipped yet, so the bundle has no tiny model "
+            "to search with (it is bundled automatically once it lands)"
+        )
+    scenes = _write_photos(tmp_path / "photos", 60, seed=4242)
+    red_circles = [n for n, s in scenes.items() if _has(s, "red", "circle")]
+    assert len(red_circles) >= 2, "the generated set should hold red circles"
+    library = tmp_path / "lib"
+    common = ("--library", library, "--model", TINY)
+    run_bundle(*common, "index", tmp_path / "photos", "--no-progress")
+    results = json.loads(run_bundle(*common, "search", "a red circle", "--json").stdout)
+    assert results, "no result for 'a red circle'"
+    assert Path(results[0]["path"]).name in red_circles
+
+
+def _has(scene, colour: str, shape: str) -> bool:
+    return any(o.colour == colour and o.shape == shape for o in scene.objects)
+
+
+def test_gui_renders_a_window_offscreen(bundle, run_bundle, tmp_path):
+    from PIL import Image
+
+    shot = tmp_path / "window.png"
+    model = ("--model", TINY) if TINY in bundle["models"] else ()
+    started = time.monotonic()
+    done = run_bundle("--bundle-selftest", "gui", shot, "--library", tmp_path / "lib", *model)
+    wall = time.monotonic() - started
+    shown = next(line for line in done.stdout.splitlines() if line.startswith("shown"))
+    print(f"window {shown} s after exec; whole run {wall:.2f} s (model: {model or 'none'})")
+    with Image.open(shot) as image:
+        assert image.width >= 400 and image.height >= 300
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
+        assert colours is None or len(colours) > 10, "the window rendered as a flat colour"
+
+
+def test_deb_installs_into_a_clean_root(bundle, run_bundle, tmp_path):
+    root = tmp_path / "root"
+    admin = root / "var" / "lib" / "dpkg"
+    for sub in ("info", "updates", "triggers"):
+        (admin / sub).mkdir(parents=True)
+    (admin / "status").touch()
+    (admin / "available").touch()
+    # The clean root has no libc or X libraries: their Depends are forced, not faked.
+    subprocess.run(
+        [
+            "dpkg",
+            f"--root={root}",
+            "--force-depends",
+            "--force-not-root",
+            "--force-script-chrootless",
+            "--log=/dev/null",
+            "-i",
+            str(bundle["deb"]),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    launcher = root / "usr" / "bin" / "photofind"
+    assert launcher.is_symlink()
+    assert (root / "opt" / "photofind" / "photofind").is_file()
+    assert (root / "usr/share/icons/hicolor/256x256/apps/photofind.png").is_file()
+    assert (root / "usr/share/icons/hicolor/scalable/apps/photofind.svg").is_file()
+    # Through the /usr/bin link: the bootloader must find _internal beside its real file.
+    done = run_bundle("--version", exe=launcher)
+    assert done.stdout.strip() == f"photofind {build_py.version()}"
+    desktop = root / "usr" / "share" / "applications" / "photofind.desktop"
+    validator = shutil.which("desktop-file-validate")
+    if validator is None:
+        if os.environ.get("CI"):
+            pytest.fail("desktop-file-validate is missing (apt-get install desktop-file-utils)")
+        pytest.skip("desktop-file-validate is missing (apt-get install desktop-file-utils)")
+    check = subprocess.run([validator, str(desktop)], capture_output=True, text=True)
+    assert check.returncode == 0 and not check.stdout.strip(), check.stdout + check.stderr
+
+
+def test_tarball_unpacks_to_a_working_app(bundle, run_bundle, tmp_path):
+    with tarfile.open(bundle["tar"]) as tar:
+        tar.extractall(tmp_path / "unpacked", filter="tar")
+    exe = tmp_path / "unpacked" / "photofind" / "photofind"
+    done = run_bundle("--version", exe=exe)
+    assert done.stdout.strip() == f"photofind {build_py.version()}"
