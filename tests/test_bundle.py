@@ -217,7 +217,9 @@ def test_bundled_tiny_model_finds_a_red_circle_first(bundle, run_bundle, tmp_pat
     library = tmp_path / "lib"
     common = ("--library", library, "--model", TINY)
     run_bundle(*common, "index", tmp_path / "photos", "--no-progress")
-    results = json.loads(run_bundle(*common, "search", "a red circle", "--json").stdout)
+    results = json.loads(
+        run_bundle(*common, "search", "a red circle", "--json", "--all", "-n", "5").stdout
+    )
     assert results, "no result for 'a red circle'"
     assert Path(results[0]["path"]).name in red_circles
 
