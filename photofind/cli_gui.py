@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from photofind.cli import Context, arguments, command
 from photofind.errors import PhotofindError
@@ -12,11 +13,25 @@ def _gui_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-index", action="store_true", help="do not start indexing at launch")
 
 
+def _saved_provider(library) -> str:
+    """The provider chosen in the app's settings (``--provider`` other than auto wins)."""
+    from photofind.models.store import read_settings
+
+    try:
+        gui = read_settings(library).get("gui") or {}
+    except PhotofindError:
+        return "auto"
+    provider = gui.get("provider") if isinstance(gui, dict) else None
+    return provider if provider in ("auto", "cpu", "cuda") else "auto"
+
+
 @command("gui", "open the desktop app")
 @arguments(_gui_args)
 def _gui(args: argparse.Namespace, ctx: Context) -> int:
     from photofind.gui.app import run
 
+    if ctx.provider == "auto":
+        ctx = dataclasses.replace(ctx, provider=_saved_provider(ctx.library))
     try:
         model = ctx.load_model()
     except PhotofindError:

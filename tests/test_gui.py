@@ -326,3 +326,45 @@ def test_filters_and_date_sort_reshape_the_results(qtbot, window, tmp_path):
     with qtbot.waitSignal(window.searchFinished, timeout=10_000):
         bar.sort.setCurrentIndex(bar.sort.findData("newest"))
     assert _rows(window) == [str(p) for p in reversed(dated)]
+
+
+def test_settings_apply_at_once_and_are_stored_with_the_library(
+    qtbot, window, tmp_path, random_package
+):
+    import json
+
+    from photofind.gui.settings import GuiSettings, SettingsDialog
+
+    index_folder(qtbot, window, _folder_with(tmp_path, 2))
+    dialog = SettingsDialog(window.settings, ["tiny-synthetic", "other"], window)
+    qtbot.addWidget(dialog)
+    dialog.thumbnail.setValue(96)
+    dialog.reconcile.setValue(5)
+    dialog.cutoff.setChecked(False)
+    chosen = dialog.value()
+    assert (chosen.thumbnail_size, chosen.reconcile_minutes, chosen.relevance_cutoff) == (
+        96,
+        5,
+        False,
+    )
+
+    window.apply_settings(chosen)
+    assert window.view.iconSize().width() == 96 and window.zoom.value() == 96
+    assert window.relevance_cutoff is False
+    assert window.indexing.watcher.options.reconcile_s == 300.0  # the running watcher's
+    stored = json.loads((tmp_path / "lib" / "settings.json").read_text())
+    assert stored["gui"]["thumbnail_size"] == 96 and stored["gui"]["reconcile_minutes"] == 5
+    assert GuiSettings.load(tmp_path / "lib").relevance_cutoff is False
+
+    # Another model (a package folder) is loaded off the GUI thread; the library re-indexes.
+    before = window.model
+    with qtbot.waitSignal(window.modelChanged, timeout=30_000):
+        window.apply_settings(
+            GuiSettings(model=str(random_package), provider="cpu", relevance_cutoff=False)
+        )
+    assert window.model is not before and "CPU" in window.model_label.text()
+    qtbot.waitUntil(lambda: window.library.status()["indexed"] == 2, timeout=30_000)
+    window.search_box.setText("anything")
+    with qtbot.waitSignal(window.searchFinished, timeout=10_000) as blocker:
+        window.run_search()
+    assert blocker.args == [2]

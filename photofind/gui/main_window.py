@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import subprocess
@@ -42,11 +43,13 @@ from PySide6.QtWidgets import (
 from photofind.gui.filters import FilterBar, photo_date, sort_rows
 from photofind.gui.folders_panel import FoldersPanel, count_photos, folder_rows
 from photofind.gui.results_model import PathRole, ResultsModel, Row
+from photofind.gui.settings import GuiSettings
 from photofind.gui.tasks import TaskRunner
 from photofind.gui.thumbnails import ThumbnailLoader
 from photofind.gui.watching import WatcherJob, health_text
 
 log = logging.getLogger(__name__)
+
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 DEFAULT_RESULTS = 200
@@ -104,6 +107,7 @@ class MainWindow(QMainWindow):
     searchFinished = Signal(int)  # noqa: N815 - number of results shown
     folderRemoved = Signal(str)  # noqa: N815
     foldersShown = Signal()  # noqa: N815 - the folders panel was redrawn
+    modelChanged = Signal(str)  # noqa: N815
     previewShown = Signal(str)  # noqa: N815 - the preview holds this photo (or its error)
 
     def __init__(
@@ -121,7 +125,12 @@ class MainWindow(QMainWindow):
         self.library = library
         self.model = model
         self.engine = engine
-        self.watch_options = watch_options or WatchOptions()
+        self.settings = self._load_settings()
+        # A copy: the watcher reads it on every round, so a new interval applies without
+        # a restart, and a caller's options object is never changed behind its back.
+        self.watch_options = dataclasses.replace(
+            watch_options or WatchOptions(), reconcile_s=60.0 * self.settings.reconcile_minutes
+        )
         self.setWindowTitle("photofind")
         self.setObjectName("mainWindow")
         self.setAcceptDrops(True)
@@ -134,7 +143,7 @@ class MainWindow(QMainWindow):
         self._query_serial = 0
         self._last_query = ""
         #: the per-query relevance cut-off of photofind.search (a setting)
-        self.relevance_cutoff = True
+        self.relevance_cutoff = self.settings.relevance_cutoff
         self._closing = False
         self.preview = None
 
@@ -144,7 +153,7 @@ class MainWindow(QMainWindow):
         self._build_folders_dock()
         self._build_actions()
         self._refresh_empty_state()
-        self._set_zoom(160)
+        self._set_zoom(self.settings.thumbnail_size)
         self._live_refresh = QTimer(self)
         self._live_refresh.setSingleShot(True)
         self._live_refresh.setInterval(LIVE_REFRESH_MS)
@@ -197,6 +206,13 @@ class MainWindow(QMainWindow):
         self.zoom.setFixedWidth(140)
         self.zoom.valueChanged.connect(self._set_zoom)
         layout.addWidget(self.zoom)
+
+        self.settings_button = QToolButton(bar)
+        self.settings_button.setObjectName("settingsButton")
+        self.settings_button.setText("Settings…")
+        self.settings_button.setAccessibleName("Settings")
+        self.settings_button.clicked.connect(self.open_settings)
+        layout.addWidget(self.settings_button)
 
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
@@ -815,6 +831,71 @@ class MainWindow(QMainWindow):
             self.close()
 
         self.tasks.run(work, done, pool=self.tasks.io_pool)
+
+    # -- settings ---------------------------------------------------------------------------
+
+    def _load_settings(self) -> GuiSettings:
+        try:
+            return GuiSettings.load(self.library.root)
+        except Exception as exc:  # noqa: BLE001 - a broken settings file must not stop the app
+            log.warning("settings ignored: %s", exc)
+            return GuiSettings()
+
+    def open_settings(self) -> None:
+        from photofind.gui.settings import SettingsDialog
+        from photofind.models.store import ModelStore
+
+        store = ModelStore(self.library.root)
+        names = [m.name for m in store.list() if m.problem is None]
+        current = self.settings
+        if self.model is not None and current.model is None:
+            current = dataclasses.replace(current, model=self.model.info.name)
+        dialog = SettingsDialog(current, names, self)
+        if dialog.exec() == SettingsDialog.DialogCode.Accepted:
+            self.apply_settings(dialog.value())
+
+    def apply_settings(self, new: GuiSettings) -> None:
+        """Use ``new`` from now on and store it; a model or provider change reloads the
+        model off the GUI thread (a different model re-indexes the library)."""
+        old, self.settings = self.settings, new
+        if not self.library.readonly:
+            try:
+                new.save(self.library.root)
+            except Exception as exc:  # noqa: BLE001 - shown, the settings still apply now
+                self.statusBar().showMessage(f"Settings not saved: {exc}", 8000)
+        self._set_zoom(new.thumbnail_size)
+        self.watch_options.reconcile_s = 60.0 * new.reconcile_minutes
+        if new.relevance_cutoff != self.relevance_cutoff:
+            self.relevance_cutoff = new.relevance_cutoff
+            if self._rerun is not None:
+                self._rerun()
+        current_name = self.model.info.name if self.model is not None else None
+        model_changed = new.model is not None and new.model != current_name
+        provider_changed = new.provider != old.provider and self.model is not None
+        if model_changed or provider_changed:
+            self._load_model(new.model or current_name, new.provider)
+
+    def _load_model(self, name: str, provider: str) -> None:
+        from photofind.clip import load_model
+
+        self.index_label.setText(f"Loading the model {name}…")
+        root = self.library.root
+
+        def done(model, error):
+            if self._closing:
+                return
+            if error is not None:
+                self.index_label.setText("")
+                QMessageBox.critical(self, "The model could not be loaded", str(error))
+                return
+            self.set_model(model)
+            self.modelChanged.emit(model.info.name)
+
+        self.tasks.run(
+            lambda: load_model(name, provider=provider, library=root),
+            done,
+            pool=self.tasks.io_pool,
+        )
 
     # -- zoom and shutdown ----------------------------------------------------------------
 
