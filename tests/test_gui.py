@@ -368,3 +368,78 @@ def test_settings_apply_at_once_and_are_stored_with_the_library(
     with qtbot.waitSignal(window.searchFinished, timeout=10_000) as blocker:
         window.run_search()
     assert blocker.args == [2]
+
+
+def test_a_second_writer_is_told_and_may_open_read_only(qtbot, window, tmp_path, model):
+    from photofind.gui.errors import open_window
+
+    index_folder(qtbot, window, _folder_with(tmp_path, 3))
+    asked = []
+    assert open_window(tmp_path / "lib", model, ask=lambda e: asked.append(e) or False) is None
+    assert "lib" in str(asked[0]) and asked[0].pid is not None
+
+    second = open_window(tmp_path / "lib", model, ask=lambda e: True)
+    qtbot.addWidget(second)
+    second.relevance_cutoff = False
+    assert second.library.readonly and second.indexing is None
+    assert "read-only" in second.windowTitle() and "Read-only" in second.watch_label.text()
+    assert not second.add_folder_button.isEnabled()
+    assert not second.folders_panel.add_button.isEnabled()
+    second.search_box.setText("anything")
+    with qtbot.waitSignal(second.searchFinished, timeout=10_000) as blocker:
+        second.run_search()
+    assert blocker.args == [3]
+    second.shutdown()
+    second.close()
+    second.library.close()
+
+
+def _error_dialogs():
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    return [
+        w
+        for w in QApplication.topLevelWidgets()
+        if isinstance(w, QMessageBox) and w.objectName() == "errorDialog" and w.isVisible()
+    ]
+
+
+def test_uncaught_errors_in_any_thread_are_logged_and_shown(qtbot, window, tmp_path, monkeypatch):
+    import logging
+    import sys
+
+    from photofind.gui.app import log_to_file
+    from photofind.gui.errors import ErrorReporter
+
+    monkeypatch.setenv("PHOTOFIND_HOME", str(tmp_path / "home"))
+    root_level = logging.getLogger().level
+    handler = log_to_file()
+    reporter = ErrorReporter(lambda: window).install()
+    try:
+        worker = threading.Thread(
+            target=lambda: 1 / 0, name="doomed-worker"
+        )  # a worker thread's error reaches the GUI thread by a queued signal
+        worker.start()
+        worker.join()
+        qtbot.waitUntil(lambda: len(_error_dialogs()) == 1)
+        box = _error_dialogs()[0]
+        assert "ZeroDivisionError" in box.text() and "doomed-worker" in box.text()
+        assert not box.isModal()
+        box.close()
+
+        try:
+            raise ValueError("broken on the GUI thread")
+        except ValueError:
+            sys.excepthook(*sys.exc_info())
+        qtbot.waitUntil(lambda: len(_error_dialogs()) == 1)
+        assert "broken on the GUI thread" in _error_dialogs()[0].text()
+        _error_dialogs()[0].close()
+    finally:
+        reporter.uninstall()
+        logging.getLogger().removeHandler(handler)
+        logging.getLogger().setLevel(root_level)
+        handler.close()
+    text = (tmp_path / "home" / "logs" / "photofind.log").read_text()
+    assert "uncaught exception in thread doomed-worker" in text
+    assert "ZeroDivisionError" in text and "ValueError: broken on the GUI thread" in text
+    assert window.isEnabled()  # the app keeps running

@@ -4,29 +4,17 @@ from __future__ import annotations
 
 import logging
 import sys
-import traceback
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication
 
 from photofind import __version__
 
 log = logging.getLogger(__name__)
 
 
-def _install_excepthook(app: QApplication) -> None:
-    """Uncaught exceptions are logged and shown; the app keeps running when it can."""
-
-    def hook(kind, value, tb):
-        log.error("uncaught exception", exc_info=(kind, value, tb))
-        text = "".join(traceback.format_exception_only(kind, value)).strip()
-        if QApplication.instance() is not None:
-            QMessageBox.critical(None, "photofind: something went wrong", text)
-
-    sys.excepthook = hook
-
-
-def _log_to_file() -> None:
+def log_to_file() -> logging.Handler:
+    """Send INFO and above to ``photofind.log`` in the user log folder; returns the handler."""
     from photofind.paths import log_dir
 
     folder = log_dir()
@@ -37,12 +25,11 @@ def _log_to_file() -> None:
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(min(root.level or logging.INFO, logging.INFO))
+    return handler
 
 
 def run(library_dir, model=None, *, provider: str = "auto", start_indexing: bool = True) -> int:
-    from photofind.gui import create_window
-
-    _log_to_file()
+    log_to_file()
     QApplication.setHighDpiScaleFactorRoundingPolicy(
         Qt.HighDpiScaleFactorRoundingPolicy.PassThrough
     )
@@ -50,12 +37,21 @@ def run(library_dir, model=None, *, provider: str = "auto", start_indexing: bool
     app.setApplicationName("photofind")
     app.setApplicationVersion(__version__)
     app.setDesktopFileName("photofind")
-    _install_excepthook(app)
-    window = create_window(library_dir, model, provider=provider)
+    from photofind.gui.errors import ErrorReporter, open_window
+
+    shown: list = []
+    reporter = ErrorReporter(lambda: shown[0] if shown else None).install()
+    window = open_window(library_dir, model, provider=provider)
+    if window is None:
+        return 2  # the library is in use and the user chose not to open it read-only
+    shown.append(window)
     window.show()
     window.search_box.setFocus()
     if window.model is None:
         QTimer.singleShot(0, window.offer_model)
     elif start_indexing and window.library.folders():
         window.start_indexing()
-    return app.exec()
+    try:
+        return app.exec()
+    finally:
+        reporter.uninstall()

@@ -161,6 +161,11 @@ class MainWindow(QMainWindow):
         self._rerun = None  # re-runs the search on screen (live refresh, filters)
         self._make_indexing_job()
         self.refresh_folders()
+        if library.readonly:
+            self.setWindowTitle("photofind (read-only)")
+            for button in (self.add_folder_button, self.empty_button):
+                button.setEnabled(False)
+                button.setToolTip("Another photofind writes this library")
 
     def _make_indexing_job(self) -> None:
         """The watcher runs only on a writable library with a model (see gui/watching.py)."""
@@ -555,11 +560,18 @@ class MainWindow(QMainWindow):
         try:
             self.library.add_folder(folder)
         except Exception as exc:  # noqa: BLE001 - shown to the user
-            QMessageBox.warning(self, "Cannot add folder", str(exc))
+            self.report_error("Cannot add folder", str(exc))
             return
         self._refresh_empty_state()
         self.refresh_folders()
         self.start_indexing()
+
+    def report_error(self, title: str, text: str) -> None:
+        """Say what went wrong without blocking the event loop (a non-modal box)."""
+        from photofind.gui.errors import show_error_dialog
+
+        log.warning("%s: %s", title, text)
+        show_error_dialog(self, title, text)
 
     def confirm(self, title: str, text: str) -> bool:
         """Ask yes or no (tests replace it to answer without a modal dialog)."""
@@ -598,7 +610,7 @@ class MainWindow(QMainWindow):
             if self._closing:
                 return
             if error is not None:
-                QMessageBox.warning(self, "Cannot remove folder", str(error))
+                self.report_error("Cannot remove folder", str(error))
             else:
                 self.index_label.setText(f"Removed {path} ({n:,} photos forgotten)")
                 if self.engine is not None:
@@ -695,7 +707,7 @@ class MainWindow(QMainWindow):
             return  # the library may be closed already
         if error is not None:
             self.index_label.setText("Indexing stopped")
-            QMessageBox.critical(self, "Indexing failed", str(error))
+            self.report_error("Indexing failed", str(error))
             return
         counts = self.library.status()
         self.index_label.setText(
@@ -798,7 +810,7 @@ class MainWindow(QMainWindow):
             progress.close()
             relay.deleteLater()
             if error is not None:
-                QMessageBox.critical(self, "The model could not be installed", str(error))
+                self.report_error("The model could not be installed", str(error))
                 return
             self.set_model(model)
 
@@ -819,7 +831,7 @@ class MainWindow(QMainWindow):
 
         def done(model, error):
             if error is not None:
-                QMessageBox.critical(self, "The demo could not be built", str(error))
+                self.report_error("The demo could not be built", str(error))
                 return
             from photofind.gui import create_window
 
@@ -886,7 +898,7 @@ class MainWindow(QMainWindow):
                 return
             if error is not None:
                 self.index_label.setText("")
-                QMessageBox.critical(self, "The model could not be loaded", str(error))
+                self.report_error("The model could not be loaded", str(error))
                 return
             self.set_model(model)
             self.modelChanged.emit(model.info.name)
