@@ -80,7 +80,7 @@ LOGIT_SCALE_MAX = math.log(100.0)
 @dataclass(frozen=True)
 class TrainSettings:
     seed: int = 0
-    epochs: int = 16
+    epochs: int = 30
     train_images: int = 16000
     batch_size: int = 256
     lr: float = 1e-3
