@@ -74,6 +74,11 @@ class ResultsView(QListView):
 
     zoomBy = Signal(int)  # noqa: N815 - Qt naming
     previewRequested = Signal()  # noqa: N815
+    painted = Signal()  # after each paint of the grid (benchmarks, tests)
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        super().paintEvent(event)
+        self.painted.emit()
 
     def keyPressEvent(self, event) -> None:  # noqa: N802
         if event.key() == Qt.Key.Key_Space and not event.modifiers():
