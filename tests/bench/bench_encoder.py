@@ -24,11 +24,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "bench"))
 
 from images import write_photo_jpeg  # noqa: E402
 
 from photofind.clip import load_model  # noqa: E402
-from photofind.clip.preprocess import load_and_preprocess  # noqa: E402
 
 ARCH = "ViT-B-32"
 
@@ -94,29 +94,15 @@ def bench_encoders(package: Path, batches, threads, provider, min_seconds) -> di
 
 
 def bench_decode(work: Path, runs: int, spec_model) -> dict:
-    size, mean, std = spec_model.image_size, spec_model.mean, spec_model.std
+    """The decode benchmark's own measurement (tests/bench/bench_decode.py), on 3 photos."""
+    from bench_decode import measure
+
+    from photofind.clip import preprocess
+
     photos = [write_photo_jpeg(work / f"photo{i}.jpg", seed=i) for i in range(3)]
-    full_ms, fast_ms, diffs = [], [], []
-    for path in photos:
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            full = load_and_preprocess(path, size, mean, std, fast=False)
-            t1 = time.perf_counter()
-            fast = load_and_preprocess(path, size, mean, std, fast=True)
-            t2 = time.perf_counter()
-            full_ms.append((t1 - t0) * 1000)
-            fast_ms.append((t2 - t1) * 1000)
-        # Back to 0..1 pixel units: undo the per-channel std scaling.
-        scale = np.asarray(std, dtype=np.float32)[:, None, None]
-        diffs.append(float(np.mean(np.abs(full - fast) * scale)))
-    with_px = __import__("PIL.Image", fromlist=["Image"]).open(photos[0])
     return {
-        "photo_megapixels": round(with_px.size[0] * with_px.size[1] / 1e6, 1),
-        "full_decode_ms": round(statistics.median(full_ms), 1),
-        "fast_path_ms": round(statistics.median(fast_ms), 1),
-        "fast_speedup": round(statistics.median(full_ms) / statistics.median(fast_ms), 2),
-        "fast_mean_abs_diff_0_1": round(max(diffs), 5),
-        "fast_mean_abs_diff_x255": round(max(diffs) * 255, 3),
+        "photo_megapixels": 12.0,
+        **measure(photos, spec_model.image_size, runs, preprocess.DRAFT_MULTIPLE),
     }
 
 
