@@ -75,6 +75,11 @@ class ResultsView(QListView):
     zoomBy = Signal(int)  # noqa: N815 - Qt naming
     previewRequested = Signal()  # noqa: N815
     painted = Signal()  # after each paint of the grid (benchmarks, tests)
+    resized = Signal()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self.resized.emit()
 
     def paintEvent(self, event) -> None:  # noqa: N802
         super().paintEvent(event)
@@ -258,6 +263,7 @@ class MainWindow(QMainWindow):
         self.view.customContextMenuRequested.connect(self._context_menu)
         self.view.activated.connect(lambda idx: self.open_photo(idx.data(PathRole)))
         self.view.previewRequested.connect(self.show_preview)
+        self.view.resized.connect(self._fit_grid)
         self.view.zoomBy.connect(lambda step: self._set_zoom(self.zoom.value() + 24 * step))
         self.stack.addWidget(self.view)
 
@@ -298,6 +304,8 @@ class MainWindow(QMainWindow):
         self.watch_label = QLabel("", status)
         self.watch_label.setObjectName("watchLabel")
         self.watch_label.setAccessibleName("Folder watching")
+        for label in (self.index_label, self.watch_label, self.model_label):
+            label.setContentsMargins(6, 0, 6, 0)
         status.addWidget(self.index_label, 1)
         status.addPermanentWidget(self.progress)
         status.addPermanentWidget(self.pause_button)
@@ -317,7 +325,7 @@ class MainWindow(QMainWindow):
             | QDockWidget.DockWidgetFeature.DockWidgetClosable
         )
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
-        self.resizeDocks([dock], [280], Qt.Orientation.Horizontal)
+        self.resizeDocks([dock], [250], Qt.Orientation.Horizontal)
         self.folders_dock = dock
         self._folder_counts: dict = {}
         self._watch_status: dict | None = None
@@ -922,8 +930,18 @@ class MainWindow(QMainWindow):
             self.zoom.setValue(size)  # re-enters through valueChanged
             return
         self.view.setIconSize(QSize(size, size))
-        self.view.setGridSize(QSize(size + 16, size + 36))
         self.results.set_icon_size(size)
+        self._fit_grid()
+
+    def _fit_grid(self) -> None:
+        """Share the row's spare width among its cells, so the grid fills the window
+        instead of leaving a ragged empty band on the right."""
+        size = self.view.iconSize().width()
+        width = self.view.viewport().width() - 2 * self.view.spacing()
+        columns = max(1, width // (size + 16))
+        cell = max(size + 16, width // columns - 1)
+        if self.view.gridSize() != QSize(cell, size + 36):
+            self.view.setGridSize(QSize(cell, size + 36))
 
     def shutdown(self) -> None:
         """Stop background work; safe to call twice."""

@@ -7,7 +7,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QSize, Qt
-from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPixmap
+from PySide6.QtGui import QColor, QGuiApplication, QIcon, QImage, QPainter, QPixmap
 
 from photofind.gui.thumbnails import ThumbnailLoader
 
@@ -117,17 +117,31 @@ class ResultsModel(QAbstractListModel):
         image: QImage | None = self._thumbs.get(path)
         if image is None:
             return self._broken if self._thumbs.error(path) else self._placeholder
-        pix = QPixmap.fromImage(image).scaled(
-            self._icon_size,
-            self._icon_size,
-            Qt.AspectRatioMode.KeepAspectRatio,
-            Qt.TransformationMode.SmoothTransformation,
-        )
-        icon = QIcon(pix)
+        icon = QIcon(self._square(image))
         self._scaled[path] = icon
         if len(self._scaled) > MAX_SCALED_ICONS:
             self._scaled.popitem(last=False)
         return icon
+
+    def _square(self, image: QImage) -> QPixmap:
+        """The thumbnail centred on a square, transparent pixmap: every cell's picture has
+        one size, so the names under them line up. Drawn at the screen's pixel ratio, so
+        it stays sharp on a HiDPI screen."""
+        ratio = QGuiApplication.instance().devicePixelRatio() if QGuiApplication.instance() else 1
+        side = round(self._icon_size * ratio)
+        scaled = QPixmap.fromImage(image).scaled(
+            side,
+            side,
+            Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation,
+        )
+        pix = QPixmap(side, side)
+        pix.fill(QColor(0, 0, 0, 0))
+        painter = QPainter(pix)
+        painter.drawPixmap((side - scaled.width()) // 2, (side - scaled.height()) // 2, scaled)
+        painter.end()
+        pix.setDevicePixelRatio(ratio)
+        return pix
 
     def _thumbnail_ready(self, path: str) -> None:
         row = self._row_of.get(path)

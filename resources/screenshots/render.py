@@ -19,12 +19,29 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
 
+MAX_BYTES = 500_000  # the README's pictures stay small in the repository
+
+
+def save_small(pixmap, path: Path) -> None:
+    """Save as PNG; when over MAX_BYTES (noisy photos compress badly), as a palette PNG
+    with fewer and fewer colours until it fits."""
+    from PIL import Image
+
+    pixmap.save(str(path))
+    colours = 256
+    while path.stat().st_size > MAX_BYTES and colours >= 32:
+        with Image.open(path) as image:
+            rgb = image.convert("RGB")
+        rgb.quantize(colors=colours, method=Image.Quantize.FASTOCTREE).save(path, optimize=True)
+        colours //= 2
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--query", default="a red circle")
     parser.add_argument("--model", default="tiny-synthetic")
     parser.add_argument("--scale", default="1", help="QT_SCALE_FACTOR (2 for a HiDPI shot)")
-    parser.add_argument("--size", default="1280x800")
+    parser.add_argument("--size", default="1280x800", help="the PNG's size in pixels")
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -67,20 +84,23 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = build_demo_library(Path(tmp) / "demo", model)
         window = create_window(root, model)
-        window.resize(width, height)
+        scale = float(args.scale)
+        window.resize(round(width / scale), round(height / scale))  # --size is in pixels
         window.show()
+        window.start_indexing()  # the watcher: the status bar and folders show its health
+        settle(window, lambda: window.watch_label.text().startswith("Watching"))
         window.search_box.setText(args.query)
         done = []
         window.searchFinished.connect(done.append)
         window.run_search()
         settle(window, lambda: bool(done) and thumbnails_painted(window))
-        window.grab().save(str(args.out / f"main-window{suffix}.png"))
+        save_small(window.grab(), args.out / f"main-window{suffix}.png")
 
         window.view.setCurrentIndex(window.view.model().index(2))
         done.clear()
         window.find_similar_action.trigger()
         settle(window, lambda: bool(done) and thumbnails_painted(window))
-        window.grab().save(str(args.out / f"main-window-similar{suffix}.png"))
+        save_small(window.grab(), args.out / f"main-window-similar{suffix}.png")
         window.shutdown()
         window.close()
         window.library.close()

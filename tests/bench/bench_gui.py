@@ -52,6 +52,8 @@ def build_library(root: Path, model, n: int, rng) -> Path:
     from photofind.library.library import Library
     from photofind.library.scanner import FileInfo, ScanResult
 
+    root.mkdir(parents=True, exist_ok=True)
+
     sources = [
         write_photo_jpeg(root / f"source_{i}.jpg", width=640, height=480, seed=i) for i in range(8)
     ]
@@ -96,15 +98,15 @@ class PaintClock:
 
     def __init__(self, window):
         self.last_paint = 0.0
-        self.last_ready = 0.0
+        self.ready_at: dict[str, float] = {}
         window.view.painted.connect(self._painted)
         window.thumbnails.ready.connect(self._ready)
 
     def _painted(self) -> None:
         self.last_paint = time.perf_counter()
 
-    def _ready(self, _path) -> None:
-        self.last_ready = time.perf_counter()
+    def _ready(self, path) -> None:
+        self.ready_at[path] = time.perf_counter()
 
 
 def wait_until(app, condition, timeout_s: float = 120.0) -> bool:
@@ -157,10 +159,14 @@ def thumbnails_painted(window, clock: PaintClock) -> bool:
     rows = visible_rows(window)
     if not rows:
         return False
+    arrived = 0.0
     for row in rows:
-        if window.thumbnails.get(model.index(row).data(PathRole)) is None:
+        path = model.index(row).data(PathRole)
+        if window.thumbnails.get(path) is None:
             return False
-    return clock.last_paint > clock.last_ready
+        arrived = max(arrived, clock.ready_at.get(path, 0.0))
+    # Painted: the grid was drawn after the last visible thumbnail arrived.
+    return clock.last_paint > arrived
 
 
 def timed_search(app, window, clock, text: str) -> dict:
@@ -176,7 +182,7 @@ def timed_search(app, window, clock, text: str) -> dict:
     QTest.keyClick(window.search_box, Qt.Key.Key_Return)
     wait_until(app, lambda: bool(done) and clock.last_paint > t0 and window.results.rowCount())
     first_row = time.perf_counter() - t0
-    ok = wait_until(app, lambda: thumbnails_painted(window, clock))
+    ok = wait_until(app, lambda: thumbnails_painted(window, clock), timeout_s=30)
     thumbs = time.perf_counter() - t0
     window.searchFinished.disconnect(done.append)
     return {"first_row_ms": first_row * 1e3, "thumbnails_ms": thumbs * 1e3 if ok else None}
