@@ -188,7 +188,9 @@ class MainWindow(QMainWindow):
         self.indexing.runningChanged.connect(self._on_indexing_running)
         self.indexing.health.connect(self._on_watch_health)
         self.indexing.message.connect(lambda text: log.info("watcher: %s", text))
-        self.watch_label.setText(health_text(None))
+        self.watch_label.setText(
+            health_text(None) if self.library.folders() else "No folders to watch yet"
+        )
 
     # -- construction ---------------------------------------------------------------------
 
@@ -269,6 +271,7 @@ class MainWindow(QMainWindow):
 
         self.empty = QWidget(self.stack)
         empty_layout = QVBoxLayout(self.empty)
+        empty_layout.setSpacing(14)
         empty_layout.addStretch(1)
         self.empty_label = QLabel(self.empty)
         self.empty_label.setObjectName("emptyState")
