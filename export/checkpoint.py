@@ -118,8 +118,10 @@ def _load_torch(path: Path) -> dict:
             f"{path}: refused to load (it is corrupt or holds more than tensors): "
             f"{_unpickler_reason(exc)}"
         ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise ExportError(f"{path}: not a readable torch checkpoint: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - garbage makes torch's unpickler raise anything
+        raise ExportError(
+            f"{path}: not a readable torch checkpoint: {type(exc).__name__}: {exc}"
+        ) from exc
     return _unwrap(obj, path)
 
 
