@@ -28,10 +28,10 @@ def _shown(path: str) -> str:
 
 
 class _IndexBar:
-    def __init__(self):
+    def __init__(self, desc: str = "indexing"):
         from tqdm import tqdm
 
-        self._bar = tqdm(total=0, desc="indexing", unit="photo", file=sys.stderr, smoothing=0.1)
+        self._bar = tqdm(total=0, desc=desc, unit="photo", file=sys.stderr, smoothing=0.1)
 
     def __call__(self, p) -> None:
         self._bar.total = p.total
@@ -65,6 +65,8 @@ def _index(args: argparse.Namespace, ctx: Context) -> int:
             f"{len(r.removed)} removed, {r.unchanged} unchanged",
             file=sys.stderr,
         )
+        if _model_change(ctx, library, model, args):
+            return 0
         bar = None if args.no_progress else _IndexBar()
         try:
             stats = library.index_pending(model, progress=bar, batch_size=args.batch_size)
@@ -77,6 +79,60 @@ def _index(args: argparse.Namespace, ctx: Context) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _run_with_bar(args, desc: str, run):
+    bar = None if args.no_progress else _IndexBar(desc)
+    try:
+        return run(bar)
+    finally:
+        if bar:
+            bar.close()
+
+
+def _model_change(ctx: Context, library, model, args) -> bool:
+    """Continue (or begin) a staged change to ``model`` when the library holds another
+    model's vectors: new photos first get the active model's vectors (searchable at once),
+    then every photo gets ``model``'s, then the swap. False when there is no change to run."""
+    from photofind.library.library import model_id
+
+    held = library.catalog.model_id
+    if held is None or held == model_id(model) or not library.begin_model_change(model):
+        return False
+    done, total = library.catalog.staged_progress()
+    held_name = held.rpartition("@")[0]
+    print(
+        f"re-indexing {total - done:,} photos for model {model.info.name}; "
+        f"search uses {held_name} until done",
+        file=sys.stderr,
+    )
+    active = library.load_model_by_id(held, provider=ctx.provider)
+    if active is not None and library.catalog.counts().get("pending", 0):
+        stats = _run_with_bar(
+            args,
+            f"indexing new photos with {held_name}",
+            lambda bar: library.index_pending(active, progress=bar, batch_size=args.batch_size),
+        )
+        print(f"indexed {stats.indexed} new photos with {held_name}", file=sys.stderr)
+    stats = _run_with_bar(
+        args,
+        f"re-indexing for {model.info.name}",
+        lambda bar: library.reindex_staged(model, progress=bar, batch_size=args.batch_size),
+    )
+    print(
+        f"re-indexed {stats.indexed} photos for {model.info.name}, {stats.failed} failed, "
+        f"in {stats.seconds:.1f} s ({stats.images_per_s:.1f} photos/s)",
+        file=sys.stderr,
+    )
+    if not stats.swapped:
+        print("re-index not finished: run `photofind index` again", file=sys.stderr)
+        return True
+    print(f"model {model.info.name} is now the library's model; search uses it", file=sys.stderr)
+    # Photos without a new vector at the swap (offline ones, those added in the last moment)
+    stats = library.index_pending(model, batch_size=args.batch_size)
+    if stats.indexed or stats.failed:
+        print(f"indexed {stats.indexed} photos, {stats.failed} failed", file=sys.stderr)
+    return True
 
 
 def _folders_args(p: argparse.ArgumentParser) -> None:
@@ -123,6 +179,13 @@ def _status(args: argparse.Namespace, ctx: Context) -> int:
     else:
         for key, value in status.items():
             print(f"{key:>17}: {value}")
+        if "staged_model" in status:
+            print(
+                f"re-indexing for model {status['staged_model'].rpartition('@')[0]}: "
+                f"{status['staged_done']:,} / {status['staged_total']:,} photos; search uses "
+                f"{(status['model'] or '').rpartition('@')[0]} until done "
+                "(`photofind index` continues it)"
+            )
     return 0
 
 

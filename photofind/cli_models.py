@@ -100,16 +100,48 @@ def _models(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     if action == "use":
         store.use(args.name)
-        print(
-            f"{args.name} is now the library's model; run `photofind index` to re-index "
-            "(photos keep their old vectors until then, and searches need the old model)"
-        )
+        print(_begin_change(args.name, ctx))
         return 0
     if action == "remove":
         path = store.remove(args.name, force=args.force)
         print(f"removed {args.name} ({path})")
         return 0
     raise PhotofindError(f"models: unknown action {action!r}")
+
+
+def _begin_change(name: str, ctx: Context) -> str:
+    """Start the staged re-index of an indexed library for the newly chosen model; the
+    sentence that tells the user where things stand."""
+    from photofind.clip import load_model
+    from photofind.library.catalog import CATALOG_NAME
+    from photofind.library.library import Library
+    from photofind.library.lockfile import LibraryLockedError
+
+    if not (ctx.library / CATALOG_NAME).exists():
+        return f"{name} is now the library's model"
+    model = load_model(name, provider="cpu", library=ctx.library)
+    try:
+        library = Library.open(ctx.library)
+    except LibraryLockedError:
+        return (
+            f"{name} is now the library's model; another photofind writes the library, so "
+            "the re-index begins with the next `photofind index` (search keeps the old model)"
+        )
+    with library:
+        held = library.catalog.model_id
+        had_staged = library.staged_model_id
+        if not library.begin_model_change(model):
+            if had_staged:
+                return (
+                    f"{name} is the library's model again; the re-index for "
+                    f"{had_staged.rpartition('@')[0]} was cancelled"
+                )
+            return f"{name} is now the library's model"
+        done, total = library.catalog.staged_progress()
+    return (
+        f"{name} is now the library's model: `photofind index` re-indexes {total - done:,} "
+        f"photos for it; search uses {held.rpartition('@')[0]} until done"
+    )
 
 
 def _list(args: argparse.Namespace, ctx: Context) -> int:

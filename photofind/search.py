@@ -325,28 +325,41 @@ class SearchEngine:
             self._table = None
             self._background = None
 
-    def threshold(self, vector: np.ndarray, *, plain_text: bool) -> float | None:
+    def threshold(self, vector: np.ndarray, *, plain_text: bool, index=None) -> float | None:
         """The relevance cut-off for a query vector (None when no rule applies)."""
         bounds = []
         if plain_text and self.policy.min_score is not None:
             bounds.append(self.policy.min_score)
-        background = self._background_vectors()
+        background = self._background_vectors(index)
         if background is not None and self.policy.z is not None:
             bounds.append(robust_threshold(background @ vector, self.policy.z))
         return max(bounds) if bounds else None
 
     # -- internals ------------------------------------------------------------------------
 
-    def _check_model(self) -> bool:
-        """False when the library holds no vectors yet; raises on another model's vectors."""
+    def _check_model(self, index=None) -> bool:
+        """False when the library holds no vectors yet; raises on another model's vectors.
+
+        With ``index``, that vector index must hold this model's vectors too: a model change
+        swaps the catalog's model and then the library's index, and a query that read the
+        catalog before the swap and the index after it must not mix the two models.
+        """
         held = self.library.catalog.model_id
         if held is None:
             return False
+        if index is not None and held == self.model_id and index.model_id != held:
+            held = index.model_id or held
         if held != self.model_id:
+            staged = self.library.catalog.staged_model_id
+            hint = (
+                "the library has just switched to it: open a new search with that model"
+                if staged is None
+                else "search with that model until the re-index for "
+                f"{staged.split('@')[0]!r} is done"
+            )
             raise SearchError(
                 f"the library {self.library.root} holds vectors of model {held.split('@')[0]!r} "
-                f"({held}); this search uses {self.model_id}: search with that model, or "
-                f"re-index the library with this one"
+                f"({held}); this search uses {self.model_id}: {hint}"
             )
         return True
 
@@ -379,14 +392,15 @@ class SearchEngine:
     def _rank(self, vector, k, offset, filter, cutoff, *, plain_text) -> SearchResults:
         if k < 0 or offset < 0:
             raise SearchError(f"k ({k}) and offset ({offset}) must not be negative")
-        if not self._check_model():
+        index = self.library.index  # one index for the whole query (a swap may replace it)
+        if not self._check_model(index):
             return SearchResults((), offset)
         allowed = None
         if filter is not None and not filter.is_empty:
             allowed = self._photo_table().allowed(filter)
-        limit = self.threshold(vector, plain_text=plain_text) if cutoff else None
+        limit = self.threshold(vector, plain_text=plain_text, index=index) if cutoff else None
         want = offset + k
-        ids, scores = self.library.index.query(vector, want, filter=allowed)
+        ids, scores = index.query(vector, want, filter=allowed)
         fetched = len(ids)
         cut = 0
         if limit is not None:
@@ -409,9 +423,9 @@ class SearchEngine:
                 self._table = _Snapshot(key, _PhotoTable(self.library.catalog))
             return self._table.value
 
-    def _background_vectors(self) -> np.ndarray | None:
-        index = self.library.index
-        key = (index.generation, len(index))
+    def _background_vectors(self, index=None) -> np.ndarray | None:
+        index = self.library.index if index is None else index
+        key = (index.model_id, index.generation, len(index))
         with self._lock:
             if self._background is None or self._background.key != key:
                 value = None

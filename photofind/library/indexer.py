@@ -94,6 +94,10 @@ class Indexer:
 
     ``progress`` is a plain callable taking a :class:`Progress`; it is called from the
     writer thread after each committed batch.
+
+    With ``staged_model_id`` it runs a staged model change instead: the photos still lacking
+    a vector of that model are encoded into the catalog's staged table (and into ``index``,
+    the staged index, which the caller saves at the swap), while the active vectors stay.
     """
 
     def __init__(
@@ -109,6 +113,7 @@ class Indexer:
         save_every_s: float = 60.0,
         progress: Callable[[Progress], None] | None = None,
         control: IndexControl | None = None,
+        staged_model_id: str | None = None,
     ):
         self.catalog = catalog
         self.index = index
@@ -120,6 +125,7 @@ class Indexer:
         self.save_every_s = save_every_s
         self.progress = progress
         self.control = control or IndexControl()
+        self.staged_model_id = staged_model_id
         self._error: BaseException | None = None
 
     # -- stages ---------------------------------------------------------------------------
@@ -138,8 +144,9 @@ class Indexer:
     def _photos(self):
         """Pending photos, paged so that the catalog is never read whole."""
         after = 0
+        fetch = self.catalog.staged_pending if self.staged_model_id else self.catalog.pending
         while True:
-            page = self.catalog.pending(limit=self.window, after_id=after)
+            page = fetch(limit=self.window, after_id=after)
             if not page:
                 return
             yield from page
@@ -152,8 +159,17 @@ class Indexer:
             while (item := results.get()) is not _DONE:
                 ids, vectors, dates, failures = item
                 for photo_id, reason in failures:
-                    self.catalog.record_failure(photo_id, reason)
-                if ids:
+                    if self.staged_model_id:
+                        self.catalog.record_staged_failure(self.staged_model_id, photo_id, reason)
+                    else:
+                        self.catalog.record_failure(photo_id, reason)
+                if ids and self.staged_model_id:
+                    written = self.catalog.record_staged_embeddings(
+                        self.staged_model_id, zip(ids, vectors, dates)
+                    )
+                    keep = np.isin(np.asarray(ids), np.asarray(written))
+                    self.index.add(np.asarray(ids)[keep], vectors[keep])
+                elif ids:
                     written, generation = self.catalog.record_embeddings(zip(ids, vectors, dates))
                     keep = np.isin(np.asarray(ids), np.asarray(written))
                     self.index.add(np.asarray(ids)[keep], vectors[keep])
@@ -183,7 +199,11 @@ class Indexer:
     # -- the run --------------------------------------------------------------------------
 
     def run(self) -> IndexStats:
-        total = self.catalog.counts().get("pending", 0)
+        if self.staged_model_id:
+            done, total = self.catalog.staged_progress()
+            total -= done
+        else:
+            total = self.catalog.counts().get("pending", 0)
         started = time.monotonic()
         self.done = self.failed = 0
         results: queue.Queue = queue.Queue(maxsize=2)

@@ -50,8 +50,22 @@ _V1 = [
     "INSERT INTO meta(key, value) VALUES ('model_id', ''), ('generation', '0')",
 ]
 
+# A model change in progress: the new model's vectors are collected beside the active ones
+# (search keeps using those) and swapped in, in one transaction, once every photo has one.
+_V2 = [
+    """CREATE TABLE staged_embeddings (
+        photo_id     INTEGER PRIMARY KEY REFERENCES photos(id) ON DELETE CASCADE,
+        -- NULL when the staged model could not read the photo; error then says why
+        embedding    BLOB,
+        capture_date TEXT,
+        error        TEXT,
+        CHECK (embedding IS NOT NULL OR error IS NOT NULL)
+    )""",
+    "INSERT INTO meta(key, value) VALUES ('staged_model_id', '')",
+]
+
 # One list of SQL statements per schema version (a callable would do for data migrations).
-STEPS: list[list[str]] = [_V1]
+STEPS: list[list[str]] = [_V1, _V2]
 
 SCHEMA_VERSION = len(STEPS)
 
