@@ -362,3 +362,50 @@ def test_sigkill_during_the_change_resumes_and_ends_consistent(random_package, m
     with Library.open(lib) as library:
         consistent(library, model_b)
         assert library.status()["indexed"] == count
+
+
+# -- the app ---------------------------------------------------------------------------------
+
+
+def test_the_app_re_indexes_in_the_background_and_swaps(qtbot, model_a, model_b, tmp_path):
+    """While the watcher re-indexes for model B (held at a pause), the window's search still
+    answers with model A; at the swap it loads B and runs the query on screen again."""
+    pytest.importorskip("PySide6.QtWidgets")
+    from photofind.gui import create_window
+    from photofind.library.watcher import WatchOptions
+
+    make_photos(tmp_path / "photos", 40)
+    fast = WatchOptions(quiet_s=0.1, max_delay_s=1.0, settle_s=0.2, health_s=0.2)
+    win = create_window(tmp_path / "lib", model_a, watch_options=fast)
+    win.relevance_cutoff = False  # random weights: no score means anything
+    qtbot.addWidget(win)
+    try:
+        with qtbot.waitSignal(win.indexing.finished, timeout=60_000):
+            win.add_folder(str(tmp_path / "photos"))
+        win.search_box.setText("a photo")
+
+        win.library.pause_indexing()  # the re-index waits at its first batch
+        win.set_model(model_b)
+        assert win.model is model_a and win.staged_model is model_b
+        assert "re-indexing for tiny-synthetic" in win.model_label.text()
+        assert win.library.staged_model_id == model_id(model_b)
+        with qtbot.waitSignal(win.searchFinished, timeout=10_000) as found:
+            win.run_search()
+        assert found.args == [40]  # the old model's vectors still answer
+
+        labels: list[str] = []
+        win.indexing.progress.connect(lambda p: labels.append(win.index_label.text()))
+        answers: list[tuple] = []  # (results, the model that answered), searches run meanwhile
+        win.searchFinished.connect(lambda n: answers.append((n, win.engine.model)))
+        with qtbot.waitSignal(win.indexing.modelSwapped, timeout=60_000):
+            win.indexing.resume()
+        assert win.model is model_b and win.staged_model is None
+        # The query on screen runs again with the new model, and finds every photo.
+        qtbot.waitUntil(lambda: (40, model_b) in answers, timeout=10_000)
+        assert all(n == 40 for n, _ in answers)
+        assert any(t.startswith("Re-indexing for model tiny-synthetic: ") for t in labels)
+        assert "/40" in labels[-1]
+        consistent(win.library, model_b)
+    finally:
+        win.shutdown()
+        win.close()

@@ -128,12 +128,15 @@ class MainWindow(QMainWindow):
         *,
         thumbnail_dir: Path | None = None,
         watch_options=None,
+        staged_model=None,
     ):
         super().__init__()
         from photofind.library.watcher import WatchOptions
 
         self.library = library
         self.model = model
+        #: the model a staged change re-indexes for; searches use self.model until the swap
+        self.staged_model = staged_model
         self.engine = engine
         self.settings = self._load_settings()
         # A copy: the watcher reads it on every round, so a new interval applies without
@@ -182,8 +185,11 @@ class MainWindow(QMainWindow):
         if self.model is None or self.library.readonly:
             self.watch_label.setText(health_text(None, readonly=self.library.readonly))
             return
-        self.indexing = WatcherJob(self.library, self.model, self.watch_options, self)
+        self.indexing = WatcherJob(
+            self.library, self.model, self.watch_options, self, staged_model=self.staged_model
+        )
         self.indexing.progress.connect(self._on_index_progress)
+        self.indexing.modelSwapped.connect(self._on_model_swapped)
         self.indexing.finished.connect(self._on_index_finished)
         self.indexing.runningChanged.connect(self._on_indexing_running)
         self.indexing.health.connect(self._on_watch_health)
@@ -364,7 +370,10 @@ class MainWindow(QMainWindow):
         if self.model is None:
             return "no model"
         info = self.model.info
-        return f"{info.name} · {info.provider.upper()}"
+        text = f"{info.name} · {info.provider.upper()}"
+        if self.staged_model is not None:
+            text += f" (re-indexing for {self.staged_model.info.name})"
+        return text
 
     # -- search ---------------------------------------------------------------------------
 
@@ -712,7 +721,12 @@ class MainWindow(QMainWindow):
             self._live_refresh.start()
         self.progress.setRange(0, max(1, p.total))
         self.progress.setValue(p.done)
-        if not p.paused:
+        if not p.paused and getattr(p, "model", None):  # a staged model change
+            self.index_label.setText(
+                f"Re-indexing for model {p.model}: {p.done:,}/{p.total:,} · "
+                f"{_fmt_eta(p.eta_s)} left" + (f" · {p.failed} failed" if p.failed else "")
+            )
+        elif not p.paused:
             self.index_label.setText(
                 f"Indexing {p.done:,} / {p.total:,} · {p.images_per_s:.1f} photos/s · "
                 f"{_fmt_eta(p.eta_s)} left" + (f" · {p.failed} failed" if p.failed else "")
@@ -763,19 +777,47 @@ class MainWindow(QMainWindow):
     # -- the model ------------------------------------------------------------------------
 
     def set_model(self, model) -> None:
-        """Search and index with ``model`` from now on (a new model re-indexes)."""
+        """Index with ``model`` from now on. A library holding the current model's vectors
+        re-indexes in the background and searches with them until the swap."""
+        from photofind.library.library import model_id
         from photofind.search import SearchEngine
 
         if self.indexing is not None:
             self.indexing.stop()  # the watcher of the old model must not write any more
             self.indexing.deleteLater()
             self.indexing = None
-        self.model = model
-        self.library.use_model(model)
-        self.engine = SearchEngine(self.library, model)
+        staged = self.library.begin_model_change(model)
+        held = self.library.catalog.model_id
+        # (A change the stopped watcher completed may not have reached _on_model_swapped.)
+        searching = [m for m in (self.model, self.staged_model) if m and model_id(m) == held]
+        if staged and searching:
+            # The library holds these vectors: they keep serving searches while the
+            # watcher re-indexes for the new model (see _on_model_swapped).
+            if searching[0] is not self.model:
+                self.model = searching[0]
+                self.engine = SearchEngine(self.library, self.model)
+            self.staged_model = model
+        else:
+            self.model, self.staged_model = model, None
+            self.engine = SearchEngine(self.library, model)
         self._make_indexing_job()
         self.model_label.setText(self._model_text())
         self.start_indexing()
+
+    def _on_model_swapped(self, model) -> None:
+        """A staged model change completed: search with the new model from now on."""
+        from photofind.search import SearchEngine
+
+        current = self.staged_model is model or (self.staged_model is None and self.model is model)
+        if self._closing or not current:
+            return  # from a watcher stopped since: set_model already saw the swap
+        self.model, self.staged_model = model, None
+        self.engine = SearchEngine(self.library, model)
+        self.model_label.setText(self._model_text())
+        self.index_label.setText(f"Re-indexed for model {model.info.name}: it is now in use")
+        self.modelChanged.emit(model.info.name)
+        if self._rerun is not None:
+            self._rerun()
 
     def offer_model(self) -> None:
         """The first-run dialog: download, import, or the demo library."""
@@ -908,16 +950,20 @@ class MainWindow(QMainWindow):
 
         self.index_label.setText(f"Loading the model {name}…")
         root = self.library.root
+        # A later choice supersedes this one: a slower earlier load must not win (each
+        # set_model of a model the library does not hold begins a re-index).
+        request = self._model_request = object()
 
         def done(model, error):
-            if self._closing:
+            if self._closing or request is not self._model_request:
                 return
             if error is not None:
                 self.index_label.setText("")
                 self.report_error("The model could not be loaded", str(error))
                 return
             self.set_model(model)
-            self.modelChanged.emit(model.info.name)
+            if self.model is model:  # else it is re-indexed for; _on_model_swapped says when
+                self.modelChanged.emit(model.info.name)
 
         self.tasks.run(
             lambda: load_model(name, provider=provider, library=root),

@@ -22,6 +22,11 @@ Pause and progress: the watcher starts index passes itself, so the GUI cannot ha
 pass an :class:`IndexControl`. :class:`ObservedLibrary` sees every pass instead (it *is* the
 library the watcher calls): it reports the indexer's progress to listeners and applies the
 GUI's pause to whichever pass is running, or the next one to start.
+
+A model change (:meth:`Library.begin_model_change`) runs on the same thread: after each
+round's pass for the active model, :class:`StagedWatcher` re-indexes for the new model, with
+the same rules for giving way to changes and for stopping. Searches keep the active model
+meanwhile; at the swap the job emits ``modelSwapped`` and the window opens a new engine.
 """
 
 from __future__ import annotations
@@ -51,11 +56,27 @@ class ObservedLibrary(Library):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.listeners: list[Callable[[Progress], None]] = []
+        #: called on the indexing thread with the model a staged change made active
+        self.swap_listeners: list[Callable[[object], None]] = []
         self._gate = threading.Lock()
         self._paused = False
         self._control: IndexControl | None = None
 
     def index_pending(self, model, *, progress=None, control=None, **options):
+        return self._observed(super().index_pending, model, progress, control, options)
+
+    def reindex_staged(self, model, *, progress=None, control=None, **options):
+        if control is not None and control is self._control:
+            # Called by index_pending (a model change it finishes): already observed.
+            stats = super().reindex_staged(model, progress=progress, control=control, **options)
+        else:
+            stats = self._observed(super().reindex_staged, model, progress, control, options)
+        if stats.swapped:
+            for listener in list(self.swap_listeners):
+                listener(model)
+        return stats
+
+    def _observed(self, run, model, progress, control, options):
         control = control or IndexControl()
         with self._gate:
             self._control = control
@@ -69,7 +90,7 @@ class ObservedLibrary(Library):
                 progress(p)
 
         try:
-            return super().index_pending(model, progress=report, control=control, **options)
+            return run(model, progress=report, control=control, **options)
         finally:
             with self._gate:
                 self._control = None
@@ -91,6 +112,50 @@ class ObservedLibrary(Library):
         return self._paused
 
 
+class StagedWatcher(Watcher):
+    """A :class:`Watcher` that continues a staged model change to ``staged_model`` once the
+    active model's pending photos are done (new photos are searchable first)."""
+
+    def __init__(self, *args, staged_model=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.staged_model = staged_model
+
+    def _index(self, batch) -> None:
+        super()._index(batch)
+        while self.staged_model is not None and not self._stop.is_set():
+            if self.library.catalog.counts().get("pending", 0):
+                return  # the pass gave way to changes: the next round comes back here
+            control = IndexControl()
+            with self._control_lock:
+                if self._stop.is_set():
+                    return
+                self._control = control
+
+            def give_way(progress, control=control) -> None:
+                if self.dirty.waiting_s() >= self.options.max_delay_s or self._stop.is_set():
+                    control.cancel()
+
+            try:
+                stats = self.library.reindex_staged(
+                    self.staged_model,
+                    control=control,
+                    progress=give_way,
+                    batch_size=self.options.batch_size,
+                )
+            finally:
+                with self._control_lock:
+                    self._control = None
+            batch.encoded += stats.indexed
+            batch.failed += stats.failed
+            if stats.swapped:
+                self.model, self.staged_model = self.staged_model, None
+                self.say(f"re-indexed for model {self.model.info.name}: it is now in use")
+                super()._index(batch)  # photos that had no new vector at the swap
+                return
+            if stats.cancelled:
+                return
+
+
 class WatcherJob(QObject):
     """Runs a :class:`Watcher` for the window and turns what it does into signals.
 
@@ -102,6 +167,9 @@ class WatcherJob(QObject):
 
     progress = Signal(object)
     runningChanged = Signal(bool)  # noqa: N815 - Qt naming
+    #: a staged model change completed: the model (a ClipModel) is now the library's
+    modelSwapped = Signal(object)  # noqa: N815
+    _swapped_from_worker = Signal(object)
     finished = Signal(object, object)
     batchDone = Signal(object)  # noqa: N815
     health = Signal(dict)
@@ -110,10 +178,20 @@ class WatcherJob(QObject):
     _batch_from_worker = Signal(object)
     _message_from_worker = Signal(str)
 
-    def __init__(self, library: ObservedLibrary, model, options: WatchOptions, parent=None):
+    def __init__(
+        self,
+        library: ObservedLibrary,
+        model,
+        options: WatchOptions,
+        parent=None,
+        *,
+        staged_model=None,
+    ):
         super().__init__(parent)
         self.library = library
         self.model = model
+        #: the model a staged change re-indexes for (None: no change runs)
+        self.staged_model = staged_model
         self.options = options
         self.watcher: Watcher | None = None
         self.last_progress: Progress | None = None
@@ -122,6 +200,7 @@ class WatcherJob(QObject):
         self._progress_from_worker.connect(self._on_progress)
         self._batch_from_worker.connect(self._on_batch)
         self._message_from_worker.connect(self.message)
+        self._swapped_from_worker.connect(self._on_swapped)
         self._timer = QTimer(self)
         self._timer.setInterval(HEALTH_POLL_MS)
         self._timer.timeout.connect(self._poll_health)
@@ -139,11 +218,13 @@ class WatcherJob(QObject):
             self.watcher.request_full_reconcile("asked by the app")
             return
         self.library.listeners.append(self._progress_from_worker.emit)
-        self.watcher = Watcher(
+        self.library.swap_listeners.append(self._swapped_from_worker.emit)
+        self.watcher = StagedWatcher(
             self.library,
             self.model,
             self.options,
             say=self._message_from_worker.emit,
+            staged_model=self.staged_model,
             on_batch=self._batch_from_worker.emit,
         )
         self.watcher.start()
@@ -163,6 +244,8 @@ class WatcherJob(QObject):
         watcher, self.watcher = self.watcher, None
         with contextlib.suppress(ValueError):
             self.library.listeners.remove(self._progress_from_worker.emit)
+        with contextlib.suppress(ValueError):
+            self.library.swap_listeners.remove(self._swapped_from_worker.emit)
         self._set_indexing(False)
         return watcher
 
@@ -185,6 +268,12 @@ class WatcherJob(QObject):
         if on != self._indexing:
             self._indexing = on
             self.runningChanged.emit(on)
+
+    def _on_swapped(self, model) -> None:
+        # Emitted even from a watcher being stopped: the library did swap, and the window
+        # must search with the model whose vectors it now holds.
+        self.model, self.staged_model = model, None
+        self.modelSwapped.emit(model)
 
     def _on_progress(self, p: Progress) -> None:
         if self.watcher is None:
