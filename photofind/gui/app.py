@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QSize, Qt, QTimer
+from PySide6.QtWidgets import QApplication, QProxyStyle, QStyle, QWidget
 
 from photofind import __version__
 
@@ -28,6 +28,30 @@ def log_to_file() -> logging.Handler:
     return handler
 
 
+class _PlainDialogButtons(QProxyStyle):
+    """Fusion (Qt's own style, used where the desktop gives none) puts small 2000s-era
+    bitmaps on OK and Cancel, pixelated at scale 2; GNOME and macOS show none either."""
+
+    def styleHint(self, hint, option=None, widget=None, data=None):  # noqa: N802
+        if hint == QStyle.StyleHint.SH_DialogButtonBox_ButtonsHaveIcons:
+            return 0
+        return super().styleHint(hint, option, widget, data)
+
+
+def fit_to_screen(widget: QWidget, wanted: QSize, *, share: float = 1.0) -> bool:
+    """Size ``widget`` to ``wanted``, or to ``share`` of its screen's free area where that is
+    smaller (a 1280×800 window is taller than a 2560×1440 screen at scale 2, or a laptop's
+    screen under its panel). Returns True when the screen was the limit."""
+    screen = widget.screen() or QApplication.primaryScreen()
+    if screen is None:
+        widget.resize(wanted)
+        return False
+    free = screen.availableGeometry().size()
+    limit = QSize(int(free.width() * share), int(free.height() * share))
+    widget.resize(wanted.boundedTo(limit))
+    return wanted.width() > limit.width() or wanted.height() > limit.height()
+
+
 def run(library_dir, model=None, *, provider: str = "auto", start_indexing: bool = True) -> int:
     log_to_file()
     QApplication.setHighDpiScaleFactorRoundingPolicy(
@@ -37,6 +61,8 @@ def run(library_dir, model=None, *, provider: str = "auto", start_indexing: bool
     app.setApplicationName("photofind")
     app.setApplicationVersion(__version__)
     app.setDesktopFileName("photofind")
+    if app.style().name().lower() == "fusion":
+        app.setStyle(_PlainDialogButtons(app.style().name()))
     from photofind.gui.errors import ErrorReporter, open_window
 
     shown: list = []
@@ -45,6 +71,9 @@ def run(library_dir, model=None, *, provider: str = "auto", start_indexing: bool
     if window is None:
         return 2  # the library is in use and the user chose not to open it read-only
     shown.append(window)
+    if fit_to_screen(window, window.size()):
+        # Too big for this screen: fill it (a window manager then fits its frame in too).
+        window.setWindowState(Qt.WindowState.WindowMaximized)
     window.show()
     window.search_box.setFocus()
     if window.model is None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from datetime import datetime
 
-from PySide6.QtCore import QDate, Signal
-from PySide6.QtWidgets import QComboBox, QDateEdit, QHBoxLayout, QLabel, QWidget
+from PySide6.QtCore import QDate, QEvent, QObject, Qt, Signal
+from PySide6.QtWidgets import QComboBox, QDateEdit, QHBoxLayout, QLabel, QSizePolicy, QWidget
 
 from photofind.search import SearchFilter
 
@@ -25,6 +25,46 @@ SORTS = (("Relevance", "relevance"), ("Newest first", "newest"), ("Oldest first"
 NO_DATE = QDate(1900, 1, 1)
 
 
+class ElidedLabel(QLabel):
+    """A one-line label that shortens its text with "…" instead of widening the window."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setTextFormat(Qt.TextFormat.PlainText)
+
+    def full_text(self) -> str:
+        return self._full
+
+    def set_full_text(self, text: str) -> None:
+        self._full = text
+        self.setToolTip(text)
+        self._elide()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        metrics = self.fontMetrics()
+        self.setText(metrics.elidedText(self._full, Qt.TextElideMode.ElideMiddle, self.width()))
+
+
+class _OpenOnToday(QObject):
+    """The calendar of an "any" date edit opens on this month, not on January 1900."""
+
+    def __init__(self, edit: QDateEdit):
+        super().__init__(edit)
+        self._edit = edit
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt naming
+        if event.type() == QEvent.Type.Show and self._edit.date() == NO_DATE:
+            today = QDate.currentDate()
+            watched.setCurrentPage(today.year(), today.month())
+        return False
+
+
 def _date_edit(parent, name: str, accessible: str) -> QDateEdit:
     edit = QDateEdit(parent)
     edit.setObjectName(name)
@@ -34,6 +74,7 @@ def _date_edit(parent, name: str, accessible: str) -> QDateEdit:
     edit.setMinimumDate(NO_DATE)
     edit.setSpecialValueText("any")
     edit.setDate(NO_DATE)
+    edit.calendarWidget().installEventFilter(_OpenOnToday(edit))
     return edit
 
 
@@ -90,7 +131,13 @@ class FilterBar(QWidget):
             text.setBuddy(widget)
             layout.addWidget(text)
             layout.addWidget(widget)
-        layout.addStretch(1)
+        # What the grid shows ("19 photos for “a red circle”", "photos like x.jpg"): it
+        # stays in view, unlike a status-bar message, so Find similar's results are named.
+        self.summary = ElidedLabel(self)
+        self.summary.setObjectName("resultsSummary")
+        self.summary.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        layout.addSpacing(12)
+        layout.addWidget(self.summary, 1)
 
         self.folder.currentIndexChanged.connect(self.changed)
         self.type.currentIndexChanged.connect(self.changed)
@@ -128,6 +175,9 @@ class FilterBar(QWidget):
             types=tuple(types),
         )
         return None if f.is_empty else f
+
+    def set_summary(self, text: str) -> None:
+        self.summary.set_full_text(text)
 
     def sort_order(self) -> str:
         return self.sort.currentData()

@@ -29,7 +29,10 @@ class FirstRunDialog(QDialog):
             self,
         )
         text.setWordWrap(True)
+        layout.setContentsMargins(18, 14, 18, 14)
+        layout.setSpacing(8)
         layout.addWidget(text)
+        layout.addSpacing(4)  # the choices, apart from the explanation
         for key, label, tip in (
             (
                 "download",
@@ -56,6 +59,7 @@ class FirstRunDialog(QDialog):
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel, self)
         buttons.button(QDialogButtonBox.StandardButton.Cancel).setText("Later")
         buttons.rejected.connect(self.reject)
+        layout.addSpacing(6)
         layout.addWidget(buttons)
 
     def _choose(self, key: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 import logging
 import os
 import subprocess
@@ -227,6 +228,7 @@ class MainWindow(QMainWindow):
         self.zoom.setAccessibleName("Thumbnail size")
         self.zoom.setRange(64, 320)
         self.zoom.setFixedWidth(140)
+        self.zoom.setToolTip("Thumbnail size (Ctrl+wheel, Ctrl+= and Ctrl+-)")
         self.zoom.valueChanged.connect(self._set_zoom)
         layout.addWidget(self.zoom)
 
@@ -283,6 +285,7 @@ class MainWindow(QMainWindow):
         self.empty_label.setObjectName("emptyState")
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setWordWrap(True)
+        self.empty_label.linkActivated.connect(self._try_example)
         empty_layout.addWidget(self.empty_label)
         self.empty_button = QPushButton("Add folder…", self.empty)
         self.empty_button.setAccessibleName("Add a photo folder")
@@ -329,10 +332,8 @@ class MainWindow(QMainWindow):
         dock = QDockWidget("Folders", self)
         dock.setObjectName("foldersDock")
         dock.setWidget(self.folders_panel)
-        dock.setFeatures(
-            QDockWidget.DockWidgetFeature.DockWidgetMovable
-            | QDockWidget.DockWidgetFeature.DockWidgetClosable
-        )
+        # Not closable: there is no menu to bring a closed panel back.
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
         self.resizeDocks([dock], [250], Qt.Orientation.Horizontal)
         self.folders_dock = dock
@@ -365,6 +366,7 @@ class MainWindow(QMainWindow):
             QKeySequence.StandardKey.ZoomOut, self, lambda: self._set_zoom(self.zoom.value() - 24)
         )
         QShortcut(QKeySequence.StandardKey.Paste, self, self.paste_image)
+        QShortcut(QKeySequence.StandardKey.Quit, self, self.close)
 
     def _model_text(self) -> str:
         if self.model is None:
@@ -386,6 +388,7 @@ class MainWindow(QMainWindow):
         self._last_query = ""
         self._rerun = None
         self.results.set_rows([])
+        self.filter_bar.set_summary("")
         self._refresh_empty_state()
 
     def run_search(self) -> None:
@@ -402,7 +405,7 @@ class MainWindow(QMainWindow):
         flt = self.filter_bar.search_filter()
         self._submit(
             lambda: self.engine.search(text, k=DEFAULT_RESULTS, cutoff=cutoff, filter=flt),
-            f"“{text}”",
+            f"for “{text}”",
         )
 
     def find_similar(self, photo_id: int | None, path: str) -> None:
@@ -415,7 +418,7 @@ class MainWindow(QMainWindow):
             lambda: self.engine.similar(
                 photo_id if photo_id is not None else path, k=DEFAULT_RESULTS, filter=flt
             ),
-            f"photos like {os.path.basename(path)}",
+            f"like {os.path.basename(path)}",
         )
 
     def search_by_image(self, path: str) -> None:
@@ -425,7 +428,7 @@ class MainWindow(QMainWindow):
         flt = self.filter_bar.search_filter()
         self._submit(
             lambda: self.engine.similar(path, k=DEFAULT_RESULTS, filter=flt),
-            f"photos like {os.path.basename(path)}",
+            f"like {os.path.basename(path)}",
         )
 
     def _submit(self, fn, what: str) -> None:
@@ -458,7 +461,7 @@ class MainWindow(QMainWindow):
             if current is not None and current.path in self.results.paths():
                 self.view.setCurrentIndex(self.results.index_of(current.path))
             self._refresh_empty_state()
-            self.statusBar().showMessage(f"{len(rows)} photos for {what}", 5000)
+            self.filter_bar.set_summary(f"{len(rows):,} photos {what}")
             self.searchFinished.emit(len(rows))
 
         self.tasks.run(work, done)
@@ -480,6 +483,7 @@ class MainWindow(QMainWindow):
         dialog.show_loading(row.path)
         dialog.show()
         dialog.raise_()
+        dialog.activateWindow()  # Space and Esc then reach it, to close it again
         catalog = self.library.catalog
 
         def work():
@@ -518,8 +522,9 @@ class MainWindow(QMainWindow):
             return
         self.view.setCurrentIndex(index)
         menu = QMenu(self.view)
+        menu.addAction(self.find_similar_action)
+        menu.addSeparator()
         for action in (
-            self.find_similar_action,
             self.open_action,
             self.show_action,
             self.copy_path_action,
@@ -766,13 +771,27 @@ class MainWindow(QMainWindow):
             self.empty_button.setVisible(False)
         else:
             n = self.library.status()["indexed"]
+            tries = " · ".join(
+                f'<a href="{html.escape(q)}">{html.escape(q)}</a>' for q in self._examples()
+            )
             self.empty_label.setText(
-                f"<h2>Search {n:,} photos</h2><p>Describe what you are looking for, "
-                "for example “a red circle on a blue background”, or drop a photo here "
-                "to find the ones like it.</p>"
+                f"<h2>Search {n:,} photos</h2><p>Describe what you are looking for, or drop "
+                f"a photo here to find the ones like it.</p><p>Try {tries}</p>"
             )
             self.empty_button.setVisible(False)
         self.stack.setCurrentWidget(self.empty)
+
+    def _examples(self) -> tuple[str, ...]:
+        """Searches to click on the first screen: the demo model knows only its shapes."""
+        from photofind.demo import DEMO_MODEL, EXAMPLE_SEARCHES
+
+        if self.model is not None and self.model.info.name == DEMO_MODEL:
+            return EXAMPLE_SEARCHES[:3]
+        return ("a dog on a beach", "a birthday cake", "snow in the mountains")
+
+    def _try_example(self, text: str) -> None:
+        self.search_box.setText(text)
+        self.run_search()
 
     # -- the model ------------------------------------------------------------------------
 
@@ -894,7 +913,10 @@ class MainWindow(QMainWindow):
             from photofind.gui import create_window
 
             window = create_window(root, model)
+            window.resize(self.size())  # this one was fitted to the screen
+            window.setWindowState(self.windowState())
             window.show()
+            window.start_indexing()  # the watcher: without it the demo says "Not watching"
             window.search_box.setText("a red circle")
             window.run_search()
             self.demo_window = window

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 
 from PIL import Image
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QDialog, QFormLayout, QLabel, QSizePolicy, QVBoxLayout
 
@@ -53,7 +53,10 @@ class PreviewDialog(QDialog):
         self.setObjectName("previewDialog")
         self.setWindowTitle("Preview")
         self.setModal(False)
-        self.resize(960, 760)
+        from photofind.gui.app import fit_to_screen
+
+        # At most 85% of the screen: at scale 2 a 2560×1440 screen is 1280×720 points.
+        fit_to_screen(self, QSize(960, 760), share=0.85)
         layout = QVBoxLayout(self)
         self.image = QLabel("Loading…", self)
         self.image.setObjectName("previewImage")
@@ -109,7 +112,9 @@ class PreviewDialog(QDialog):
         if self._pixmap is None:
             return
         ratio = self.devicePixelRatioF()
-        target = self.image.size() * ratio
+        # Fit the label, but never blow a small photo up past its own size (a blurry,
+        # pixelated enlargement tells nothing more about it).
+        target = (self.image.size() * ratio).boundedTo(self._pixmap.size() * ratio)
         scaled = self._pixmap.scaled(
             target, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
         )
