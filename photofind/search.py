@@ -30,6 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from photofind.errors import PhotofindError
+from photofind.library.vector_index import dot
 from photofind.query import IMAGE, PHOTO, TEXT, Query, parse_query
 from photofind.relevance import CutoffPolicy, policy_for, robust_threshold, sample_ids
 
@@ -332,7 +333,7 @@ class SearchEngine:
             bounds.append(self.policy.min_score)
         background = self._background_vectors(index)
         if background is not None and self.policy.z is not None:
-            bounds.append(robust_threshold(background @ vector, self.policy.z))
+            bounds.append(robust_threshold(dot(background, vector), self.policy.z))
         return max(bounds) if bounds else None
 
     # -- internals ------------------------------------------------------------------------
