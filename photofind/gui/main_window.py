@@ -175,6 +175,8 @@ class MainWindow(QMainWindow):
         self._rerun = None  # re-runs the search on screen (live refresh, filters)
         self._make_indexing_job()
         self.refresh_folders()
+        # Once the window shows: the first query's one-off costs, off the GUI thread.
+        QTimer.singleShot(0, self._warm_up)
         if library.readonly:
             self.setWindowTitle("photofind (read-only)")
             for button in (self.add_folder_button, self.empty_button):
@@ -195,9 +197,7 @@ class MainWindow(QMainWindow):
         self.indexing.runningChanged.connect(self._on_indexing_running)
         self.indexing.health.connect(self._on_watch_health)
         self.indexing.message.connect(lambda text: log.info("watcher: %s", text))
-        self.watch_label.setText(
-            health_text(None) if self.library.folders() else "No folders to watch yet"
-        )
+        self.watch_label.setText(health_text(None) if self._folders else "No folders to watch yet")
 
     # -- construction ---------------------------------------------------------------------
 
@@ -337,7 +337,11 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
         self.resizeDocks([dock], [250], Qt.Orientation.Horizontal)
         self.folders_dock = dock
-        self._folder_counts: dict = {}
+        # What the GUI thread shows of the catalog, read on a pool thread (refresh_folders):
+        # the catalog's lock may be held by the watcher's writer for a long query, and the
+        # GUI thread must never wait on it. Only this first read is made here, at start.
+        self._folders = self.library.folders()
+        self._folder_counts: dict = {}  # folder id -> Counter of statuses; {} until counted
         self._watch_status: dict | None = None
         self._counting = False
         self._recount_again = False
@@ -378,6 +382,25 @@ class MainWindow(QMainWindow):
         return text
 
     # -- search ---------------------------------------------------------------------------
+
+    def _warm_up(self) -> None:
+        """Pay the first query's one-off costs now, on an I/O thread, while the user reads
+        the window: the text encoder's first run (ONNX Runtime sets itself up), the
+        cut-off's background sample, the index's first walk. The first Enter then runs on
+        the search thread as fast as any other; it never waits for this (the engine's own
+        lock is held only while the sample is drawn, a few milliseconds)."""
+        engine = self.engine
+        if engine is None or self._closing:
+            return
+        cutoff = self.relevance_cutoff
+
+        def work():
+            vector = engine.text_vector("a photo")
+            if cutoff:
+                engine.threshold(vector, plain_text=True)
+            engine.library.index.query(vector, 1)
+
+        self.tasks.run(work, pool=self.tasks.io_pool)
 
     def _on_text_edited(self, _text: str) -> None:
         self._debounce.start()
@@ -456,10 +479,12 @@ class MainWindow(QMainWindow):
                 log.error("search failed", exc_info=error)
                 self.searchFinished.emit(0)
                 return
-            current = self._current()
-            self.results.set_rows(rows)
-            if current is not None and current.path in self.results.paths():
-                self.view.setCurrentIndex(self.results.index_of(current.path))
+            if rows != self.results.rows():
+                # (A live refresh mostly finds the same photos: no reset, no repaint then.)
+                current = self._current()
+                self.results.set_rows(rows)
+                if current is not None and current.path in self.results.paths():
+                    self.view.setCurrentIndex(self.results.index_of(current.path))
             self._refresh_empty_state()
             self.filter_bar.set_summary(f"{len(rows):,} photos {what}")
             self.searchFinished.emit(len(rows))
@@ -587,14 +612,27 @@ class MainWindow(QMainWindow):
             self.add_folder(folder)
 
     def add_folder(self, folder: str) -> None:
-        try:
-            self.library.add_folder(folder)
-        except Exception as exc:  # noqa: BLE001 - shown to the user
-            self.report_error("Cannot add folder", str(exc))
-            return
-        self._refresh_empty_state()
-        self.refresh_folders()
-        self.start_indexing()
+        """Add a photo folder, then watch and index it. The catalog write runs on a pool
+        thread: the watcher may hold the catalog for a long reconcile meanwhile."""
+        library = self.library
+
+        def work():
+            library.add_folder(folder)
+            return library.folders()
+
+        def done(folders, error):
+            if self._closing:
+                return
+            if error is not None:
+                self.report_error("Cannot add folder", str(error))
+                return
+            self._folders = folders
+            self._show_folders()
+            self._refresh_empty_state()
+            self.refresh_folders()
+            self.start_indexing()
+
+        self.tasks.run(work, done, pool=self.tasks.io_pool)
 
     def report_error(self, title: str, text: str) -> None:
         """Say what went wrong without blocking the event loop (a non-modal box)."""
@@ -619,7 +657,7 @@ class MainWindow(QMainWindow):
             self.remove_folder(path)
 
     def _photo_count(self, path: str) -> int:
-        for folder in self.library.folders():
+        for folder in self._folders:
             if folder.path == path:
                 return sum(self._folder_counts.get(folder.id, {}).values())
         return 0
@@ -655,35 +693,48 @@ class MainWindow(QMainWindow):
         self.tasks.run(work, done, pool=self.tasks.io_pool)
 
     def refresh_folders(self) -> None:
-        """Recount the photos of each folder off the GUI thread, then show the panel."""
+        """Read the folders and count their photos off the GUI thread, then show them."""
         if self._counting:
             self._recount_again = True
             return
         self._counting = True
-        catalog = self.library.catalog
+        library = self.library
 
-        def done(counts, error):
+        def done(result, error):
             self._counting = False
             if self._closing:
                 return
             if error is None:
-                self._folder_counts = counts
+                self._folders, self._folder_counts = result
                 self._show_folders()
+                self._refresh_empty_state()
+            else:
+                log.warning("counting the library's photos failed: %s", error)
             if self._recount_again:
                 self._recount_again = False
                 self.refresh_folders()
 
-        self.tasks.run(lambda: count_photos(catalog), done, pool=self.tasks.io_pool)
+        self.tasks.run(
+            lambda: (library.folders(), count_photos(library.catalog)),
+            done,
+            pool=self.tasks.io_pool,
+        )
+
+    def _indexed_count(self) -> int | None:
+        """Photos with a vector, as last counted (None before the first count)."""
+        if not self._folder_counts:
+            return None
+        return sum(c["indexed"] for c in self._folder_counts.values())
 
     def _show_folders(self) -> None:
-        rows = folder_rows(self.library.folders(), self._folder_counts, self._watch_status)
+        rows = folder_rows(self._folders, self._folder_counts, self._watch_status)
         self.folders_panel.set_rows(rows)
         self.filter_bar.set_folders([r.path for r in rows])
         self.foldersShown.emit()
 
     def start_indexing(self) -> None:
         """Start watching (a reconcile of every folder, then indexing what is new)."""
-        if self.indexing is not None and self.library.folders():
+        if self.indexing is not None and self._folders:
             self.indexing.start()
 
     def toggle_pause(self) -> None:
@@ -744,11 +795,12 @@ class MainWindow(QMainWindow):
             self.index_label.setText("Indexing stopped")
             self.report_error("Indexing failed", str(error))
             return
-        counts = self.library.status()
-        self.index_label.setText(
-            f"{counts['indexed']:,} photos indexed"
-            + (f" · {counts['failed']} could not be read" if counts["failed"] else "")
-        )
+        counts = self.indexing.last_counts  # counted on the watcher's thread
+        if counts is not None:
+            self.index_label.setText(
+                f"{counts['indexed']:,} photos indexed"
+                + (f" · {counts['failed']} could not be read" if counts["failed"] else "")
+            )
         self._refresh_empty_state()
         self.refresh_folders()
         self._live_refresh.stop()
@@ -759,7 +811,7 @@ class MainWindow(QMainWindow):
         if self.results.rowCount() > 0:
             self.stack.setCurrentWidget(self.view)
             return
-        if not self.library.folders():
+        if not self._folders:
             self.empty_label.setText(
                 "<h2>No photo folders yet</h2>"
                 "<p>Add a folder of photos. photofind looks at each photo once, on this "
@@ -770,12 +822,13 @@ class MainWindow(QMainWindow):
             self.empty_label.setText("<h2>Nothing found</h2><p>Try other words.</p>")
             self.empty_button.setVisible(False)
         else:
-            n = self.library.status()["indexed"]
+            n = self._indexed_count()  # counted off the GUI thread; None until then
+            what = f"{n:,} photos" if n is not None else "your photos"
             tries = " · ".join(
                 f'<a href="{html.escape(q)}">{html.escape(q)}</a>' for q in self._examples()
             )
             self.empty_label.setText(
-                f"<h2>Search {n:,} photos</h2><p>Describe what you are looking for, or drop "
+                f"<h2>Search {what}</h2><p>Describe what you are looking for, or drop "
                 f"a photo here to find the ones like it.</p><p>Try {tries}</p>"
             )
             self.empty_button.setVisible(False)

@@ -195,6 +195,9 @@ class WatcherJob(QObject):
         self.options = options
         self.watcher: Watcher | None = None
         self.last_progress: Progress | None = None
+        #: photos by status after the last round, counted on the watcher's thread (the GUI
+        #: thread never waits on the catalog's lock, which the writer may hold)
+        self.last_counts: dict[str, int] | None = None
         self._indexing = False
         # Worker-thread callbacks only emit; Qt queues them onto the GUI thread.
         self._progress_from_worker.connect(self._on_progress)
@@ -225,7 +228,7 @@ class WatcherJob(QObject):
             self.options,
             say=self._message_from_worker.emit,
             staged_model=self.staged_model,
-            on_batch=self._batch_from_worker.emit,
+            on_batch=self._report_batch,
         )
         self.watcher.start()
         self._timer.start()
@@ -285,9 +288,14 @@ class WatcherJob(QObject):
         if p.done >= p.total:
             self._set_indexing(False)
 
-    def _on_batch(self, batch: BatchReport) -> None:
+    def _report_batch(self, batch: BatchReport) -> None:
+        """On the watcher's thread: the round's report, with the catalog's counts."""
+        self._batch_from_worker.emit((batch, self.library.catalog.counts()))
+
+    def _on_batch(self, report: tuple[BatchReport, dict[str, int]]) -> None:
         if self.watcher is None:
             return
+        batch, self.last_counts = report
         self.batchDone.emit(batch)
         if batch.pending_after == 0 and not batch.unsettled:
             self._set_indexing(False)

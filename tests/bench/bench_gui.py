@@ -1,7 +1,8 @@
 """GUI benchmark at 100,000 photos; prints one JSON object.
 
     QT_QPA_PLATFORM=offscreen python tests/bench/bench_gui.py [--photos 100000]
-        [--index-photos 2000] [--model tiny-synthetic] [--workdir DIR]
+        [--index-photos 2000] [--model tiny-synthetic] [--workdir DIR] [--trace-stalls]
+        [--switch-interval SECONDS]
 
 The library is built fast, straight through the Catalog / VectorIndex APIs: the photo files
 are hard links to a few small JPEGs (distinct paths, so every thumbnail is its own cache
@@ -14,7 +15,16 @@ entry) and the vectors are random unit vectors. Then, on the real main window (1
 - a grid of 100,000 rows: the time to fill the viewport after jumping to the end;
 - the longest gap of a 10 ms QTimer (a GUI event-loop stall) while the window's watcher
   reconciles the 100k library and indexes ``--index-photos`` new photos, with a search
-  on screen that refreshes as they arrive.
+  on screen that refreshes as they arrive, and a new query typed every 0.7 s (its Enter →
+  first row is reported too: the user who types at once after start, while the watcher
+  reconciles).
+
+``--trace-stalls`` attributes stalls to code: a monitor thread samples the GUI thread's
+Python stack (and every other thread's innermost frame) whenever the GUI thread has been
+away from the event loop for more than 50 ms, and prints the longest stalls and the stacks
+seen most often to stderr (the JSON on stdout stays the same). ``--switch-interval`` sets
+``sys.setswitchinterval`` (CPython's default 0.005 s): how long a thread running Python may
+keep the GIL while the GUI thread waits for it.
 """
 
 from __future__ import annotations
@@ -26,7 +36,10 @@ import platform
 import statistics
 import sys
 import tempfile
+import threading
 import time
+import traceback
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -50,14 +63,148 @@ def note(what: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {what}", file=sys.stderr, flush=True)
 
 
+class StallTracer:
+    """Samples the GUI thread's stack whenever its event loop has not turned for too long.
+
+    A 5 ms timer keeps the GUI thread's event loop waking up; the dispatcher's ``awake`` and
+    ``aboutToBlock`` signals (Python slots: they need the GIL) stamp a heartbeat. A monitor
+    thread looks every ``sample_ms``; once the heartbeat is older than ``threshold_ms`` it
+    records the GUI thread's stack and the innermost frame of every other busy thread. So
+    a stall is caught whether the GUI thread runs slow code, waits on a lock, or waits for
+    the GIL (then its stack ends in ``exec()`` and the other threads show who runs Python).
+    ``phase = None`` pauses it (the benchmark's own setup work on the GUI thread).
+    """
+
+    # Innermost frames of threads that sleep (they hold no GIL and do no work).
+    IDLE = {"wait", "get", "_wait_for_tstate_lock", "select", "poll", "acquire", "_worker"}
+
+    def __init__(self, threshold_ms: float = 50.0, sample_ms: float = 5.0, depth: int = 10):
+        from PySide6.QtCore import QAbstractEventDispatcher, QTimer
+
+        self.threshold = threshold_ms / 1e3
+        self.sample = sample_ms / 1e3
+        self.depth = depth
+        self._phase: str | None = None
+        self.stalls: list[dict] = []
+        self._gui = threading.get_ident()
+        self._beat = time.perf_counter()
+        self._current: dict | None = None
+        self._stop = threading.Event()
+        dispatcher = QAbstractEventDispatcher.instance()
+        dispatcher.awake.connect(self._heartbeat)
+        dispatcher.aboutToBlock.connect(self._heartbeat)
+        self._pulse = QTimer()  # nothing connected: it only makes the loop wake up
+        self._pulse.start(5)
+        self._thread = threading.Thread(target=self._watch, name="stall-tracer", daemon=True)
+        self._thread.start()
+
+    @property
+    def phase(self) -> str | None:
+        return self._phase
+
+    @phase.setter
+    def phase(self, name: str | None) -> None:
+        self._beat = time.perf_counter()  # the benchmark's own work before it is no stall
+        self._phase = name
+
+    def _heartbeat(self) -> None:
+        self._beat = time.perf_counter()
+
+    def _stack(self, frame) -> tuple[str, ...]:
+        lines = traceback.extract_stack(frame)[-self.depth :]
+        return tuple(f"{Path(f.filename).name}:{f.lineno} {f.name}: {f.line}" for f in lines)
+
+    def _watch(self) -> None:
+        names: dict = {}
+        while not self._stop.wait(self.sample):
+            beat = self._beat
+            now = time.perf_counter()
+            current = self._current
+            if current is not None and current["start"] != beat:
+                current["ms"] = (beat - current["start"]) * 1e3
+                self.stalls.append(current)
+                self._current = current = None
+            if self._phase is None or now - beat < self.threshold:
+                continue
+            if current is None:
+                self._current = current = {
+                    "start": beat,
+                    "phase": self._phase,
+                    "gui": Counter(),
+                    "others": Counter(),
+                }
+            frames = sys._current_frames()
+            gui = frames.pop(self._gui, None)
+            if gui is not None:
+                current["gui"][self._stack(gui)] += 1
+            if len(names) != threading.active_count():
+                names = {t.ident: t.name for t in threading.enumerate()}
+            for ident, frame in frames.items():
+                if ident == threading.get_ident() or frame.f_code.co_name in self.IDLE:
+                    continue
+                outer = frame.f_back
+                caller = f" < {outer.f_code.co_name}:{outer.f_lineno}" if outer else ""
+                where = f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno} "
+                where += f"{frame.f_code.co_name}{caller}"
+                current["others"][f"{names.get(ident, 'pool')}: {where}"] += 1
+
+    def stop(self) -> None:
+        self._pulse.stop()
+        self._stop.set()
+        self._thread.join()
+
+    def report(self, top: int = 8) -> None:
+        """The longest stalls, each with its most sampled GUI stack, then the GUI stacks
+        over all stalls by samples (~time), on stderr."""
+        out = sys.stderr
+        stalls = sorted(self.stalls, key=lambda s: -s["ms"])
+        print(f"\n=== {len(stalls)} GUI stalls over {self.threshold * 1e3:.0f} ms ===", file=out)
+        for s in stalls[:top]:
+            print(f"\n--- {s['ms']:.0f} ms during {s['phase']}", file=out)
+            for stack, n in s["gui"].most_common(2):
+                print(f"  GUI thread ({n} samples):", file=out)
+                for line in stack:
+                    print(f"    {line}", file=out)
+            print("  other threads (samples):", file=out)
+            for where, n in s["others"].most_common(6):
+                print(f"    {n:3d} {where}", file=out)
+        total: Counter = Counter()
+        for s in stalls:
+            total.update(s["gui"])
+        print(
+            f"\n=== GUI stacks over all stalls, by samples of {self.sample * 1e3:.0f} ms ===",
+            file=out,
+        )
+        for stack, n in total.most_common(top):
+            print(f"\n  {n} samples:", file=out)
+            for line in stack[-6:]:
+                print(f"    {line}", file=out)
+        out.flush()
+
+
 def build_library(root: Path, model, n: int, rng) -> Path:
-    """``n`` catalogued and indexed photos (hard links to 8 JPEGs, random vectors)."""
+    """``n`` catalogued and indexed photos (hard links to 8 JPEGs, random vectors).
+
+    A library left in ``root`` by an earlier run with at least ``n`` indexed photos is
+    reused as it is; its thumbnail cache is always emptied, so "uncached" stays uncached.
+    """
+    import shutil
+
     from images import write_photo_jpeg
 
-    from photofind.library.library import Library
+    from photofind.library.library import Library, model_id
     from photofind.library.scanner import FileInfo, ScanResult
 
     root.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(root / "lib" / "thumbnails", ignore_errors=True)
+    if (root / "lib").is_dir():
+        with Library.open(root / "lib") as library:
+            status = library.status()
+            if (
+                status["model"] == model_id(model)
+                and min(status["indexed"], status["vectors_in_index"]) >= n
+            ):
+                return root / "lib"
 
     sources = [
         write_photo_jpeg(root / f"source_{i}.jpg", width=640, height=480, seed=i) for i in range(8)
@@ -193,8 +340,56 @@ def timed_search(app, window, clock, text: str) -> dict:
     return {"first_row_ms": first_row * 1e3, "thumbnails_ms": thumbs * 1e3 if ok else None}
 
 
+class BusyTypist:
+    """Types a new query every ``every_ms`` (distinct: the text cache never hits) and
+    times Enter → the grid painted with its rows, while whatever else runs."""
+
+    def __init__(self, window, every_ms: int = 700):
+        from PySide6.QtCore import QTimer
+
+        self.window = window
+        self.first_row_ms: list[float] = []
+        self.unanswered = 0  # queries still waiting when the next was due
+        self._t0: float | None = None
+        self._done = False
+        self._timer = QTimer()
+        self._timer.setInterval(every_ms)
+        self._timer.timeout.connect(self._type)
+        window.searchFinished.connect(self._finished)
+        window.view.painted.connect(self._painted)
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.stop()
+        self.window.searchFinished.disconnect(self._finished)
+        self.window.view.painted.disconnect(self._painted)
+
+    def _type(self) -> None:
+        from PySide6.QtCore import Qt
+        from PySide6.QtTest import QTest
+
+        if self._t0 is not None:
+            self.unanswered += 1
+        n = len(self.first_row_ms) + self.unanswered
+        self.window.search_box.setText(f"{QUERIES[n % len(QUERIES)]} number {n}")
+        self._t0, self._done = time.perf_counter(), False
+        QTest.keyClick(self.window.search_box, Qt.Key.Key_Return)
+
+    def _finished(self, _n: int) -> None:
+        self._done = self._t0 is not None
+
+    def _painted(self) -> None:
+        if self._done and self.window.results.rowCount():
+            self.first_row_ms.append((time.perf_counter() - self._t0) * 1e3)
+            self._t0, self._done = None, False
+
+
 def summary(values) -> dict:
     values = [v for v in values if v is not None]
+    if not values:
+        return {"n": 0}
     return {
         "median": round(statistics.median(values), 1),
         "max": round(max(values), 1),
@@ -225,7 +420,13 @@ def main() -> int:
     parser.add_argument("--index-photos", type=int, default=2000)
     parser.add_argument("--model", default="tiny-synthetic")
     parser.add_argument("--workdir", type=Path)
+    parser.add_argument(
+        "--trace-stalls", action="store_true", help="print the stacks of GUI stalls to stderr"
+    )
+    parser.add_argument("--switch-interval", type=float, help="sys.setswitchinterval, seconds")
     args = parser.parse_args()
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
     from PySide6.QtWidgets import QApplication
@@ -243,6 +444,8 @@ def main() -> int:
         "platform": os.environ["QT_QPA_PLATFORM"],
         "model": model.info.name,
         "photos": args.photos,
+        "switch_interval_s": sys.getswitchinterval(),
+        "load_average": os.getloadavg(),
     }
 
     t = time.perf_counter()
@@ -250,16 +453,26 @@ def main() -> int:
     out["build_library_s"] = round(time.perf_counter() - t, 1)
 
     note("library built")
+    tracer = StallTracer() if args.trace_stalls else None
+
+    def phase(name: str | None) -> None:
+        if tracer is not None:
+            tracer.phase = name
+
     # 1. Enter -> first row and -> visible thumbnails, uncached then memory-cached.
     window = open_window(lib, model)
+    phase("searches (uncached)")
     clock = PaintClock(window)
     app.processEvents()  # the empty state shows; the grid paints once rows arrive
     uncached = [timed_search(app, window, clock, q) for q in QUERIES]
+    phase("searches (memory cached)")
     memory = [timed_search(app, window, clock, q) for q in QUERIES]
+    phase(None)  # the benchmark's own catalog read
 
     note("searches done")
     # 2. A grid of every photo: jump to the end.
     rows = [Row(p.path, 0.0, p.id) for p in window.library.catalog.photos()]
+    phase("grid of all photos")
     t0 = time.perf_counter()
     window.results.set_rows(rows)
     window._refresh_empty_state()
@@ -274,15 +487,20 @@ def main() -> int:
     jump_ms = (time.perf_counter() - t0) * 1e3
     note("jumped to the end")
     close_window(app, window)
+    phase(None)
 
     # 3. Disk-cached thumbnails: a new window, so its memory cache is empty.
     window = open_window(lib, model)
+    phase("searches (disk cached)")
     clock = PaintClock(window)
     app.processEvents()  # the empty state shows; the grid paints once rows arrive
     disk = [timed_search(app, window, clock, q) for q in QUERIES]
+    phase(None)
     close_window(app, window)
 
     out["enter_to_first_row_ms"] = summary(r["first_row_ms"] for r in uncached + disk)
+    # In order: each window's first query comes first (the user who types at once).
+    out["enter_to_first_row_ms"]["each"] = [round(r["first_row_ms"], 1) for r in uncached + disk]
     out["enter_to_visible_thumbnails_ms"] = {
         "uncached": summary(r["thumbnails_ms"] for r in uncached),
         "disk_cached": summary(r["thumbnails_ms"] for r in disk),
@@ -303,6 +521,7 @@ def main() -> int:
     for i in range(args.index_photos):
         write_photo_jpeg(new / f"new_{i:05d}.jpg", width=320, height=240, seed=1000 + i)
     window = open_window(lib, model, WatchOptions())
+    phase("indexing")
     window.search_box.setText(QUERIES[0])
     window.run_search()
     gaps: list[float] = []
@@ -319,23 +538,29 @@ def main() -> int:
     meter.start()
     caught_up = []  # the watcher's rounds that left nothing pending
     window.indexing.finished.connect(lambda *_: caught_up.append(time.perf_counter()))
+    typist = BusyTypist(window)
     t0 = time.perf_counter()
     note("indexing new photos")
     window.start_indexing()
     window.add_folder(str(new))
+    typist.start()
     target = args.photos + args.index_photos
 
-    # Counting the catalog is itself work on the GUI thread: only after a caught-up round.
     def all_indexed() -> bool:
         if not caught_up:
             return False
         caught_up.clear()
-        return window.library.status()["indexed"] >= target
+        counts = window.indexing.last_counts  # counted on the watcher's thread
+        return counts is not None and counts["indexed"] >= target
 
     ok = wait_until(app, all_indexed, timeout_s=1800)
     took = time.perf_counter() - t0
+    phase(None)
+    typist.stop()
     meter.stop()
     close_window(app, window)
+    out["enter_to_first_row_while_indexing_ms"] = summary(typist.first_row_ms)
+    out["enter_to_first_row_while_indexing_ms"]["unanswered"] = typist.unanswered
     late = np.asarray(gaps) * 1e3
     out["indexing_stall"] = {
         "photos_indexed": args.index_photos,
@@ -346,7 +571,11 @@ def main() -> int:
         "gaps_over_100ms": int((late > 100).sum()),
         "ticks": len(gaps),
     }
+    out["load_average_after"] = os.getloadavg()
     print(json.dumps(out, indent=2), flush=True)
+    if tracer is not None:
+        tracer.stop()
+        tracer.report()
     return 0
 
 
