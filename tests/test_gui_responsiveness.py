@@ -107,6 +107,11 @@ def test_a_cell_is_painted_from_one_call_with_the_same_values_as_data(qtbot, win
     assert option.text == os.path.basename(index.data(Qt.ItemDataRole.ToolTipRole))
     assert not option.icon.isNull()
     window.results.multiData(QModelIndex(), None)  # an invalid index is left alone
+    # The names live in a C++ string list (no call into Python for the row count); they
+    # are shown, not edited: double-click opens the photo.
+    assert window.results.rowCount() == 3 and window.results.stringList()[1] == option.text
+    assert not window.results.flags(index) & Qt.ItemFlag.ItemIsEditable
+    assert window.view.editTriggers() == window.view.EditTrigger.NoEditTriggers
 
 
 def test_a_refreshed_search_that_finds_the_same_photos_keeps_the_grid(qtbot, window, tmp_path):

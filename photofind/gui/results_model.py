@@ -6,7 +6,7 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QSize, Qt
+from PySide6.QtCore import QModelIndex, QSize, QStringListModel, Qt
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QImage, QPainter, QPixmap
 
 from photofind.gui.thumbnails import ThumbnailLoader
@@ -37,7 +37,14 @@ def _placeholder(size: int, colour: QColor) -> QPixmap:
     return pix
 
 
-class ResultsModel(QAbstractListModel):
+class ResultsModel(QStringListModel):
+    """The rows, with the count and the names kept on the C++ side (a string list), so
+    that a repaint calls into Python once per painted cell (:meth:`multiData`) and never
+    for the row count, which Qt asks for on every index it makes. Each call into Python
+    must take the GIL, and while the indexer's threads run Python each take can wait:
+    the fewer a repaint makes, the less the grid stutters while indexing. The view must
+    not edit the names (``NoEditTriggers``); :meth:`flags` says they are read-only."""
+
     def __init__(self, thumbnails: ThumbnailLoader, parent=None):
         super().__init__(parent)
         self._rows: list[Row] = []
@@ -52,13 +59,12 @@ class ResultsModel(QAbstractListModel):
     # -- content --------------------------------------------------------------------------
 
     def set_rows(self, rows: list[Row]) -> None:
-        self.beginResetModel()
         self._rows = list(rows)
         self._row_of = {r.path: i for i, r in enumerate(self._rows)}
         # The scaled icons stay (an LRU by path): a re-run search mostly shows the same
         # photos, and scaling a screenful again would cost the GUI thread tens of ms.
         self._thumbs.clear_queue()
-        self.endResetModel()
+        self.setStringList([os.path.basename(r.path) for r in self._rows])  # the reset
 
     def rows(self) -> list[Row]:
         return list(self._rows)
@@ -83,10 +89,16 @@ class ResultsModel(QAbstractListModel):
         if self._rows:
             self.dataChanged.emit(self.index(0), self.index(len(self._rows) - 1))
 
-    # -- QAbstractListModel ---------------------------------------------------------------
+    # -- the item model -----------------------------------------------------------------------
 
-    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
-        return 0 if parent.isValid() else len(self._rows)
+    def flags(self, index: QModelIndex) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return (
+            Qt.ItemFlag.ItemIsSelectable
+            | Qt.ItemFlag.ItemIsEnabled
+            | Qt.ItemFlag.ItemNeverHasChildren
+        )
 
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid() or index.row() >= len(self._rows):
