@@ -557,8 +557,9 @@ def main() -> int:
         if not caught_up:
             return False
         caught_up.clear()
-        counts = window.indexing.last_counts  # counted on the watcher's thread
-        return counts is not None and counts["indexed"] >= target
+        # Counted on the watcher's thread (an app without last_counts: on this one).
+        counts = getattr(window.indexing, "last_counts", None) or window.library.status()
+        return counts["indexed"] >= target
 
     ok = wait_until(app, all_indexed, timeout_s=1800)
     took = time.perf_counter() - t0
