@@ -14,7 +14,7 @@ import pytest
 from photofind.clip import load_model
 from photofind.library.library import Library
 from photofind.library.scanner import FileInfo, ScanResult
-from photofind.library.vector_index import EXACT_FILTER_MAX, VectorIndex
+from photofind.library.vector_index import VectorIndex, exact_filter_limit
 from photofind.search import SearchEngine, SearchFilter
 
 N = 20_000
@@ -83,7 +83,7 @@ def test_folder_filter_returns_k_with_recall_against_exact(world, model, folders
     keep = world["folder_of"] < folders
     allowed, allowed_vectors = world["ids"][keep], world["vectors"][keep]
     if folders == 25:  # this one must go through the graph, not the exact scan
-        assert allowed.size > EXACT_FILTER_MAX
+        assert allowed.size > exact_filter_limit(N)
     flt = SearchFilter(
         folders=tuple(str(world["root"] / "photos" / f"f{f:02d}") for f in range(folders))
     )
@@ -169,7 +169,7 @@ def test_graph_filter_keeps_recall_for_queries_far_from_every_photo():
     index.add(np.arange(n), data)
     rng = np.random.default_rng(1)
     allowed = np.sort(rng.choice(n, n // 4, replace=False))
-    assert allowed.size > EXACT_FILTER_MAX
+    assert allowed.size > exact_filter_limit(n)
     queries = rng.standard_normal((40, dim)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     recalls = []

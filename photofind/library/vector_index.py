@@ -50,14 +50,22 @@ _GROWTH = 1.5
 # Label states in the dense per-id table (photo ids are SQLite rowids: dense and small).
 _ABSENT, _LIVE, _DELETED = 0, 1, 2
 
-# A filtered query over at most this many allowed photos is answered by an exact scan, above
-# it by the graph. The scan's cost is reading the vectors back out of hnswlib (30-45 us
-# each: get_items builds Python floats), the graph's is the Python filter hnswlib calls on
-# every node it visits; neither depends much on the library's size. Measured at 100,000
-# photos on a busy 2-core machine: 1,000 allowed, exact 40-50 ms; 4,096 allowed, exact
-# 125-190 ms; the graph 130-145 ms at 2% allowed and 60-75 ms at 5%. (The old bound,
-# max(4096, 2% of the library), sent 20,000 allowed photos of a 1M library to a ~1 s scan.)
-EXACT_FILTER_MAX = 3000
+
+def exact_filter_limit(live: int) -> int:
+    """Most allowed photos a filtered query scans exactly; above it the graph searches.
+
+    The scan costs ~24 us per allowed photo (reading its vector back out of hnswlib:
+    get_items builds Python floats). The filtered graph search costs about c / share, share
+    being the allowed part of the library, because hnswlib calls our Python filter on every
+    node it visits; c grows slowly with the library (~1.1 ms at 100,000 photos, ~3 ms at
+    1,000,000). Equal costs at m = sqrt(c * live / 24 us), which is about 0.54 * live**0.72:
+    2,100 at 100,000 photos, 11,000 at 1,000,000 (both measured on 2 cores with
+    tests/bench/bench_query.py's libraries: at 1M, 10,000 allowed took 244 ms exact and
+    312 ms by the graph; 20,000 took 518 ms exact and 159 ms by the graph).
+    """
+    return int(0.54 * live**0.72)
+
+
 # Most nodes a filtered graph search visits are filtered out, so it needs a wider beam to
 # find ``ef`` allowed ones: ef / sqrt(allowed share) kept recall@10 >= 0.99 at 5-10% of
 # 100,000 photos where the plain ef gave 0.88 (queries far from every photo, the worst case).
@@ -401,7 +409,7 @@ class VectorIndex:
                 allowed = allowed[self._state[allowed] == _LIVE]
                 # Below a few thousand ids an exact scan is both exact and faster than
                 # walking a graph in which almost every node is filtered out.
-                if allowed.size <= EXACT_FILTER_MAX:
+                if allowed.size <= exact_filter_limit(self._live):
                     return self._exact(v, allowed, k)
                 share = allowed.size / self._live
                 ef = max(ef, min(FILTERED_EF_MAX, int(np.ceil(ef / np.sqrt(share)))))
