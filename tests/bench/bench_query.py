@@ -29,7 +29,8 @@ Measured, per library size, in one warm process (library opened read-only, model
   of a random-weight model point away from every photo (cosine ~0 to all), the worst case
   for a graph index; a real model's text vectors sit nearer the photos;
 - similar photo (``SearchEngine.similar`` by a library photo's id: its stored vector), with
-  its recall@10;
+  its recall@10; and the bare index's recall@10 for text-like vectors (best match ~0.3) at
+  its own ef and at the engine's wider ef for sentences;
 - filtered queries: one folder (1% of the library), a 73-day capture-date range (~1%) and
   ten folders (10%), by ``similar`` (library vectors) and by text: recall@10 against an
   exact brute-force search over the catalog's stored vectors of the photos the filter keeps
@@ -349,6 +350,9 @@ def measure_warm(lib: Path, package: Path, ids: np.ndarray, n: int, args) -> dic
         out["text_query_cached_repeat"] = stats_ms(times)
         out["text_query_recall_at_10"] = round(float(np.mean(recalls)), 4)
 
+        note(f"{n}: text-like query vectors, default and widened beam")
+        out["text_like_recall_at_10"] = measure_far_queries(library.index, truth, rng)
+
         note(f"{n}: similar photo")
         picks = rng.choice(ids, size=args.similar, replace=False)
         times, first_is_self, recalls = [], 0, []
@@ -367,6 +371,32 @@ def measure_warm(lib: Path, package: Path, ids: np.ndarray, n: int, args) -> dic
         note(f"{n}: filtered queries against exact search")
         out["filtered"] = measure_filtered(library, engine, truth, ids, n, rng, args)
         out["text_cache"] = engine.cache_info()._asdict()
+    return out
+
+
+def measure_far_queries(index, truth, rng, count: int = 30, closeness: float = 0.3) -> dict:
+    """Recall@10 of the bare index for vectors shaped like real CLIP text queries: a photo's
+    vector mixed with a random direction so that the best match scores ~``closeness`` (a
+    real model's text-photo cosines are ~0.3, a random-weight model's ~0, both far from
+    the ~0.9 of a photo-like query), at the index's ef and at the engine's text ef."""
+    from photofind.search import text_query_ef
+
+    base = truth.vectors[rng.choice(truth.ids.size, count, replace=False)]
+    noise = rng.standard_normal(base.shape).astype(np.float32)
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    queries = closeness * base + np.sqrt(1 - closeness**2) * noise
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    tops = [set(exact_top(truth.vectors, truth.ids, q, RECALL_K).tolist()) for q in queries]
+    best = [float((truth.vectors @ q).max()) for q in queries[:5]]
+    out = {"best_cosine_median": round(float(np.median(best)), 3)}
+    for name, ef in (("index_ef", index.params.ef), ("text_query_ef", text_query_ef(len(index)))):
+        recalls, times = [], []
+        for q, top in zip(queries, tops):
+            t = time.perf_counter()
+            found, _ = index.query(q, RECALL_K, ef=ef)
+            times.append(time.perf_counter() - t)
+            recalls.append(len(top & set(found.tolist())) / RECALL_K)
+        out[name] = {"ef": ef, "recall": round(float(np.mean(recalls)), 4), **stats_ms(times)}
     return out
 
 
