@@ -110,6 +110,25 @@ def test_odd_file_names_round_trip_exactly(cat, tmp_path, name):
     assert [f.path for f in cat.folders()] == [folder.path]
 
 
+def test_known_files_read_in_chunks_are_the_folders_files(cat, tmp_path):
+    import gc
+
+    a, b = cat.add_folder(tmp_path / "a"), cat.add_folder(tmp_path / "b")
+    ids_a = add_photos(cat, a, [f"{i}.jpg" for i in range(7)])
+    add_photos(cat, b, ["other.jpg"])
+    known = cat.known_files(a.id, chunk=3)  # three chunks, the last one short
+    paths = [os.path.join(a.path, f"{i}.jpg") for i in range(7)]
+    assert list(known) == paths and len(known) == 7
+    assert [k.id for k in known.values()] == ids_a
+    first = known[paths[0]]
+    assert (first.folder_id, first.path, first.status) == (a.id, paths[0], "pending")
+    assert known.get(os.path.join(b.path, "other.jpg")) is None
+    assert os.path.join(b.path, "other.jpg") not in known
+    # Its rows are no work for the garbage collector once it has looked at them.
+    gc.collect()
+    assert not gc.is_tracked(known._rows)
+
+
 def test_folders_add_is_idempotent_and_remove_cascades(cat, tmp_path):
     a = cat.add_folder(tmp_path / "a")
     assert cat.add_folder(tmp_path / "a") == a

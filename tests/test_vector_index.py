@@ -314,3 +314,39 @@ def test_writer_thread_and_queries_share_one_index(lib):
     assert len(idx) == 2000 - 40
     cat.remove_photos([ids[s + i] for s in range(0, 2000, 500) for i in range(10)])
     assert len(VectorIndex.open(tmp_path, cat)) == 1960
+
+
+def test_searches_during_saves_and_concurrent_saves_stay_correct(lib, caplog):
+    """The lock covers only hnswlib's write: a query between saves sees the whole index,
+    and saves racing each other never pair one's index file with the other's sidecar."""
+    import threading
+
+    tmp_path, cat = lib
+    ids, vectors = fill(cat, 1500, seed=3)
+    idx = VectorIndex.open(tmp_path, cat)
+    expected = [idx.query(vectors[i], k=5)[0].tolist() for i in range(0, 1500, 150)]
+    errors = []
+
+    def saver():
+        try:
+            for _ in range(5):
+                idx.save(tmp_path)
+        except Exception as exc:  # handed back to the test thread
+            errors.append(exc)
+
+    savers = [threading.Thread(target=saver) for _ in range(2)]
+    for thread in savers:
+        thread.start()
+    while any(thread.is_alive() for thread in savers):
+        got = [idx.query(vectors[i], k=5)[0].tolist() for i in range(0, 1500, 150)]
+        assert got == expected
+    for thread in savers:
+        thread.join()
+    assert errors == []
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == []
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        reopened = VectorIndex.open(tmp_path, cat)
+    assert warnings_of(caplog) == []  # file and sidecar from the same save
+    assert reopened.generation == cat.generation
+    assert_agrees_with_catalog(reopened, cat)

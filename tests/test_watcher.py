@@ -36,6 +36,7 @@ from photofind.library.folder_watches import (
 from photofind.library.library import Library
 from photofind.library.reconcile import Settler
 from photofind.library.scanner import FileInfo
+from photofind.library.vector_index import SIDECAR_NAME
 from photofind.library.watcher import BatchReport, Watcher, WatchOptions, read_status_file
 
 pytestmark = [
@@ -137,8 +138,13 @@ def converged(library, roots) -> bool:
 
 
 def agree(library) -> None:
-    ids = library.catalog.embedding_ids()
-    assert sorted(library.index.ids().tolist()) == ids.tolist()
+    """The index holds exactly the catalog's vectors. The writer commits a batch to the
+    catalog before it adds it to the index, so a test that saw the catalog converge may
+    look in between: it waits for the index to follow."""
+    wait_for(
+        lambda: sorted(library.index.ids().tolist()) == library.catalog.embedding_ids().tolist(),
+        what="the index to hold the catalog's vectors",
+    )
 
 
 class Batches:
@@ -620,5 +626,72 @@ def test_offline_state_is_reported_by_status(tmp_path, model):
         folder = watcher.status()["folders"][0]
         assert folder["mode"] == OFFLINE and "not reachable" in folder["reason"]
         assert read_status_file(tmp_path / "lib") is not None
+    finally:
+        stop(library, watcher)
+
+
+# -- the index file: written rarely, never needed for safety -----------------------------------
+
+
+def saved_generation(library_dir: Path) -> int | None:
+    """The catalog generation the index file on disk reflects (None: no file yet)."""
+    try:
+        return json.loads((library_dir / SIDECAR_NAME).read_text())["generation"]
+    except FileNotFoundError:
+        return None
+
+
+def crash_copy(library_dir: Path, to: Path) -> Path:
+    """The library's files as a kill -9 would leave them now (catalog and its WAL as they
+    are, no index save), without the lock file the running writer holds."""
+    shutil.copytree(library_dir, to, ignore=shutil.ignore_patterns("catalog.lock"))
+    return to
+
+
+def test_passes_leave_the_index_file_to_stop_and_a_crash_before_it_loses_nothing(
+    tmp_path, model, caplog
+):
+    root = tmp_path / "photos"
+    for i in range(6):
+        put(root / f"p{i}.jpg", i)
+    batches = Batches()
+    library, watcher = start(tmp_path, model, [root], on_batch=batches)
+    lib_dir = tmp_path / "lib"
+    try:
+        batches.wait_for(lambda b: b.encoded == 6 and b.pending_after == 0)
+        # The pass committed six vectors but did not write the index file (hnswlib holds
+        # the GIL for the whole write): the interval has not passed.
+        generation = library.catalog.generation
+        before = saved_generation(lib_dir)
+        assert before is None or before < generation
+        crashed = crash_copy(lib_dir, tmp_path / "crashed")
+        with caplog.at_level("INFO", logger="photofind.library.vector_index"):
+            reopened = Library.open(crashed)
+        try:
+            assert not [r for r in caplog.records if r.levelname == "WARNING"]
+            assert len(reopened.index) == 6
+            agree(reopened)
+            for photo_id in reopened.catalog.embedding_ids():
+                vector = reopened.catalog.embedding(int(photo_id))
+                found, _ = reopened.index.query(vector, k=1)
+                assert found.tolist() == [photo_id]
+            # ... and the caught-up index was written back for the next start.
+            assert saved_generation(crashed) == reopened.catalog.generation
+        finally:
+            reopened.close()
+    finally:
+        stop(library, watcher)
+    assert saved_generation(lib_dir) == generation
+
+
+def test_the_index_file_is_written_once_its_interval_has_passed(tmp_path, model):
+    root = tmp_path / "photos"
+    for i in range(3):
+        put(root / f"p{i}.jpg", i)
+    batches = Batches()
+    library, watcher = start(tmp_path, model, [root], on_batch=batches, index_save_interval_s=0)
+    try:
+        batches.wait_for(lambda b: b.encoded == 3 and b.pending_after == 0)
+        assert saved_generation(tmp_path / "lib") == library.index.generation
     finally:
         stop(library, watcher)

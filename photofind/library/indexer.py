@@ -98,6 +98,11 @@ class Indexer:
     With ``staged_model_id`` it runs a staged model change instead: the photos still lacking
     a vector of that model are encoded into the catalog's staged table (and into ``index``,
     the staged index, which the caller saves at the swap), while the active vectors stay.
+
+    With ``library_dir`` the index is saved there every ``save_every_s`` (None: never during
+    the run) and when the run ends (unless ``save_at_end`` is False). Saving is only a
+    shortcut for the next start: the catalog is the truth, and an index saved before the
+    last commits catches up with them when it is opened.
     """
 
     def __init__(
@@ -110,7 +115,8 @@ class Indexer:
         batch_size: int = 32,
         decode_workers: int | None = None,
         lookahead_batches: int = 2,
-        save_every_s: float = 60.0,
+        save_every_s: float | None = 60.0,
+        save_at_end: bool = True,
         progress: Callable[[Progress], None] | None = None,
         control: IndexControl | None = None,
         staged_model_id: str | None = None,
@@ -123,6 +129,7 @@ class Indexer:
         self.decode_workers = decode_workers or cpu_threads()
         self.window = batch_size * (1 + lookahead_batches)
         self.save_every_s = save_every_s
+        self.save_at_end = save_at_end
         self.progress = progress
         self.control = control or IndexControl()
         self.staged_model_id = staged_model_id
@@ -176,7 +183,11 @@ class Indexer:
                     self.index.generation = generation
                 done += len(ids) + len(failures)
                 failed += len(failures)
-                if self.library_dir and time.monotonic() - last_save > self.save_every_s:
+                if (
+                    self.library_dir
+                    and self.save_every_s is not None
+                    and time.monotonic() - last_save > self.save_every_s
+                ):
                     self.index.save(self.library_dir)
                     last_save = time.monotonic()
                 self._report(done, total, failed, started)
@@ -239,7 +250,7 @@ class Indexer:
         finally:
             results.put(_DONE)
             writer.join()
-        if self.library_dir:
+        if self.library_dir and self.save_at_end:
             self.index.save(self.library_dir)
         if self._error is not None:
             raise self._error

@@ -30,6 +30,8 @@ keep the GIL while the GUI thread waits for it.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
 import os
 import platform
@@ -97,6 +99,19 @@ class StallTracer:
         self._pulse.start(5)
         self._thread = threading.Thread(target=self._watch, name="stall-tracer", daemon=True)
         self._thread.start()
+        # A garbage collection holds the GIL throughout, in whichever thread allocated:
+        # collections over 10 ms are timed, to be set beside the stalls they overlap.
+        self.collections: list[tuple[float, float, int, str]] = []  # start, end, gen, thread
+        self._gc_started = 0.0
+        gc.callbacks.append(self._gc_callback)
+
+    def _gc_callback(self, phase: str, info: dict) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self._gc_started = now
+        elif self._phase is not None and now - self._gc_started > 0.01:
+            name = threading.current_thread().name
+            self.collections.append((self._gc_started, now, info["generation"], name))
 
     @property
     def phase(self) -> str | None:
@@ -149,6 +164,8 @@ class StallTracer:
                 current["others"][f"{names.get(ident, 'pool')}: {where}"] += 1
 
     def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self._gc_callback)
         self._pulse.stop()
         self._stop.set()
         self._thread.join()
@@ -161,6 +178,15 @@ class StallTracer:
         print(f"\n=== {len(stalls)} GUI stalls over {self.threshold * 1e3:.0f} ms ===", file=out)
         for s in stalls[:top]:
             print(f"\n--- {s['ms']:.0f} ms during {s['phase']}", file=out)
+            end = s["start"] + s["ms"] / 1e3
+            for start, stop, gen, name in self.collections:
+                overlap = min(stop, end) - max(start, s["start"])
+                if overlap > 0:
+                    print(
+                        f"  garbage collection (generation {gen}, in {name}): "
+                        f"{(stop - start) * 1e3:.0f} ms, {overlap * 1e3:.0f} ms of it here",
+                        file=out,
+                    )
             for stack, n in s["gui"].most_common(2):
                 print(f"  GUI thread ({n} samples):", file=out)
                 for line in stack:
@@ -179,6 +205,10 @@ class StallTracer:
             print(f"\n  {n} samples:", file=out)
             for line in stack[-6:]:
                 print(f"    {line}", file=out)
+        pauses = sorted(((b - a) * 1e3, gen, name) for a, b, gen, name in self.collections)
+        print(f"\n=== {len(pauses)} garbage collections over 10 ms (while measuring) ===", file=out)
+        for ms, gen, name in pauses[::-1][:top]:
+            print(f"  {ms:.0f} ms: generation {gen}, in {name}", file=out)
         out.flush()
 
 
