@@ -2,7 +2,7 @@
 
     QT_QPA_PLATFORM=offscreen python tests/bench/bench_gui.py [--photos 100000]
         [--index-photos 2000] [--model tiny-synthetic] [--workdir DIR] [--trace-stalls]
-        [--switch-interval SECONDS]
+        [--switch-interval SECONDS] [--gc-freeze]
 
 The library is built fast, straight through the Catalog / VectorIndex APIs: the photo files
 are hard links to a few small JPEGs (distinct paths, so every thumbnail is its own cache
@@ -461,6 +461,11 @@ def main() -> int:
         "--trace-stalls", action="store_true", help="print the stacks of GUI stalls to stderr"
     )
     parser.add_argument("--switch-interval", type=float, help="sys.setswitchinterval, seconds")
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="gc.freeze() once the indexing window is open (what an app could do after start)",
+    )
     args = parser.parse_args()
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
@@ -482,6 +487,7 @@ def main() -> int:
         "model": model.info.name,
         "photos": args.photos,
         "switch_interval_s": sys.getswitchinterval(),
+        "gc_freeze": args.gc_freeze,
         "load_average": os.getloadavg(),
     }
 
@@ -558,6 +564,9 @@ def main() -> int:
     for i in range(args.index_photos):
         write_photo_jpeg(new / f"new_{i:05d}.jpg", width=320, height=240, seed=1000 + i)
     window = open_window(lib, model, WatchOptions())
+    if args.gc_freeze:
+        gc.collect()
+        gc.freeze()  # full collections then skip every object alive now
     phase("indexing")
     window.search_box.setText(QUERIES[0])
     window.run_search()
