@@ -13,6 +13,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -342,11 +343,16 @@ def test_sigkill_during_the_change_resumes_and_ends_consistent(random_package, m
     for i in range(10):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if i % 3 == 0:
-            try:
-                proc.wait(timeout=rng.uniform(0.05, 1.0))
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
+            # A kill by time, but never past the end (a fast run could finish the change).
+            deadline = time.monotonic() + rng.uniform(0.05, 1.0)
+            while (
+                proc.poll() is None
+                and time.monotonic() < deadline
+                and _staged_done(lib) < count - 40
+            ):
+                pass
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
         else:
             # Never past the end, so that the final run still has a change to finish.
             target = min(_staged_done(lib) + rng.randint(1, 60), count - 40)
