@@ -92,6 +92,10 @@ class TrainSettings:
     num_merges: int = 400
     vocab_corpus_images: int = 3000
     threads: int = 2
+    # bfloat16 autocast for the towers' matrix products (weights, optimiser state, the
+    # normalisation and the loss stay float32): twice the steps per second on a CPU with
+    # AVX512-BF16, so twice the epochs in the same minutes; "fp32" for CPUs without it.
+    precision: str = "fp32"
     image_size: int = TINY_CONFIG.image_size
     patch_size: int = TINY_CONFIG.patch_size
 
@@ -365,9 +369,10 @@ def _train(settings: TrainSettings, work_dir: Path, log) -> TrainResult:
             rows = torch.from_numpy(order[b * batch : (b + 1) * batch])
             images = normalise_pixels(pixels[rows])
             ids = ids_all[b * batch : (b + 1) * batch]
-            logits = clip_logits(
-                model.encode_image(images), encode_text_trimmed(model, ids), model.logit_scale
-            )
+            with torch.autocast("cpu", torch.bfloat16, enabled=settings.precision == "bf16"):
+                image_features = model.encode_image(images)
+                text_features = encode_text_trimmed(model, ids)
+            logits = clip_logits(image_features.float(), text_features.float(), model.logit_scale)
             loss = contrastive_loss(logits)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -415,6 +420,7 @@ def train_and_export(settings: TrainSettings, out: Path, log=print) -> Path:
                     "epoch_losses": [round(v, 4) for v in result.epoch_losses],
                     "seconds": round(result.seconds, 1),
                     "torch_threads": settings.threads,
+                    "precision": settings.precision,
                 }
             },
         )
@@ -442,6 +448,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--threads", type=int, default=defaults.threads, help="torch threads (2)")
     parser.add_argument(
+        "--precision",
+        choices=("bf16", "fp32"),
+        default=defaults.precision,
+        help="matrix products in bfloat16 autocast or float32 (fp32, as the shipped model)",
+    )
+    parser.add_argument(
         "--image-size", type=int, default=defaults.image_size, help="input pixels (96)"
     )
     parser.add_argument(
@@ -455,6 +467,7 @@ def run(args) -> int:
         epochs=args.epochs,
         train_images=args.train_images,
         threads=args.threads,
+        precision=args.precision,
         image_size=args.image_size,
         patch_size=args.patch_size,
     )
