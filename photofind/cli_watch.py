@@ -103,7 +103,11 @@ def _watch(args: argparse.Namespace, ctx: Context) -> int:
                 force_polling=args.poll,
                 batch_size=args.batch_size,
             )
-            watcher = Watcher(library, model, options, say=_say)
+            # A model change (`photofind models use`) continues here once new photos are
+            # indexed with the library's model, which searches keep using until the swap.
+            library.use_model(model)
+            active, staged = library.models_in_use(model, provider=ctx.provider)
+            watcher = Watcher(library, active, options, say=_say, staged_model=staged)
             watcher.start()
             _say(
                 f"watching {len(library.folders())} folder(s) of {ctx.library}; "

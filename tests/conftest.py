@@ -42,3 +42,31 @@ def vitb32_package(tmp_path_factory):
     Only for tests marked slow.
     """
     return _build_random_package(tmp_path_factory.mktemp("vit-b-32-package"), "ViT-B-32")
+
+
+@pytest.fixture(scope="session")
+def model(random_package):
+    """The random-weight tiny-test package loaded on the CPU provider."""
+    from photofind.clip import load_model
+
+    return load_model(random_package, provider="cpu")
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, model):
+    """A main window on an empty library in ``tmp_path / "lib"``, not shown; afterwards no
+    worker thread of it may be left running."""
+    import threading
+
+    from gui_support import FAST
+
+    from photofind.gui import create_window
+
+    threads_before = threading.active_count()
+    win = create_window(tmp_path / "lib", model, watch_options=FAST)
+    win.relevance_cutoff = False  # random weights: no score means anything
+    qtbot.addWidget(win)
+    yield win
+    win.shutdown()
+    win.close()
+    qtbot.waitUntil(lambda: threading.active_count() <= threads_before + 1, timeout=10_000)

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 
-from photofind.clip import load_model
 from photofind.library.library import Library
 from photofind.library.scanner import FileInfo, ScanResult
 from photofind.library.vector_index import VectorIndex, exact_filter_limit
@@ -30,11 +29,6 @@ def clustered(n: int, dim: int, seed: int) -> np.ndarray:
     centres = 0.7 * axis / np.linalg.norm(axis) + 0.7 * rng.standard_normal((100, dim)) / dim**0.5
     x = centres[rng.integers(0, 100, n)] + 0.4 * rng.standard_normal((n, dim)) / dim**0.5
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def model(random_package):
-    return load_model(random_package, provider="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pytest
 
 pytest.importorskip("PySide6.QtWidgets")
 
+from gui_support import FAST  # noqa: E402
 from images import write_photo_jpeg  # noqa: E402
 from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
@@ -16,28 +17,6 @@ from PySide6.QtWidgets import QAbstractItemView, QDialog, QLineEdit, QProgressBa
 
 from photofind.clip import load_model  # noqa: E402
 from photofind.gui import create_window  # noqa: E402
-from photofind.library.watcher import WatchOptions  # noqa: E402
-
-# Short waits so a test's photos are picked up at once (defaults suit people, not tests).
-FAST = WatchOptions(quiet_s=0.1, max_delay_s=1.0, settle_s=0.2, health_s=0.2)
-
-
-@pytest.fixture(scope="module")
-def model(random_package):
-    return load_model(random_package, provider="cpu")
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, model):
-    threads_before = threading.active_count()
-    win = create_window(tmp_path / "lib", model, watch_options=FAST)
-    win.relevance_cutoff = False  # random weights: no score means anything
-    qtbot.addWidget(win)
-    yield win
-    win.shutdown()
-    win.close()
-    # No leaked worker threads: every pool and the indexing thread are done.
-    qtbot.waitUntil(lambda: threading.active_count() <= threads_before + 1, timeout=10_000)
 
 
 def photos(folder, n):

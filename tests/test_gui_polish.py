@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 pytest.importorskip("PySide6.QtWidgets")
@@ -13,31 +11,9 @@ from PySide6.QtCore import QDate, QPoint, QSize, Qt  # noqa: E402
 from PySide6.QtGui import QColor, QImage  # noqa: E402
 from PySide6.QtWidgets import QWidget  # noqa: E402
 
-from photofind.clip import load_model  # noqa: E402
-from photofind.gui import create_window  # noqa: E402
 from photofind.gui.app import fit_to_screen  # noqa: E402
 from photofind.gui.filters import FilterBar  # noqa: E402
 from photofind.gui.preview import PhotoDetails, PreviewDialog  # noqa: E402
-from photofind.library.watcher import WatchOptions  # noqa: E402
-
-FAST = WatchOptions(quiet_s=0.1, max_delay_s=1.0, settle_s=0.2, health_s=0.2)
-
-
-@pytest.fixture(scope="module")
-def model(random_package):
-    return load_model(random_package, provider="cpu")
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, model):
-    threads_before = threading.active_count()
-    win = create_window(tmp_path / "lib", model, watch_options=FAST)
-    win.relevance_cutoff = False  # random weights: no score means anything
-    qtbot.addWidget(win)
-    yield win
-    win.shutdown()
-    win.close()
-    qtbot.waitUntil(lambda: threading.active_count() <= threads_before + 1, timeout=10_000)
 
 
 def test_a_window_too_big_for_the_screen_is_fitted_to_it(qtbot):

@@ -22,31 +22,9 @@ from images import write_photo_jpeg  # noqa: E402
 from PySide6.QtCore import QModelIndex, Qt  # noqa: E402
 from PySide6.QtWidgets import QStyledItemDelegate, QStyleOptionViewItem  # noqa: E402
 
-from photofind.clip import load_model  # noqa: E402
-from photofind.gui import create_window  # noqa: E402
 from photofind.gui.folders_panel import count_photos  # noqa: E402
 from photofind.library.catalog import Catalog  # noqa: E402
 from photofind.library.scanner import FailedFile, FileInfo, ScanResult  # noqa: E402
-from photofind.library.watcher import WatchOptions  # noqa: E402
-
-FAST = WatchOptions(quiet_s=0.1, max_delay_s=1.0, settle_s=0.2, health_s=0.2)
-
-
-@pytest.fixture(scope="module")
-def model(random_package):
-    return load_model(random_package, provider="cpu")
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, model):
-    threads_before = threading.active_count()
-    win = create_window(tmp_path / "lib", model, watch_options=FAST)
-    win.relevance_cutoff = False  # random weights: no score means anything
-    qtbot.addWidget(win)
-    yield win
-    win.shutdown()
-    win.close()
-    qtbot.waitUntil(lambda: threading.active_count() <= threads_before + 1, timeout=10_000)
 
 
 def _indexed_folder(qtbot, window, folder, n):

@@ -21,14 +21,8 @@ from images import (
     write_zero_byte,
 )
 
-from photofind.clip import load_model
 from photofind.library.indexer import IndexControl
 from photofind.library.library import Library
-
-
-@pytest.fixture(scope="module")
-def model(random_package):
-    return load_model(random_package, provider="cpu")
 
 
 def make_photos(folder, n, start=0, size=(160, 120)):

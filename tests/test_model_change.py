@@ -13,6 +13,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -25,6 +26,7 @@ from photofind.library import Catalog
 from photofind.library.indexer import IndexControl, Indexer
 from photofind.library.library import STAGED_INDEX_DIR, Library, ReindexProgress, model_id
 from photofind.library.vector_index import INDEX_NAME, SIDECAR_NAME
+from photofind.library.watcher import Watcher, WatchOptions
 from photofind.search import SearchEngine, SearchError
 
 
@@ -71,6 +73,13 @@ def cancel_after(n: int):
         progress.base = getattr(progress, "base", p.done)
 
     return control, progress
+
+
+def stage_part(library, model):
+    """Begin a change to ``model`` and stop its re-index after 4 photos (batches of 4)."""
+    library.begin_model_change(model)
+    control, progress = cancel_after(4)
+    return library.reindex_staged(model, control=control, progress=progress, batch_size=4)
 
 
 def consistent(library: Library, model) -> None:
@@ -135,9 +144,7 @@ def test_photos_added_changed_and_removed_during_the_change(model_a, model_b, tm
     library, photos = indexed_with_a(tmp_path, model_a, 30)
     with library:
         old = SearchEngine(library, model_a)
-        library.begin_model_change(model_b)
-        control, progress = cancel_after(4)
-        library.reindex_staged(model_b, control=control, progress=progress, batch_size=4)
+        stage_part(library, model_b)
         staged = library.catalog.staged_progress()[0]
         assert 4 <= staged <= 16  # the batches in flight are committed
 
@@ -172,9 +179,7 @@ def test_photos_added_changed_and_removed_during_the_change(model_a, model_b, tm
 def test_cancelled_then_resumed_after_a_restart(model_a, model_b, tmp_path):
     library, photos = indexed_with_a(tmp_path, model_a, 20)
     with library:
-        library.begin_model_change(model_b)
-        control, progress = cancel_after(4)
-        stats = library.reindex_staged(model_b, control=control, progress=progress, batch_size=4)
+        stats = stage_part(library, model_b)
         assert stats.cancelled
         done, _ = library.catalog.staged_progress()
     # A new process: the staged change is still there, and its vectors are kept.
@@ -189,9 +194,7 @@ def test_cancelled_then_resumed_after_a_restart(model_a, model_b, tmp_path):
 def test_switching_back_to_the_active_model_cancels_the_change(model_a, model_b, tmp_path):
     library, photos = indexed_with_a(tmp_path, model_a, 12)
     with library:
-        library.begin_model_change(model_b)
-        control, progress = cancel_after(4)
-        library.reindex_staged(model_b, control=control, progress=progress, batch_size=4)
+        stage_part(library, model_b)
         assert library.use_model(model_a) is False
         assert library.staged_model_id is None
         assert library.catalog.staged_progress() == (0, 0)
@@ -214,6 +217,40 @@ def test_index_pending_with_another_model_re_indexes_then_swaps(model_a, model_b
         library.scan()
         stats = library.index_pending(model_b, batch_size=4)
         assert stats.swapped and stats.indexed == 12
+        consistent(library, model_b)
+
+
+def test_the_watcher_indexes_new_photos_first_then_re_indexes_and_swaps(model_a, model_b, tmp_path):
+    """What the GUI and `photofind watch` run: Watcher(active, staged_model=new)."""
+    library, photos = indexed_with_a(tmp_path, model_a, 12)
+    with library:
+        library.begin_model_change(model_b)
+        added = make_photos(tmp_path / "photos", 2, start=40)  # arrive while it is staged
+        for path in added:  # written a while ago: the first reconcile takes them, unsettled
+            past = time.time() - 60
+            os.utime(path, (past, past))
+        messages: list[str] = []
+        swapped = threading.Event()
+
+        def on_batch(report) -> None:
+            if library.catalog.model_id == model_id(model_b):
+                swapped.set()
+
+        options = WatchOptions(quiet_s=0.1, max_delay_s=1.0, settle_s=0.2, health_s=0.2)
+        watcher = Watcher(
+            library, model_a, options, say=messages.append, on_batch=on_batch, staged_model=model_b
+        )
+        watcher.start()
+        try:
+            assert swapped.wait(60), messages
+        finally:
+            watcher.stop()
+        assert watcher.error is None
+        assert watcher.model is model_b and watcher.staged_model is None
+        new_first = next(i for i, m in enumerate(messages) if m.startswith("indexed 2 photo"))
+        swap = next(i for i, m in enumerate(messages) if m.startswith("re-indexed for model"))
+        assert new_first < swap
+        assert everything(SearchEngine(library, model_b)) == sorted(map(str, [*photos, *added]))
         consistent(library, model_b)
 
 

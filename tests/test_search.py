@@ -50,11 +50,6 @@ def _stamp(path: Path, year: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def model(random_package):
-    return load_model(random_package, provider="cpu")
-
-
-@pytest.fixture(scope="module")
 def world(model, tmp_path_factory):
     """A library of COUNT photos; the FAR worst matches of QUERY sit in photos/far, dated 2001."""
     root = tmp_path_factory.mktemp("search")

@@ -24,7 +24,6 @@ import numpy as np
 import pytest
 from bench.churn import Churn, disk_images, photo_bytes
 
-from photofind.clip import load_model
 from photofind.library import Catalog
 from photofind.library.debounce import DirtyFolders
 from photofind.library.folder_watches import (
@@ -91,11 +90,6 @@ class CountingModel:
 
 def pixel_key(array) -> str:
     return hashlib.blake2b(np.ascontiguousarray(array).tobytes(), digest_size=12).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def model(random_package):
-    return load_model(random_package, provider="cpu")
 
 
 @pytest.fixture

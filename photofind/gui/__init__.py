@@ -27,7 +27,6 @@ def create_window(
     from photofind.clip import ClipModel, load_model
     from photofind.gui.main_window import MainWindow
     from photofind.gui.watching import ObservedLibrary
-    from photofind.library.library import model_id
     from photofind.search import SearchEngine
 
     library_dir = Path(library_dir)
@@ -35,15 +34,12 @@ def create_window(
         model = load_model(os.fspath(model), provider=provider, library=library_dir)
     library = ObservedLibrary.open(library_dir, readonly=readonly)
     staged = None
-    if model is not None and not readonly:
-        library.use_model(model)
-    held = library.catalog.model_id
-    if model is not None and held is not None and held != model_id(model):
-        # The chosen model is being re-indexed for (or another process writes the library):
+    if model is not None:
+        if not readonly:
+            library.use_model(model)
+        # The chosen model may be re-indexed for (or another process writes the library):
         # search with the model whose vectors the library holds, when it is here.
-        active = library.load_model_by_id(held, provider=provider)
-        if active is not None:
-            model, staged = active, (None if readonly else model)
+        model, staged = library.models_in_use(model, provider=provider)
     engine = SearchEngine(library, model) if model is not None else None
     window = MainWindow(
         library,

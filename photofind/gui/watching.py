@@ -24,8 +24,8 @@ library the watcher calls): it reports the indexer's progress to listeners and a
 GUI's pause to whichever pass is running, or the next one to start.
 
 A model change (:meth:`Library.begin_model_change`) runs on the same thread: after each
-round's pass for the active model, :class:`StagedWatcher` re-indexes for the new model, with
-the same rules for giving way to changes and for stopping. Searches keep the active model
+round's pass for the active model, the :class:`Watcher` re-indexes for the new model (its
+``staged_model``), with the same rules for giving way to changes and for stopping. Searches keep the active model
 meanwhile; at the swap the job emits ``modelSwapped`` and the window opens a new engine.
 """
 
@@ -112,50 +112,6 @@ class ObservedLibrary(Library):
         return self._paused
 
 
-class StagedWatcher(Watcher):
-    """A :class:`Watcher` that continues a staged model change to ``staged_model`` once the
-    active model's pending photos are done (new photos are searchable first)."""
-
-    def __init__(self, *args, staged_model=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.staged_model = staged_model
-
-    def _index(self, batch) -> None:
-        super()._index(batch)
-        while self.staged_model is not None and not self._stop.is_set():
-            if self.library.catalog.counts().get("pending", 0):
-                return  # the pass gave way to changes: the next round comes back here
-            control = IndexControl()
-            with self._control_lock:
-                if self._stop.is_set():
-                    return
-                self._control = control
-
-            def give_way(progress, control=control) -> None:
-                if self.dirty.waiting_s() >= self.options.max_delay_s or self._stop.is_set():
-                    control.cancel()
-
-            try:
-                stats = self.library.reindex_staged(
-                    self.staged_model,
-                    control=control,
-                    progress=give_way,
-                    batch_size=self.options.batch_size,
-                )
-            finally:
-                with self._control_lock:
-                    self._control = None
-            batch.encoded += stats.indexed
-            batch.failed += stats.failed
-            if stats.swapped:
-                self.model, self.staged_model = self.staged_model, None
-                self.say(f"re-indexed for model {self.model.info.name}: it is now in use")
-                super()._index(batch)  # photos that had no new vector at the swap
-                return
-            if stats.cancelled:
-                return
-
-
 class WatcherJob(QObject):
     """Runs a :class:`Watcher` for the window and turns what it does into signals.
 
@@ -222,7 +178,7 @@ class WatcherJob(QObject):
             return
         self.library.listeners.append(self._progress_from_worker.emit)
         self.library.swap_listeners.append(self._swapped_from_worker.emit)
-        self.watcher = StagedWatcher(
+        self.watcher = Watcher(
             self.library,
             self.model,
             self.options,

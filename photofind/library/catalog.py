@@ -144,6 +144,13 @@ def _dec(blob: bytes) -> str:
     return os.fsdecode(bytes(blob))
 
 
+def _id_vector_arrays(rows) -> tuple[np.ndarray, np.ndarray]:
+    """``(id, embedding blob)`` rows as ``(ids int64 [n], vectors float32 [n, D])``."""
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4")
+    return ids, vecs.reshape(len(rows), -1).astype(np.float32, copy=False)
+
+
 def _photo(row) -> Photo:
     return Photo(row[0], row[1], _dec(row[2]), *row[3:])
 
@@ -269,6 +276,15 @@ class Catalog:
     def _query(self, sql: str, params: Sequence = ()) -> list:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
+
+    def _pages(self, sql: str, params: Sequence, chunk: int) -> Iterator[list]:
+        """The rows of ``sql`` page by page in key order, the lock held for one page at a
+        time (a 100k-row read in one go held it for a search's whole wait). ``sql`` selects
+        the key first and ends with ``KEY > ? ORDER BY KEY LIMIT ?``."""
+        last = 0
+        while rows := self._query(sql, (*params, last, chunk)):
+            yield rows
+            last = rows[-1][0]
 
     def _meta(self, key: str) -> str:
         return self._query("SELECT value FROM meta WHERE key = ?", (key,))[0][0]
@@ -456,19 +472,13 @@ class Catalog:
 
     def staged_embeddings(self, *, chunk: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(ids, vectors)`` chunks of the staged vectors (to rebuild a staged index)."""
-        last = 0
-        while True:
-            rows = self._query(
-                "SELECT photo_id, embedding FROM staged_embeddings "
-                "WHERE embedding IS NOT NULL AND photo_id > ? ORDER BY photo_id LIMIT ?",
-                (last, chunk),
-            )
-            if not rows:
-                return
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4")
-            yield ids, vecs.reshape(len(rows), -1).astype(np.float32, copy=False)
-            last = rows[-1][0]
+        for rows in self._pages(
+            "SELECT photo_id, embedding FROM staged_embeddings "
+            "WHERE embedding IS NOT NULL AND photo_id > ? ORDER BY photo_id LIMIT ?",
+            (),
+            chunk,
+        ):
+            yield _id_vector_arrays(rows)
 
     def swap_staged(self, model_id: str) -> int | None:
         """Make the staged vectors the photos' embeddings and ``model_id`` the library's
@@ -571,19 +581,16 @@ class Catalog:
         changes in between, and its scan is compared with the disk, not committed as is.
         """
         known: dict[str, tuple] = {}
-        last = 0
-        while True:
-            rows = self._query(
-                "SELECT id, folder_id, path, size, mtime_ns, phash, status FROM photos "
-                "WHERE folder_id = ? AND id > ? ORDER BY id LIMIT ?",
-                (folder_id, last, chunk),
-            )
-            if not rows:
-                return KnownFiles(known)
+        for rows in self._pages(
+            "SELECT id, folder_id, path, size, mtime_ns, phash, status FROM photos "
+            "WHERE folder_id = ? AND id > ? ORDER BY id LIMIT ?",
+            (folder_id,),
+            chunk,
+        ):
             for photo_id, fid, blob, size, mtime_ns, phash, status in rows:
                 path = _dec(blob)
                 known[path] = (photo_id, fid, path, size, mtime_ns, phash, status)
-            last = rows[-1][0]
+        return KnownFiles(known)
 
     def apply_scan(self, scan) -> ScanApplied:
         """Write a :class:`photofind.library.scanner.ScanResult` in one transaction."""
@@ -788,19 +795,15 @@ class Catalog:
 
     def photos(self, status: str | None = None, *, chunk: int = 1000) -> Iterator[Photo]:
         """Every photo (or those with ``status``), in id order, fetched ``chunk`` at a time."""
-        last = 0
-        where = "" if status is None else "AND status = ?"
+        where = "" if status is None else "status = ? AND"
         extra = () if status is None else (status,)
-        while True:
-            rows = self._query(
-                f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE id > ? {where} ORDER BY id LIMIT ?",
-                (last, *extra, chunk),
-            )
-            if not rows:
-                return
+        for rows in self._pages(
+            f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE {where} id > ? ORDER BY id LIMIT ?",
+            extra,
+            chunk,
+        ):
             for r in rows:
                 yield _photo(r)
-            last = rows[-1][0]
 
     def embedding_count(self) -> int:
         return self._query("SELECT COUNT(*) FROM photos WHERE embedding IS NOT NULL")[0][0]
@@ -818,19 +821,13 @@ class Catalog:
         With ``since_generation`` only those written after that generation: what a vector
         index saved at that generation is missing.
         """
-        last = 0
-        while True:
-            rows = self._query(
-                "SELECT id, embedding FROM photos WHERE embedding IS NOT NULL "
-                "AND embedding_gen > ? AND id > ? ORDER BY id LIMIT ?",
-                (since_generation, last, chunk),
-            )
-            if not rows:
-                return
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4")
-            yield ids, vecs.reshape(len(rows), -1).astype(np.float32, copy=False)
-            last = rows[-1][0]
+        for rows in self._pages(
+            "SELECT id, embedding FROM photos WHERE embedding IS NOT NULL "
+            "AND embedding_gen > ? AND id > ? ORDER BY id LIMIT ?",
+            (since_generation,),
+            chunk,
+        ):
+            yield _id_vector_arrays(rows)
 
     def embedding(self, photo_id: int) -> np.ndarray | None:
         rows = self._query("SELECT embedding FROM photos WHERE id = ?", (photo_id,))

@@ -283,6 +283,23 @@ class Library:
         log.info("%s: model %s is now active", self.root, mid)
         return True
 
+    def models_in_use(self, model, *, provider: str = "auto") -> tuple[object, object | None]:
+        """``(active, staged)`` for a user who chose ``model``: the model to search and to
+        index new photos with now, and the one a staged change re-indexes for.
+
+        While the library holds another model's vectors, that model stays active (new photos
+        are searchable at once) and ``model`` is staged. When that model's package is not
+        on this machine, ``model`` does both (:meth:`index_pending` finishes the change
+        first); a read-only library stages nothing.
+        """
+        held = self.catalog.model_id
+        if held is None or held == model_id(model):
+            return model, None
+        active = self.load_model_by_id(held, provider=provider)
+        if active is None:
+            return model, None
+        return active, (None if self.readonly else model)
+
     def load_model_by_id(self, mid: str, *, provider: str = "auto"):
         """The installed or bundled model whose vectors carry the id ``mid`` (name and
         image-encoder hash), or None when this machine has no such package."""

@@ -104,9 +104,13 @@ class Watcher:
         say: Callable[[str], None] | None = None,
         on_batch: Callable[[BatchReport], None] | None = None,
         observer_factory: Callable[[], object] | None = None,
+        staged_model=None,
     ):
         self.library = library
         self.model = model
+        #: the model of a staged change (Library.begin_model_change) that this watcher
+        #: re-indexes for once nothing is pending; None when no change runs
+        self.staged_model = staged_model
         self.options = options or WatchOptions()
         self.say = say or (lambda message: log.info("%s", message))
         self.on_batch = on_batch
@@ -328,37 +332,52 @@ class Watcher:
         )
 
     def _index(self, batch: BatchReport) -> None:
-        """Encode every pending photo; give way when changes have waited too long."""
+        """Encode every pending photo, then continue a staged model change (new photos are
+        searchable first); give way when changes have waited too long."""
+        if self._index_pending(batch) and self.staged_model is not None:
+            self._index_staged(batch)
+
+    def _pass(self, run: Callable[[IndexControl, Callable], object]):
+        """``run(control, progress)`` as an index pass that :meth:`stop` and waiting
+        changes can cut short (the batch in flight is committed); None when stopping."""
+        control = IndexControl()
+        with self._control_lock:
+            if self._stop.is_set():
+                return None
+            self._control = control
+
+        def give_way(progress) -> None:
+            # On the indexer's writer thread, between two batches: the index is in
+            # step with the catalog's last commit here, so it may be saved.
+            self._save_index()
+            if self.dirty.waiting_s() >= self.options.max_delay_s or self._stop.is_set():
+                control.cancel()
+
+        try:
+            return run(control, give_way)
+        finally:
+            with self._control_lock:
+                self._control = None
+
+    def _index_pending(self, batch: BatchReport) -> bool:
+        """Encode pending photos until none is left (True) or the pass gave way (False)."""
         while not self._stop.is_set():
             if not self.library.catalog.counts().get("pending", 0):
-                return
-            control = IndexControl()
-            with self._control_lock:
-                if self._stop.is_set():
-                    return
-                self._control = control
-
-            def give_way(progress, control=control) -> None:
-                # On the indexer's writer thread, between two batches: the index is in
-                # step with the catalog's last commit here, so it may be saved.
-                self._save_index()
-                if self.dirty.waiting_s() >= self.options.max_delay_s or self._stop.is_set():
-                    control.cancel()
-
-            try:
-                # The pass does not save the index itself: this watcher does, at most
-                # every index_save_interval_s and when it stops.
-                stats = self.library.index_pending(
+                return True
+            # The pass does not save the index itself: this watcher does, at most every
+            # index_save_interval_s and when it stops.
+            stats = self._pass(
+                lambda control, progress: self.library.index_pending(
                     self.model,
                     control=control,
-                    progress=give_way,
+                    progress=progress,
                     batch_size=self.options.batch_size,
                     save_every_s=None,
                     save_at_end=False,
                 )
-            finally:
-                with self._control_lock:
-                    self._control = None
+            )
+            if stats is None:
+                return False
             batch.encoded += stats.indexed
             batch.failed += stats.failed
             self.counters.encoded += stats.indexed
@@ -367,7 +386,31 @@ class Watcher:
                 self.say(f"indexed {stats.indexed} photo(s), {stats.failed} unreadable")
             self._save_index()
             if stats.cancelled:
-                return  # changes are waiting (or we are stopping): reconcile first
+                return False  # changes are waiting (or we are stopping): reconcile first
+        return False
+
+    def _index_staged(self, batch: BatchReport) -> None:
+        """Re-index for ``staged_model`` until the change swaps models or gives way."""
+        while self.staged_model is not None and not self._stop.is_set():
+            if self.library.catalog.counts().get("pending", 0):
+                return  # new photos first: the next round comes back here
+            staged = self.staged_model
+            stats = self._pass(
+                lambda control, progress, staged=staged: self.library.reindex_staged(
+                    staged, control=control, progress=progress, batch_size=self.options.batch_size
+                )
+            )
+            if stats is None:
+                return
+            batch.encoded += stats.indexed
+            batch.failed += stats.failed
+            if stats.swapped:
+                self.model, self.staged_model = staged, None
+                self.say(f"re-indexed for model {staged.info.name}: it is now in use")
+                self._index_pending(batch)  # photos that had no new vector at the swap
+                return
+            if stats.cancelled:
+                return
 
     # -- status -----------------------------------------------------------------------------
 
