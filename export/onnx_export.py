@@ -4,9 +4,12 @@ Both graphs output **L2-normalised** float32 embeddings [N, D], so a dot product
 model.json says so in ``extra.normalized``. Inputs:
 
 - ``visual.onnx``:   ``pixel_values`` float32 [N, 3, S, S], already normalised with mean/std;
-- ``textual.onnx``:  ``input_ids`` int64 [N, context_length], SOT ... EOT then zeros.
+- ``textual.onnx``:  ``input_ids`` int64 [N, L], SOT ... EOT then zeros, L ≤ context_length.
 
-The batch axis N is dynamic. We use torch's TorchScript-based ("legacy") exporter: it needs
+The batch axis N is dynamic, and so is the token axis L of ``textual.onnx``: the runtime cuts
+the ids after the last end-of-text token (a query of a few words runs 10 positions, not 77,
+and the embedding is the same: the mask is causal). model.json's ``extra.textual_dynamic_length``
+tells the runtime it may; packages without it get the full context_length. We use torch's TorchScript-based ("legacy") exporter: it needs
 nothing beyond torch and onnx, and handles this architecture completely.
 
 This module also holds the ``convert`` subcommand (``python -m export convert``).
@@ -55,7 +58,12 @@ MIN_COSINE = 0.9999
 
 
 def _export_graph(
-    module: torch.nn.Module, example: torch.Tensor, input_name: str, target: Path, opset: int
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    input_name: str,
+    target: Path,
+    opset: int,
+    dynamic_input_axes: dict[int, str] | None = None,
 ) -> None:
     tmp = target.with_name(target.name + ".tmp")
     try:
@@ -71,7 +79,10 @@ def _export_graph(
                 dynamo=False,
                 input_names=[input_name],
                 output_names=["embeddings"],
-                dynamic_axes={input_name: {0: "batch"}, "embeddings": {0: "batch"}},
+                dynamic_axes={
+                    input_name: {0: "batch", **(dynamic_input_axes or {})},
+                    "embeddings": {0: "batch"},
+                },
                 opset_version=opset,
                 do_constant_folding=True,
             )
@@ -87,12 +98,15 @@ def _copy_atomic(source: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def example_ids(config: CLIPConfig, batch: int, generator: torch.Generator) -> torch.Tensor:
+def example_ids(
+    config: CLIPConfig, batch: int, generator: torch.Generator, max_words: int | None = None
+) -> torch.Tensor:
     """Random token rows shaped like the tokenizer's: SOT, random ids, EOT, zero padding."""
     sot, eot = config.vocab_size - 2, config.vocab_size - 1
     ids = torch.zeros(batch, config.context_length, dtype=torch.int64)
+    longest = config.context_length - 1 if max_words is None else max_words + 1
     for row in range(batch):
-        length = int(torch.randint(0, config.context_length - 1, (1,), generator=generator))
+        length = int(torch.randint(0, longest, (1,), generator=generator))
         ids[row, 0] = sot
         ids[row, 1 : 1 + length] = torch.randint(0, sot, (length,), generator=generator)
         ids[row, 1 + length] = eot
@@ -127,7 +141,14 @@ def export_package(
     _export_graph(
         NormalizedImageEncoder(model), pixels, "pixel_values", out_dir / VISUAL_FILE, opset
     )
-    _export_graph(NormalizedTextEncoder(model), ids, "input_ids", out_dir / TEXTUAL_FILE, opset)
+    _export_graph(
+        NormalizedTextEncoder(model),
+        ids,
+        "input_ids",
+        out_dir / TEXTUAL_FILE,
+        opset,
+        dynamic_input_axes={1: "tokens"},
+    )
     _copy_atomic(vocab_path, out_dir / vocab_path.name)
 
     files = {
@@ -158,6 +179,7 @@ def export_package(
             "activation": config.activation,
             "config": config.to_dict(),
             "opset": opset,
+            "textual_dynamic_length": True,
             "exporter": f"torch {torch.__version__} TorchScript-based ONNX exporter",
             **(extra or {}),
         },
@@ -191,12 +213,20 @@ def check_package(model: CLIP, out_dir, n_images: int = 4, n_texts: int = 4, see
     generator = torch.Generator().manual_seed(seed)
     pixels = torch.randn(n_images, 3, config.image_size, config.image_size, generator=generator)
     ids = example_ids(config, n_texts, generator)
+    # Query-like rows (a few words), for the graph run on ids cut after the last EOT.
+    short = example_ids(config, n_texts, generator, max_words=8)
     model = model.eval()
     with torch.no_grad():
         torch_image = NormalizedImageEncoder(model)(pixels).numpy()
         torch_text = NormalizedTextEncoder(model)(ids).numpy()
+        torch_short = NormalizedTextEncoder(model)(short).numpy()
     onnx_image = _cpu_session(out_dir / VISUAL_FILE).run(None, {"pixel_values": pixels.numpy()})[0]
-    onnx_text = _cpu_session(out_dir / TEXTUAL_FILE).run(None, {"input_ids": ids.numpy()})[0]
+    text_session = _cpu_session(out_dir / TEXTUAL_FILE)
+    onnx_text = text_session.run(None, {"input_ids": ids.numpy()})[0]
+    # The runtime cuts the ids after the last end-of-text token: the graph must give the
+    # vectors of the full rows.
+    length = int(short.argmax(dim=-1).max()) + 1
+    onnx_cut = text_session.run(None, {"input_ids": short[:, :length].numpy()})[0]
     for label, got, want in (
         ("visual", onnx_image, torch_image),
         ("textual", onnx_text, torch_text),
@@ -208,6 +238,13 @@ def check_package(model: CLIP, out_dir, n_images: int = 4, n_texts: int = 4, see
             )
     image_diff, image_cos = _compare(torch_image, onnx_image)
     text_diff, text_cos = _compare(torch_text, onnx_text)
+    if onnx_cut.shape != torch_short.shape:
+        raise ExportError(
+            f"{out_dir / TEXTUAL_FILE}: ids cut to {length} tokens gave {onnx_cut.shape}, "
+            f"expected {torch_short.shape}"
+        )
+    cut_diff, cut_cos = _compare(torch_short, onnx_cut)
+    text_diff, text_cos = max(text_diff, cut_diff), min(text_cos, cut_cos)
     return {
         "max_abs_diff": max(image_diff, text_diff),
         "min_cosine": min(image_cos, text_cos),

@@ -18,11 +18,6 @@ from photofind.clip.package import PackageFile, read_manifest, sha256_file, writ
 from photofind.errors import ImageError, ModelError, ProviderError
 
 
-@pytest.fixture(scope="module")
-def model(random_package):
-    return load_model(random_package, provider="cpu")
-
-
 def _photos(tmp_path, n=5):
     rng = np.random.default_rng(7)
     paths = []
@@ -87,6 +82,32 @@ def test_runtime_matches_torch_end_to_end(model, tmp_path):
     for ours, theirs in ((model.encode_images(paths), img), (model.encode_texts(texts), txt)):
         theirs = theirs / np.linalg.norm(theirs, axis=1, keepdims=True)
         assert np.min(np.sum(ours * theirs, axis=1)) >= 0.9999
+
+
+def test_short_queries_run_only_their_tokens_and_get_the_same_vectors(
+    model, random_package, tmp_path
+):
+    import onnxruntime as ort
+
+    texts = ["a cat", "a photo of a dog on the beach at sunset"]
+    full_ids = model.tokenize(texts)
+    assert full_ids.shape[1] == 77
+    session = ort.InferenceSession(
+        str(random_package / "textual.onnx"), providers=["CPUExecutionProvider"]
+    )
+    full = session.run(None, {"input_ids": full_ids})[0]
+    full /= np.linalg.norm(full, axis=1, keepdims=True)
+    assert model.cuts_text_ids
+    np.testing.assert_allclose(model.encode_texts(texts), full, atol=1e-5)
+
+    # Graphs of other exporters (no flag in model.json) always get the full context.
+    other = _copy(random_package, tmp_path)
+    manifest = json.loads((other / "model.json").read_text())
+    del manifest["extra"]["textual_dynamic_length"]
+    (other / "model.json").write_text(json.dumps(manifest))
+    plain = load_model(other, provider="cpu")
+    assert not plain.cuts_text_ids
+    np.testing.assert_allclose(plain.encode_texts(texts), full, atol=1e-5)
 
 
 def test_info_says_what_runs(model, random_package):

@@ -116,6 +116,13 @@ class ClipModel:
             spec.embed_dim,
         )
         self._visual_in = self._visual.get_inputs()[0].name
+        # Our exporter's text graphs take ids cut after the last end-of-text token (same
+        # vectors, the mask is causal; a short query costs a sixth of 77 tokens). Others,
+        # and any graph whose token axis is fixed after all, get the full context.
+        self._cut_text = (
+            extra.get("textual_dynamic_length") is True
+            and _static_dims(self._textual.get_inputs()[0])[1] is None
+        )
         self._textual_in = self._textual.get_inputs()[0].name
         self._choice: ProviderChoice = choice
         self.info = ModelInfo(
@@ -172,6 +179,11 @@ class ClipModel:
 
     # -- text -----------------------------------------------------------------------------
 
+    @property
+    def cuts_text_ids(self) -> bool:
+        """Whether text ids run cut after the last end-of-text token (not all 77)."""
+        return self._cut_text
+
     def tokenize(self, texts: Sequence[str]) -> np.ndarray:
         return self.tokenizer(texts)
 
@@ -183,6 +195,9 @@ class ClipModel:
         chunks = []
         for start in range(0, len(texts), batch_size):
             ids = self.tokenizer(texts[start : start + batch_size]).astype(self._text_dtype)
+            if self._cut_text:
+                # EOT has the largest id of the vocabulary, so argmax finds it in each row.
+                ids = np.ascontiguousarray(ids[:, : int(ids.argmax(axis=1).max()) + 1])
             out = _run(self._textual, self._textual_in, ids, self._textual_batch)
             chunks.append(self._checked(out, ids.shape[0], "textual"))
         if not chunks:
