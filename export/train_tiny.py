@@ -80,7 +80,7 @@ LOGIT_SCALE_MAX = math.log(100.0)
 @dataclass(frozen=True)
 class TrainSettings:
     seed: int = 0
-    epochs: int = 30
+    epochs: int = 100
     train_images: int = 16000
     batch_size: int = 256
     lr: float = 1e-3
@@ -95,7 +95,7 @@ class TrainSettings:
     # bfloat16 autocast for the towers' matrix products (weights, optimiser state, the
     # normalisation and the loss stay float32): twice the steps per second on a CPU with
     # AVX512-BF16, so twice the epochs in the same minutes; "fp32" for CPUs without it.
-    precision: str = "fp32"
+    precision: str = "bf16"
     image_size: int = TINY_CONFIG.image_size
     patch_size: int = TINY_CONFIG.patch_size
 
@@ -122,20 +122,24 @@ def clip_logits(
     return logit_scale.clamp(max=LOGIT_SCALE_MAX).exp() * image_features @ text_features.T
 
 
-def encode_text_trimmed(model: CLIP, input_ids: torch.Tensor) -> torch.Tensor:
-    """``model.encode_text`` computed only up to the batch's longest caption.
+def encode_text_trimmed(model: CLIP, input_ids: torch.Tensor, groups: int = 3) -> torch.Tensor:
+    """``model.encode_text``, with the rows run in ``groups`` groups of similar caption
+    length, each cut after its longest caption's end-of-text token.
 
-    The causal mask means no position sees those after it, so dropping the padding beyond
-    the last end-of-text token changes nothing but the time (about half of it, here).
+    The causal mask means no position sees those after it, so dropping padding changes
+    nothing but the time. Cut at the batch's longest caption, 42% of the text tower's
+    positions were still padding (captions are 9 to 30 tokens); three groups make a training
+    step about 15% faster.
     """
     eot = input_ids.argmax(dim=-1)
-    length = int(eot.max()) + 1
-    ids = input_ids[:, :length]
-    x = model.token_embedding(ids) + model.positional_embedding[:length]
-    x = model.transformer(x, model.attn_mask[:length, :length])
-    x = model.ln_final(x)
-    x = x[torch.arange(x.shape[0]), eot]
-    return x @ model.text_projection
+    order = torch.argsort(eot, stable=True)
+    features = torch.cat(
+        [
+            model.encode_text(input_ids[rows, : int(eot[rows].max()) + 1])
+            for rows in order.tensor_split(min(groups, len(order)))
+        ]
+    )
+    return features[order.argsort()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,10 +161,10 @@ def preprocess_scene(scene: synth.Scene, image_size: int, path: Path) -> np.ndar
 
 def normalise_pixels(pixels: torch.Tensor) -> torch.Tensor:
     """uint8 [N, 3, S, S] -> the float32 tensor load_and_preprocess would have given."""
-    x = pixels.to(torch.float32) / 255
     mean = torch.tensor(CLIP_MEAN, dtype=torch.float32).reshape(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD, dtype=torch.float32).reshape(1, 3, 1, 1)
-    return (x - mean) / std
+    # In place on the one float copy: the whole training set is 1.8 GB of it.
+    return pixels.to(torch.float32).div_(255).sub_(mean).div_(std)
 
 
 def contrast_twin(scene: synth.Scene, rng: np.random.Generator) -> synth.Scene:
@@ -335,7 +339,9 @@ def _train(settings: TrainSettings, work_dir: Path, log) -> TrainResult:
     log(f"vocabulary: {len(merges)} merges learned from {len(corpus)} captions")
 
     log(f"rendering {len(scenes)} training images at {config.image_size} px ...")
-    pixels = render_training_set(scenes, config.image_size, settings.threads, log)
+    # Normalised once (1.8 GB at 16,000 images) rather than per batch: half a second an
+    # epoch, and the same numbers.
+    pixels = normalise_pixels(render_training_set(scenes, config.image_size, settings.threads, log))
     render_seconds = time.monotonic() - start
     log(f"data ready in {render_seconds:.0f} s")
 
@@ -348,26 +354,38 @@ def _train(settings: TrainSettings, work_dir: Path, log) -> TrainResult:
         lr=settings.lr,
         betas=(0.9, 0.98),
         eps=1e-6,
+        # On the CPU torch picks the per-tensor Python loop unless told; the foreach
+        # kernels do the same arithmetic in a few calls.
+        foreach=True,
     )
     batch = settings.batch_size
     steps_per_epoch = len(scenes) // batch  # the ragged tail is dropped, as in CLIP
     total_steps = steps_per_epoch * settings.epochs
     warmup = max(1, int(total_steps * settings.warmup_fraction))
 
-    epoch_losses: list[float] = []
-    step = 0
-    for epoch in range(settings.epochs):
+    def epoch_data(epoch: int) -> tuple[np.ndarray, torch.Tensor]:
+        """The epoch's order and caption ids; each epoch has its own seed, so the next
+        one is prepared on a second thread while this one trains (0.6 s an epoch)."""
         rng = np.random.default_rng([settings.seed, 104729, epoch])
         order = epoch_order(len(scenes), rng)
         texts = [training_caption(scenes[i], rng, settings.partial_caption_rate) for i in order]
-        ids_all = torch.from_numpy(tokenizer(texts))
+        return order, torch.from_numpy(tokenizer(texts))
+
+    epoch_losses: list[float] = []
+    step = 0
+    prepare = ThreadPoolExecutor(1, thread_name_prefix="epoch-data")
+    upcoming = prepare.submit(epoch_data, 0)
+    for epoch in range(settings.epochs):
+        order, ids_all = upcoming.result()
+        if epoch + 1 < settings.epochs:
+            upcoming = prepare.submit(epoch_data, epoch + 1)
         losses = []
         epoch_start = time.monotonic()
         for b in range(steps_per_epoch):
             for group in optimiser.param_groups:
                 group["lr"] = learning_rate(step, total_steps, settings.lr, warmup)
             rows = torch.from_numpy(order[b * batch : (b + 1) * batch])
-            images = normalise_pixels(pixels[rows])
+            images = pixels[rows]
             ids = ids_all[b * batch : (b + 1) * batch]
             with torch.autocast("cpu", torch.bfloat16, enabled=settings.precision == "bf16"):
                 image_features = model.encode_image(images)
@@ -387,6 +405,7 @@ def _train(settings: TrainSettings, work_dir: Path, log) -> TrainResult:
             f"temperature scale {model.logit_scale.exp().item():.1f}, "
             f"{time.monotonic() - epoch_start:.0f} s"
         )
+    prepare.shutdown()
     model.eval()
     return TrainResult(
         model, config, vocab_path, epoch_losses, time.monotonic() - start, render_seconds
