@@ -8,9 +8,12 @@ model.json says so in ``extra.normalized``. Inputs:
 
 The batch axis N is dynamic, and so is the token axis L of ``textual.onnx``: the runtime cuts
 the ids after the last end-of-text token (a query of a few words runs 10 positions, not 77,
-and the embedding is the same: the mask is causal). model.json's ``extra.textual_dynamic_length``
-tells the runtime it may; packages without it get the full context_length. We use torch's TorchScript-based ("legacy") exporter: it needs
-nothing beyond torch and onnx, and handles this architecture completely.
+and the embedding is the same: the mask is causal). model.json's
+``extra.textual_dynamic_length`` tells the runtime it may; packages without it get the full
+context_length.
+
+We use torch's TorchScript-based ("legacy") exporter: it needs nothing beyond torch and
+onnx, and handles this architecture completely.
 
 This module also holds the ``convert`` subcommand (``python -m export convert``).
 """

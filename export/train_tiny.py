@@ -129,7 +129,7 @@ def encode_text_trimmed(model: CLIP, input_ids: torch.Tensor, groups: int = 3) -
     The causal mask means no position sees those after it, so dropping padding changes
     nothing but the time. Cut at the batch's longest caption, 42% of the text tower's
     positions were still padding (captions are 9 to 30 tokens); three groups make a training
-    step about 15% faster.
+    step about 10% faster (120 vs 132 ms on 2 cores).
     """
     eot = input_ids.argmax(dim=-1)
     order = torch.argsort(eot, stable=True)
@@ -373,39 +373,40 @@ def _train(settings: TrainSettings, work_dir: Path, log) -> TrainResult:
 
     epoch_losses: list[float] = []
     step = 0
-    prepare = ThreadPoolExecutor(1, thread_name_prefix="epoch-data")
-    upcoming = prepare.submit(epoch_data, 0)
-    for epoch in range(settings.epochs):
-        order, ids_all = upcoming.result()
-        if epoch + 1 < settings.epochs:
-            upcoming = prepare.submit(epoch_data, epoch + 1)
-        losses = []
-        epoch_start = time.monotonic()
-        for b in range(steps_per_epoch):
-            for group in optimiser.param_groups:
-                group["lr"] = learning_rate(step, total_steps, settings.lr, warmup)
-            rows = torch.from_numpy(order[b * batch : (b + 1) * batch])
-            images = pixels[rows]
-            ids = ids_all[b * batch : (b + 1) * batch]
-            with torch.autocast("cpu", torch.bfloat16, enabled=settings.precision == "bf16"):
-                image_features = model.encode_image(images)
-                text_features = encode_text_trimmed(model, ids)
-            logits = clip_logits(image_features.float(), text_features.float(), model.logit_scale)
-            loss = contrastive_loss(logits)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            with torch.no_grad():
-                model.logit_scale.clamp_(0, LOGIT_SCALE_MAX)
-            losses.append(loss.item())
-            step += 1
-        epoch_losses.append(float(np.mean(losses)))
-        log(
-            f"epoch {epoch + 1}/{settings.epochs}: loss {epoch_losses[-1]:.4f}, "
-            f"temperature scale {model.logit_scale.exp().item():.1f}, "
-            f"{time.monotonic() - epoch_start:.0f} s"
-        )
-    prepare.shutdown()
+    with ThreadPoolExecutor(1, thread_name_prefix="epoch-data") as prepare:
+        upcoming = prepare.submit(epoch_data, 0)
+        for epoch in range(settings.epochs):
+            order, ids_all = upcoming.result()
+            if epoch + 1 < settings.epochs:
+                upcoming = prepare.submit(epoch_data, epoch + 1)
+            losses = []
+            epoch_start = time.monotonic()
+            for b in range(steps_per_epoch):
+                for group in optimiser.param_groups:
+                    group["lr"] = learning_rate(step, total_steps, settings.lr, warmup)
+                rows = torch.from_numpy(order[b * batch : (b + 1) * batch])
+                images = pixels[rows]
+                ids = ids_all[b * batch : (b + 1) * batch]
+                with torch.autocast("cpu", torch.bfloat16, enabled=settings.precision == "bf16"):
+                    image_features = model.encode_image(images)
+                    text_features = encode_text_trimmed(model, ids)
+                logits = clip_logits(
+                    image_features.float(), text_features.float(), model.logit_scale
+                )
+                loss = contrastive_loss(logits)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                with torch.no_grad():
+                    model.logit_scale.clamp_(0, LOGIT_SCALE_MAX)
+                losses.append(loss.item())
+                step += 1
+            epoch_losses.append(float(np.mean(losses)))
+            log(
+                f"epoch {epoch + 1}/{settings.epochs}: loss {epoch_losses[-1]:.4f}, "
+                f"temperature scale {model.logit_scale.exp().item():.1f}, "
+                f"{time.monotonic() - epoch_start:.0f} s"
+            )
     model.eval()
     return TrainResult(
         model, config, vocab_path, epoch_losses, time.monotonic() - start, render_seconds
@@ -470,7 +471,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=("bf16", "fp32"),
         default=defaults.precision,
-        help="matrix products in bfloat16 autocast or float32 (fp32, as the shipped model)",
+        help="matrix products in bfloat16 autocast (bf16, the shipped model's recipe) or float32 "
+        "(fp32: for CPUs without bfloat16 instructions, where bf16 is slow)",
     )
     parser.add_argument(
         "--image-size", type=int, default=defaults.image_size, help="input pixels (96)"
