@@ -38,6 +38,14 @@ def log_dir() -> Path:
     return Path(platformdirs.user_log_dir(APP_NAME, appauthor=False))
 
 
+def cache_dir() -> Path:
+    """Things photofind can always make again (the record of verified model files)."""
+    env = os.environ.get("PHOTOFIND_HOME")
+    if env:
+        return Path(env).expanduser() / "cache"
+    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
+
+
 def resources_dir() -> Path:
     """The ``resources/`` folder: beside the package in a checkout, inside a bundle."""
     frozen_root = getattr(sys, "_MEIPASS", None)

@@ -7,7 +7,22 @@ must work without torch, and so must the rest of the test suite.
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _user_cache_in_a_temporary_folder(tmp_path_factory):
+    """The record of verified model files (platformdirs' user cache) stays out of $HOME;
+    set in the environment so subprocesses of the tests use it too."""
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("user-cache"))
+    yield
+    if before is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
 
 
 def _build_random_package(folder, arch: str, seed: int = 0):

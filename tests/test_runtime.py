@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,14 @@ import pytest
 from PIL import Image
 
 from photofind.clip import load_model, resolve_model
-from photofind.clip.package import PackageFile, read_manifest, sha256_file, write_manifest
+from photofind.clip.package import (
+    PackageFile,
+    read_manifest,
+    sha256_file,
+    verify_files,
+    write_manifest,
+)
+from photofind.clip.verified import RECORD_NAME, VerifiedFiles
 from photofind.errors import ImageError, ModelError, ProviderError
 
 
@@ -108,6 +116,51 @@ def test_short_queries_run_only_their_tokens_and_get_the_same_vectors(
     plain = load_model(other, provider="cpu")
     assert not plain.cuts_text_ids
     np.testing.assert_allclose(plain.encode_texts(texts), full, atol=1e-5)
+
+
+def test_unchanged_model_files_are_not_hashed_again(random_package, tmp_path, monkeypatch):
+    import photofind.clip.package as package
+
+    pkg = _copy(random_package, tmp_path)
+    spec = read_manifest(pkg)
+    verified = VerifiedFiles(tmp_path / "record.json")
+    hashed: list[str] = []
+    real = package.sha256_file
+    monkeypatch.setattr(package, "sha256_file", lambda p: hashed.append(p.name) or real(p))
+
+    verify_files(pkg, spec, verified)
+    assert sorted(hashed) == sorted(f.path for f in spec.files.values())
+    hashed.clear()
+    verify_files(pkg, spec, verified)
+    assert hashed == []
+
+    # Edited in place with its size and modification time put back: still hashed, refused.
+    visual = pkg / "visual.onnx"
+    before = visual.stat()
+    data = bytearray(visual.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    visual.write_bytes(bytes(data))
+    os.utime(visual, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert visual.stat().st_mtime_ns == before.st_mtime_ns
+    with pytest.raises(ModelError, match="visual.onnx is corrupt"):
+        verify_files(pkg, spec, verified)
+    assert hashed == ["visual.onnx"]
+
+
+def test_a_damaged_record_of_verified_files_means_hashing_again(random_package, tmp_path):
+    record = tmp_path / "record.json"
+    record.write_text("{not json")
+    verified = VerifiedFiles(record)
+    spec = read_manifest(random_package)
+    verify_files(random_package, spec, verified)  # no error: the record is only a cache
+    assert verified.sha256_of(random_package / "visual.onnx") == spec.files["visual"].sha256
+
+
+def test_load_model_records_what_it_verified(random_package, tmp_path, monkeypatch):
+    monkeypatch.setenv("PHOTOFIND_HOME", str(tmp_path / "home"))
+    load_model(random_package, provider="cpu")
+    record = json.loads((tmp_path / "home" / "cache" / RECORD_NAME).read_text())
+    assert str((random_package / "textual.onnx").absolute()) in record["files"]
 
 
 def test_info_says_what_runs(model, random_package):

@@ -15,8 +15,9 @@ from photofind.clip.package import ModelSpec, read_manifest, verify_files
 from photofind.clip.preprocess import DEFAULT_MAX_PIXELS, load_and_preprocess
 from photofind.clip.providers import ProviderChoice, cpu_threads, open_sessions
 from photofind.clip.tokenizer import ClipTokenizer
+from photofind.clip.verified import RECORD_NAME, VerifiedFiles
 from photofind.errors import ModelError
-from photofind.paths import bundled_models_dir, models_dir
+from photofind.paths import bundled_models_dir, cache_dir, models_dir
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,9 @@ class ClipModel:
         provider: str = "auto",
         threads: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        verified: VerifiedFiles | None = None,
     ):
-        files = verify_files(folder, spec)
+        files = verify_files(folder, spec, verified)
         self.spec = spec
         self.max_pixels = max_pixels
         self.tokenizer = ClipTokenizer(
@@ -248,9 +250,17 @@ def load_model(
     library: Path | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> ClipModel:
-    """Open a model package (a folder, or a model's name) after checking what it claims."""
+    """Open a model package (a folder, or a model's name) after checking what it claims
+    (files unchanged since their last check are not hashed again: see clip/verified.py)."""
     folder = resolve_model(path, library)
     spec = read_manifest(folder)
-    model = ClipModel(folder, spec, provider=provider, threads=threads, max_pixels=max_pixels)
+    model = ClipModel(
+        folder,
+        spec,
+        provider=provider,
+        threads=threads,
+        max_pixels=max_pixels,
+        verified=VerifiedFiles(cache_dir() / RECORD_NAME),
+    )
     log.info("model %s on %s (%s)", spec.name, model.info.provider, model.info.provider_reason)
     return model

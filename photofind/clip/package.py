@@ -181,15 +181,24 @@ def read_manifest(folder: Path) -> ModelSpec:
     return spec
 
 
-def verify_files(folder: Path, spec: ModelSpec) -> dict[str, Path]:
-    """Check every listed file exists and matches its sha256; return absolute paths."""
+def verify_files(folder: Path, spec: ModelSpec, verified=None) -> dict[str, Path]:
+    """Check every listed file exists and matches its sha256; return absolute paths.
+
+    ``verified`` (a :class:`photofind.clip.verified.VerifiedFiles`) skips hashing the files
+    that have not changed since it last saw them match.
+    """
     folder = Path(folder)
     paths = {}
     for role, entry in spec.files.items():
         path = folder / entry.path
         if not path.is_file():
             raise ModelError(f"{path} is missing (model.json lists it as the {role} file)")
+        if verified is not None and verified.sha256_of(path) == entry.sha256:
+            paths[role] = path
+            continue
         actual = sha256_file(path)
+        if verified is not None and actual == entry.sha256:
+            verified.remember(path, actual)
         if actual != entry.sha256:
             raise ModelError(
                 f"{path} is corrupt or was changed: its sha256 is {actual[:12]}…, "
