@@ -429,10 +429,11 @@ class SearchEngine:
             keep = scores >= limit
             cut = int(np.count_nonzero(~keep))
             ids, scores = ids[keep], scores[keep]
-        catalog = self.library.catalog
+        page = ids[offset:want].tolist()
+        photos = self.library.catalog.photos_by_id(page)
         results = []
-        for photo_id, score in zip(ids[offset:want].tolist(), scores[offset:want].tolist()):
-            photo = catalog.photo(photo_id)
+        for photo_id, score in zip(page, scores[offset:want].tolist()):
+            photo = photos.get(photo_id)
             if photo is not None:  # removed since the index answered
                 results.append(SearchResult(photo_id, photo.path, float(score)))
         exhausted = fetched < want or cut > 0

@@ -129,6 +129,17 @@ def test_known_files_read_in_chunks_are_the_folders_files(cat, tmp_path):
     assert not gc.is_tracked(known._rows)
 
 
+def test_photos_by_id_reads_many_at_once_and_skips_removed_ones(cat, tmp_path):
+    folder = cat.add_folder(tmp_path)
+    ids = add_photos(cat, folder, [f"p{i}.jpg" for i in range(7)])
+    cat.apply_scan(ScanResult(removed=[ids[3]]))
+    asked = [ids[5], ids[3], ids[0], ids[5], 10**9]  # a duplicate, a removed and an unknown id
+    found = cat.photos_by_id(asked, chunk=2)
+    assert sorted(found) == sorted([ids[0], ids[5]])
+    assert all(found[i] == cat.photo(i) for i in found)
+    assert cat.photos_by_id([]) == {}
+
+
 def test_folders_add_is_idempotent_and_remove_cascades(cat, tmp_path):
     a = cat.add_folder(tmp_path / "a")
     assert cat.add_folder(tmp_path / "a") == a

@@ -467,10 +467,11 @@ class MainWindow(QMainWindow):
             rows = [Row(r.path, float(r.score), r.photo_id) for r in fn()]
             if order == "relevance":
                 return rows
-            dates = {}
-            for row in rows:  # a couple of hundred lookups, on the search thread
-                photo = catalog.photo(row.photo_id) if row.photo_id is not None else None
-                dates[row.path] = photo_date(photo) if photo is not None else ""
+            photos = catalog.photos_by_id(r.photo_id for r in rows if r.photo_id is not None)
+            dates = {
+                row.path: photo_date(photos[row.photo_id]) if row.photo_id in photos else ""
+                for row in rows
+            }
             return sort_rows(rows, order, lambda row: dates[row.path])
 
         def done(rows, error):

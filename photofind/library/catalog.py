@@ -789,6 +789,22 @@ class Catalog:
         rows = self._query(f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE id = ?", (photo_id,))
         return _photo(rows[0]) if rows else None
 
+    def photos_by_id(self, photo_ids: Iterable[int], *, chunk: int = 500) -> dict[int, Photo]:
+        """The photos of ``photo_ids`` that still exist, by id: one query (and one wait for
+        the lock, which the indexer's writer holds while it commits) per ``chunk`` ids,
+        where a page of search results asked one photo at a time."""
+        ids = list(dict.fromkeys(int(i) for i in photo_ids))
+        found: dict[int, Photo] = {}
+        for start in range(0, len(ids), chunk):
+            part = ids[start : start + chunk]
+            marks = ",".join("?" * len(part))
+            for row in self._query(
+                f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE id IN ({marks})", part
+            ):
+                photo = _photo(row)
+                found[photo.id] = photo
+        return found
+
     def photo_by_path(self, path: str | os.PathLike) -> Photo | None:
         rows = self._query(f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE path = ?", (_enc(path),))
         return _photo(rows[0]) if rows else None
