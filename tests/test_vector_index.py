@@ -84,20 +84,6 @@ def test_build_save_and_load_without_rebuild(lib, caplog):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == []
 
 
-def test_built_and_loaded_indexes_have_room_for_new_photos(lib):
-    """Growing copies the graph under the lock every search waits on: an index opened on
-    a library keeps room for a tenth more photos (1,024 at least) instead."""
-    tmp_path, cat = lib
-    fill(cat, 3000)
-    built = VectorIndex.open(tmp_path, cat)
-    assert built.capacity >= 3000 + 1024
-    loaded = VectorIndex.open(tmp_path, cat)
-    capacity = loaded.capacity
-    assert capacity >= 3000 + 1024
-    loaded.add(np.arange(10_000, 11_000), unit_rows(1000, seed=9))
-    assert loaded.capacity == capacity  # no growth for these
-
-
 def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
     target = tmp_path / "file.bin"
     target.write_bytes(b"old")
