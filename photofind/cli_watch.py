@@ -105,8 +105,7 @@ def _watch(args: argparse.Namespace, ctx: Context) -> int:
             )
             # A model change (`photofind models use`) continues here once new photos are
             # indexed with the library's model, which searches keep using until the swap.
-            library.use_model(model)
-            active, staged = library.models_in_use(model, provider=ctx.provider)
+            active, staged = library.choose_model(model, provider=ctx.provider)
             watcher = Watcher(library, active, options, say=_say, staged_model=staged)
             watcher.start()
             _say(

@@ -35,11 +35,9 @@ def create_window(
     library = ObservedLibrary.open(library_dir, readonly=readonly)
     staged = None
     if model is not None:
-        if not readonly:
-            library.use_model(model)
         # The chosen model may be re-indexed for (or another process writes the library):
         # search with the model whose vectors the library holds, when it is here.
-        model, staged = library.models_in_use(model, provider=provider)
+        model, staged = library.choose_model(model, provider=provider)
     engine = SearchEngine(library, model) if model is not None else None
     window = MainWindow(
         library,

@@ -25,8 +25,9 @@ GUI's pause to whichever pass is running, or the next one to start.
 
 A model change (:meth:`Library.begin_model_change`) runs on the same thread: after each
 round's pass for the active model, the :class:`Watcher` re-indexes for the new model (its
-``staged_model``), with the same rules for giving way to changes and for stopping. Searches keep the active model
-meanwhile; at the swap the job emits ``modelSwapped`` and the window opens a new engine.
+``staged_model``), with the same rules for giving way to changes and for stopping. Searches
+keep the active model meanwhile; at the swap the job emits ``modelSwapped`` and the window
+opens a new engine.
 """
 
 from __future__ import annotations

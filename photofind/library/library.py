@@ -283,15 +283,18 @@ class Library:
         log.info("%s: model %s is now active", self.root, mid)
         return True
 
-    def models_in_use(self, model, *, provider: str = "auto") -> tuple[object, object | None]:
-        """``(active, staged)`` for a user who chose ``model``: the model to search and to
-        index new photos with now, and the one a staged change re-indexes for.
+    def choose_model(self, model, *, provider: str = "auto") -> tuple[object, object | None]:
+        """The user chose ``model`` (:meth:`use_model`, unless read-only): return
+        ``(active, staged)``, the model to search and to index new photos with now, and the
+        one a staged change re-indexes for.
 
         While the library holds another model's vectors, that model stays active (new photos
         are searchable at once) and ``model`` is staged. When that model's package is not
         on this machine, ``model`` does both (:meth:`index_pending` finishes the change
         first); a read-only library stages nothing.
         """
+        if not self.readonly:
+            self.use_model(model)
         held = self.catalog.model_id
         if held is None or held == model_id(model):
             return model, None
