@@ -48,11 +48,11 @@ from photofind.gui.settings import GuiSettings
 from photofind.gui.tasks import TaskRunner
 from photofind.gui.thumbnails import ThumbnailLoader
 from photofind.gui.watching import WatcherJob, health_text
+from photofind.library.scanner import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 DEFAULT_RESULTS = 200
 TYPE_DEBOUNCE_MS = 300
 # While indexing, the shown search is re-run this often so new photos join it.
@@ -587,7 +587,7 @@ class MainWindow(QMainWindow):
     @staticmethod
     def _image_path(mime: QMimeData) -> str | None:
         for url in mime.urls():
-            if url.isLocalFile() and Path(url.toLocalFile()).suffix.lower() in IMAGE_SUFFIXES:
+            if url.isLocalFile() and Path(url.toLocalFile()).suffix.lower() in IMAGE_EXTENSIONS:
                 return url.toLocalFile()
         return None
 

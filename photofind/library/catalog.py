@@ -663,9 +663,11 @@ class Catalog:
                 conn.execute(
                     "UPDATE photos SET status = 'offline' WHERE folder_id = ?", (folder_id,)
                 )
+            # A move changes a path that folder filters read, so it is a new generation
+            # too: the search engine's filter table is keyed on it.
             generation = (
                 self._bump_generation(conn)
-                if dropped
+                if dropped or scan.moved
                 else int(
                     conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
                 )
@@ -701,6 +703,7 @@ class Catalog:
             cur = conn.execute(f"UPDATE photos SET {sets} WHERE id = ?", (*params, photo_id))
             if cur.rowcount != 1:
                 raise CatalogError(f"no photo with id {photo_id} in {self.path}")
+            self._bump_generation(conn)  # folder filters read the path
 
     # ----------------------------------------------------------------- the pipeline's side
 
