@@ -379,13 +379,6 @@ class Catalog:
             conn.execute("UPDATE meta SET value = ? WHERE key = 'staged_model_id'", (model_id,))
             return True
 
-    def cancel_staged_model(self) -> bool:
-        """Drop the staged change and its vectors; True when there was one."""
-        with self._write() as conn:
-            had = self._staged_id(conn) is not None
-            self._clear_staged(conn)
-            return had
-
     @staticmethod
     def _staged_id(conn) -> str | None:
         row = conn.execute("SELECT value FROM meta WHERE key = 'staged_model_id'").fetchone()

@@ -1,7 +1,8 @@
 """One object over a library folder: catalog, vector index, scanning and indexing.
 
 The CLI, the watcher and the GUI all go through :class:`Library`; dependencies come in
-as arguments (the model is passed to :meth:`Library.index`), never from globals.
+as arguments (the model is passed to :meth:`Library.index_pending` and
+:meth:`Library.reindex_staged`), never from globals.
 
 Changing the model of an indexed library is staged (:meth:`Library.begin_model_change`):
 searches keep using the active model's vectors while :meth:`Library.reindex_staged` collects
@@ -202,11 +203,6 @@ class Library:
             self.staged_index = None
             return False
         return True
-
-    def cancel_model_change(self) -> bool:
-        """Drop a staged change and the vectors it collected; True when one ran."""
-        self.staged_index = None
-        return self.catalog.cancel_staged_model()
 
     def reindex_staged(
         self, model, *, progress=None, control: IndexControl | None = None, **options
