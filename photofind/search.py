@@ -326,6 +326,12 @@ class SearchEngine:
         for term in parsed.terms:
             total += term.weight * self._term_vector(term.kind, term.value)
         norm = float(np.linalg.norm(total))
+        if not np.isfinite(norm):
+            # Weights are bounded (photofind.query), so only a damaged vector gets here; a NaN
+            # query would rank every photo "nan".
+            raise SearchError(
+                f"query {str(parsed)!r}: a term's vector is not finite (NaN or infinity)"
+            )
         if norm < 1e-6:
             raise SearchError(f"query {str(parsed)!r}: its terms cancel out, nothing is left")
         return (total / norm).astype(np.float32)

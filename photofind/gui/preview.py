@@ -62,6 +62,8 @@ class PreviewDialog(QDialog):
         self.image.setObjectName("previewImage")
         self.image.setAccessibleName("Photo preview")
         self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        # A file name or an error quoting one may look like HTML: show it, never render it.
+        self.image.setTextFormat(Qt.TextFormat.PlainText)
         self.image.setMinimumSize(320, 240)
         self.image.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         layout.addWidget(self.image, 1)
@@ -76,6 +78,7 @@ class PreviewDialog(QDialog):
         ):
             value = QLabel("", self)
             value.setObjectName(f"preview_{key}")
+            value.setTextFormat(Qt.TextFormat.PlainText)  # "<h1>…</h1>.jpg" is a name
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             value.setWordWrap(True)
             form.addRow(label, value)
