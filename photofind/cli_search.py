@@ -77,6 +77,7 @@ def _search_args(p: argparse.ArgumentParser) -> None:
 def _similar_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", type=Path, help="a photo of the library, or any picture file")
     _filter_args(p)
+    p.add_argument("--all", action="store_true", help="no relevance cut-off: K results always")
 
 
 def _filter(args):
@@ -135,7 +136,9 @@ def _similar(args: argparse.Namespace, ctx: Context) -> int:
     return _engine_run(
         ctx,
         args,
-        lambda engine, f: engine.similar(args.path, k=args.n, offset=args.offset, filter=f),
+        lambda engine, f: engine.similar(
+            args.path, k=args.n, offset=args.offset, filter=f, cutoff=not args.all
+        ),
     )
 
 

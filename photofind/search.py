@@ -32,7 +32,14 @@ import numpy as np
 from photofind.errors import PhotofindError
 from photofind.library.vector_index import dot
 from photofind.query import IMAGE, PHOTO, TEXT, Query, parse_query
-from photofind.relevance import CutoffPolicy, policy_for, robust_threshold, sample_ids
+from photofind.relevance import (
+    SAME_PICTURE,
+    CutoffPolicy,
+    policy_for,
+    robust_threshold,
+    sample_ids,
+    z_for,
+)
 
 DEFAULT_K = 20
 DEFAULT_TEXT_CACHE = 256
@@ -300,7 +307,14 @@ class SearchEngine:
         vector = self.query_vector(parsed)
         has_text = any(term.kind == TEXT for term in parsed.terms)
         return self._rank(
-            vector, k, offset, filter, cutoff, plain_text=parsed.is_plain_text, far=has_text
+            vector,
+            k,
+            offset,
+            filter,
+            cutoff,
+            plain_text=parsed.is_plain_text,
+            image_only=not has_text,
+            far=has_text,
         )
 
     def similar(
@@ -314,10 +328,13 @@ class SearchEngine:
     ) -> SearchResults:
         """Photos that look like ``photo``: a library photo id, or a picture's path (the
         stored vector when the library holds it, else the file is encoded). The photo
-        itself, when in the library, comes first. No cut-off by default: "more like this"
-        is a browsing list."""
+        itself, when in the library, comes first. ``cutoff``: end the list where the photos
+        stop standing out (the policy's ``image_z``; the GUI and ``photofind similar`` do);
+        off by default for callers that page through the whole library by likeness."""
         query = Query.photo(photo) if isinstance(photo, (int, np.integer)) else Query.image(photo)
-        return self._rank(self.query_vector(query), k, offset, filter, cutoff, plain_text=False)
+        return self._rank(
+            self.query_vector(query), k, offset, filter, cutoff, plain_text=False, image_only=True
+        )
 
     def query_vector(self, query: str | Query) -> np.ndarray:
         """The unit vector a query searches with: the normalised weighted sum of its terms."""
@@ -344,15 +361,21 @@ class SearchEngine:
             self._table = None
             self._background = None
 
-    def threshold(self, vector: np.ndarray, *, plain_text: bool, index=None) -> float | None:
-        """The relevance cut-off for a query vector (None when no rule applies)."""
+    def threshold(
+        self, vector: np.ndarray, *, plain_text: bool, image_only: bool = False, index=None
+    ) -> float | None:
+        """The relevance cut-off for a query vector (None when no rule applies);
+        ``image_only``: the query holds pictures and no words (the policy's ``image_z``)."""
         bounds = []
         if plain_text and self.policy.min_score is not None:
             bounds.append(self.policy.min_score)
         background = self._background_vectors(index)
-        if background is not None and self.policy.z is not None:
-            bounds.append(robust_threshold(dot(background, vector), self.policy.z))
-        return max(bounds) if bounds else None
+        z = z_for(self.policy, image_only=image_only)
+        if background is not None and z is not None:
+            bounds.append(robust_threshold(dot(background, vector), z))
+        if not bounds:
+            return None
+        return min(max(bounds), SAME_PICTURE) if image_only else max(bounds)
 
     # -- internals ------------------------------------------------------------------------
 
@@ -408,7 +431,9 @@ class SearchEngine:
             return self.model.encode_images([path])[0]
         raise SearchError(f"unknown query term kind {kind!r}")
 
-    def _rank(self, vector, k, offset, filter, cutoff, *, plain_text, far=False) -> SearchResults:
+    def _rank(
+        self, vector, k, offset, filter, cutoff, *, plain_text, image_only=False, far=False
+    ) -> SearchResults:
         """``far``: the vector may lie away from every photo (it holds a sentence), so the
         graph search gets the wider beam of :func:`text_query_ef`."""
         if k < 0 or offset < 0:
@@ -419,7 +444,11 @@ class SearchEngine:
         allowed = None
         if filter is not None and not filter.is_empty:
             allowed = self._photo_table().allowed(filter)
-        limit = self.threshold(vector, plain_text=plain_text, index=index) if cutoff else None
+        limit = (
+            self.threshold(vector, plain_text=plain_text, image_only=image_only, index=index)
+            if cutoff
+            else None
+        )
         want = offset + k
         ef = text_query_ef(len(index)) if far else None
         ids, scores = index.query(vector, want, filter=allowed, ef=ef)

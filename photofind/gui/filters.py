@@ -65,8 +65,49 @@ class _OpenOnToday(QObject):
         return False
 
 
+class AnyDateEdit(QDateEdit):
+    """A date bound whose lowest value, shown as "any", means no bound.
+
+    Two ways out of "any" used to land on a date nobody chose: stepping up from it (arrow
+    key, wheel) gave 1901-01-01, and a field emptied with Backspace kept its old date while
+    showing nothing. Both hid photos without saying so: a step from "any" starts at today,
+    and an emptied field is "any".
+    """
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.lineEdit().textChanged.connect(self._text_changed)
+
+    def is_any(self) -> bool:
+        return self.date() == NO_DATE
+
+    def clear_date(self) -> None:
+        """Back to "any" (emits dateChanged when there was a date)."""
+        if self.date() != NO_DATE:
+            self.setDate(NO_DATE)
+        else:
+            self.lineEdit().setText(self.specialValueText())
+
+    def stepBy(self, steps: int) -> None:  # noqa: N802 - Qt naming
+        if self.is_any():
+            if steps > 0:
+                self.setDate(QDate.currentDate())
+            return
+        super().stepBy(steps)
+
+    def _text_changed(self, text: str) -> None:
+        if not text.strip():
+            self.clear_date()
+
+    def focusOutEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        super().focusOutEvent(event)
+        # Left half-erased ("an" of "any"): the date is still "any", so say so again.
+        if self.is_any() and self.lineEdit().text() != self.specialValueText():
+            self.clear_date()
+
+
 def _date_edit(parent, name: str, accessible: str) -> QDateEdit:
-    edit = QDateEdit(parent)
+    edit = AnyDateEdit(parent)
     edit.setObjectName(name)
     edit.setAccessibleName(accessible)
     edit.setCalendarPopup(True)
@@ -131,13 +172,7 @@ class FilterBar(QWidget):
             text.setBuddy(widget)
             layout.addWidget(text)
             layout.addWidget(widget)
-        # What the grid shows ("19 photos for “a red circle”", "photos like x.jpg"): it
-        # stays in view, unlike a status-bar message, so Find similar's results are named.
-        self.summary = ElidedLabel(self)
-        self.summary.setObjectName("resultsSummary")
-        self.summary.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        layout.addSpacing(12)
-        layout.addWidget(self.summary, 1)
+        layout.addStretch(1)  # (what the grid shows is said above it: results_header.py)
 
         self.folder.currentIndexChanged.connect(self.changed)
         self.type.currentIndexChanged.connect(self.changed)
@@ -176,8 +211,33 @@ class FilterBar(QWidget):
         )
         return None if f.is_empty else f
 
-    def set_summary(self, text: str) -> None:
-        self.summary.set_full_text(text)
+    def describe(self) -> list[str]:
+        """The active filters in words ("folder holiday", "from 2021-01-01", "type PNG")."""
+        out = []
+        if self.folder.currentIndex() > 0:
+            out.append(f"folder {self.folder.currentText()}")
+        if not self.after.is_any():
+            out.append(f"from {self.after.date().toString('yyyy-MM-dd')}")
+        if not self.before.is_any():
+            out.append(f"to {self.before.date().toString('yyyy-MM-dd')}")
+        if self.type.currentIndex() > 0:
+            out.append(f"type {self.type.currentText()}")
+        return out
+
+    def clear(self) -> None:
+        """Every filter back to "all"; ``changed`` is emitted once (when one was set)."""
+        if not self.describe():
+            return
+        widgets = (self.folder, self.type, self.after, self.before)
+        for widget in widgets:
+            widget.blockSignals(True)
+        self.folder.setCurrentIndex(0)
+        self.type.setCurrentIndex(0)
+        self.after.clear_date()
+        self.before.clear_date()
+        for widget in widgets:
+            widget.blockSignals(False)
+        self.changed.emit()
 
     def sort_order(self) -> str:
         return self.sort.currentData()
