@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 
-from PySide6.QtCore import QDate, QEvent, QObject, Qt, Signal
+from PySide6.QtCore import QDate, QEvent, QObject, QSize, Qt, Signal
 from PySide6.QtWidgets import QComboBox, QDateEdit, QHBoxLayout, QLabel, QSizePolicy, QWidget
 
 from photofind.search import SearchFilter
@@ -142,11 +142,19 @@ class FilterBar(QWidget):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 0, 8, 4)
         layout.setSpacing(6)
+        # The bar's narrowest is without its labels (minimumSizeHint, _fit_labels), so the
+        # window fits a narrow screen: 1280x800 at 150% is 853 points wide.
+        layout.setSizeConstraint(QHBoxLayout.SizeConstraint.SetNoConstraint)
 
         self.folder = QComboBox(self)
         self.folder.setObjectName("folderFilter")
         self.folder.setAccessibleName("Only photos in folder")
-        self.folder.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        # A long folder name is shortened in the box (whole in its list and tooltip), so
+        # it cannot widen the window past the screen.
+        self.folder.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.folder.setMinimumContentsLength(12)
         self.folder.addItem("All folders", "")
         self.after = _date_edit(self, "afterFilter", "Taken on or after")
         self.before = _date_edit(self, "beforeFilter", "Taken on or before")
@@ -155,6 +163,7 @@ class FilterBar(QWidget):
         self.type.setAccessibleName("File type")
         for label, exts in FILE_TYPES:
             self.type.addItem(label, exts)
+        self._labels: list[QLabel] = []
         self.sort = QComboBox(self)
         self.sort.setObjectName("sortOrder")
         self.sort.setAccessibleName("Sort results by")
@@ -170,8 +179,10 @@ class FilterBar(QWidget):
         ):
             text = QLabel(label, self)
             text.setBuddy(widget)
+            widget.setToolTip(widget.accessibleName())  # what it is when the label is hidden
             layout.addWidget(text)
             layout.addWidget(widget)
+            self._labels.append(text)
         layout.addStretch(1)  # (what the grid shows is said above it: results_header.py)
 
         self.folder.currentIndexChanged.connect(self.changed)
@@ -179,6 +190,40 @@ class FilterBar(QWidget):
         self.sort.currentIndexChanged.connect(self.changed)
         self.after.dateChanged.connect(self.changed)
         self.before.dateChanged.connect(self.changed)
+
+    def _width(self, *, labels: bool) -> int:
+        layout = self.layout()
+        items = [layout.itemAt(i) for i in range(layout.count())]
+        widgets = [it.widget() for it in items if it.widget() is not None]
+        if not labels:
+            widgets = [w for w in widgets if w not in self._labels]
+        margins = layout.contentsMargins()
+        return (
+            sum(w.minimumSizeHint().width() for w in widgets)
+            + layout.spacing() * max(0, len(widgets) - 1)
+            + margins.left()
+            + margins.right()
+        )
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt naming
+        hint = super().minimumSizeHint()
+        return QSize(self._width(labels=False), hint.height())
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt naming
+        hint = super().sizeHint()
+        return QSize(self._width(labels=True), hint.height())
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._fit_labels()
+
+    def _fit_labels(self) -> None:
+        """The labels go when the bar is too narrow for them (the boxes say what they hold
+        in their tooltips and accessible names)."""
+        show = self.width() >= self._width(labels=True)
+        for label in self._labels:
+            if label.isVisibleTo(self) != show:
+                label.setVisible(show)
 
     def set_folders(self, paths: list[str]) -> None:
         """Offer these folders; keep the one chosen when it is still there."""

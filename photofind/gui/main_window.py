@@ -44,6 +44,7 @@ from PySide6.QtWidgets import (
 
 from photofind.gui.filters import FilterBar, photo_date, sort_rows
 from photofind.gui.folders_panel import FoldersPanel, count_photos, folder_rows
+from photofind.gui.placement import place, save_placement, saved_placement
 from photofind.gui.results_header import (
     CLEAR_FILTERS_LINK,
     SHOW_ALL_LINK,
@@ -167,7 +168,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("photofind")
         self.setObjectName("mainWindow")
         self.setAcceptDrops(True)
-        self.resize(1280, 800)
+        place(self, saved_placement(library.root))  # inside the screen, where it was
 
         self.tasks = TaskRunner(self)
         self.thumbnails = ThumbnailLoader(thumbnail_dir)
@@ -662,15 +663,33 @@ class MainWindow(QMainWindow):
         menu.exec(self.view.viewport().mapToGlobal(pos))
 
     def open_photo(self, path: str) -> None:
-        QDesktopServices.openUrl(QUrl.fromLocalFile(path))
+        # openUrl says False when no launcher took it (no xdg-open, no default app): Qt
+        # only warns on stderr, where nobody looking at the app reads it.
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(path)):
+            self._cannot_launch(f"Cannot open {os.path.basename(path)}", path)
 
     def show_in_folder(self, path: str) -> None:
-        if sys.platform == "darwin":
-            subprocess.Popen(["open", "-R", path])
-        elif sys.platform == "win32":
-            subprocess.Popen(["explorer", "/select,", os.path.normpath(path)])
-        else:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(os.path.dirname(path)))
+        try:
+            if sys.platform == "darwin":
+                subprocess.Popen(["open", "-R", path])
+                return
+            if sys.platform == "win32":
+                subprocess.Popen(["explorer", "/select,", os.path.normpath(path)])
+                return
+        except OSError as exc:
+            self._cannot_launch(f"Cannot show {os.path.basename(path)}", path, str(exc))
+            return
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(os.path.dirname(path))):
+            self._cannot_launch(f"Cannot show {os.path.basename(path)}", os.path.dirname(path))
+
+    def _cannot_launch(self, title: str, path: str, reason: str = "") -> None:
+        self.report_error(
+            title,
+            f"No application on this computer opened {path}"
+            + (f" ({reason})" if reason else "")
+            + ". The desktop's file launcher (xdg-open on Linux) may be missing, or no "
+            "application is set for this kind of file. Copy path gives the file's place.",
+        )
 
     def copy_path(self, path: str) -> None:
         QGuiApplication.clipboard().setText(path)
@@ -1187,5 +1206,7 @@ class MainWindow(QMainWindow):
         self.thumbnails.wait()
 
     def closeEvent(self, event) -> None:  # noqa: N802
+        if not self.library.readonly and not self._closing:
+            save_placement(self, self.library.root)
         self.shutdown()
         super().closeEvent(event)
