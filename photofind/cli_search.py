@@ -99,7 +99,7 @@ def _print(results, args) -> None:
             print(f"{r.score:.4f}  {_shown(r.path)}")
     if results.cut and not args.json:
         print(
-            f"({results.cut} more below the relevance cut-off {results.threshold:.3f}; "
+            f"({results.below} more below the relevance cut-off {results.threshold:.3f}; "
             "--all shows them)",
             file=sys.stderr,
         )

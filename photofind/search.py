@@ -89,7 +89,9 @@ class SearchResults(Sequence):
     """One page of results, best first; iterable like a list of :class:`SearchResult`.
 
     ``threshold`` is the relevance cut-off applied (None: none); ``cut`` how many of the
-    candidates fetched for this page fell below it; ``exhausted`` that no page follows.
+    candidates fetched for this page fell below it; ``below`` how many photos the search
+    could return (the filter's, or the whole library) lie below it, fetched or not;
+    ``exhausted`` that no page follows.
     """
 
     results: tuple[SearchResult, ...]
@@ -97,6 +99,7 @@ class SearchResults(Sequence):
     threshold: float | None = None
     cut: int = 0
     exhausted: bool = True
+    below: int = 0
 
     def __getitem__(self, i):
         return self.results[i]
@@ -212,6 +215,11 @@ class _PhotoTable:
         if f.types:
             keep &= np.isin(self.exts, sorted(f.extensions()))
         return self.ids[keep]
+
+
+def _indexed(ids: np.ndarray, index) -> int:
+    """How many of ``ids`` the vector index holds (a photo may wait to be indexed)."""
+    return int(np.count_nonzero(np.isin(ids, index.ids(), assume_unique=True)))
 
 
 # ------------------------------------------------------------------------------ caching
@@ -453,11 +461,15 @@ class SearchEngine:
         ef = text_query_ef(len(index)) if far else None
         ids, scores = index.query(vector, want, filter=allowed, ef=ef)
         fetched = len(ids)
-        cut = 0
+        cut = below = 0
         if limit is not None:
             keep = scores >= limit
-            cut = int(np.count_nonzero(~keep))
+            cut = below = int(np.count_nonzero(~keep))
             ids, scores = ids[keep], scores[keep]
+            if cut and fetched == want:
+                # The list is best first: every photo not fetched scores lower still.
+                candidates = len(index) if allowed is None else _indexed(allowed, index)
+                below = max(cut, candidates - len(ids))
         page = ids[offset:want].tolist()
         photos = self.library.catalog.photos_by_id(page)
         results = []
@@ -466,7 +478,7 @@ class SearchEngine:
             if photo is not None:  # removed since the index answered
                 results.append(SearchResult(photo_id, photo.path, float(score)))
         exhausted = fetched < want or cut > 0
-        return SearchResults(tuple(results), offset, limit, cut, exhausted)
+        return SearchResults(tuple(results), offset, limit, cut, exhausted, below)
 
     def _photo_table(self) -> _PhotoTable:
         key = (self.library.catalog.generation, len(self.library.index))

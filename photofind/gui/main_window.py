@@ -48,6 +48,7 @@ from photofind.gui.placement import place, save_placement, saved_placement
 from photofind.gui.results_header import (
     CLEAR_FILTERS_LINK,
     SHOW_ALL_LINK,
+    SHOW_ALL_MAX,
     Outcome,
     ResultsHeader,
     empty_page_html,
@@ -456,9 +457,10 @@ class MainWindow(QMainWindow):
         self._last_query = text
         self._rerun = self.run_search
         cutoff = self._cutoff_for(("text", text))
+        k = self._result_count()
         flt = self.filter_bar.search_filter()
         self._submit(
-            lambda: self.engine.search(text, k=DEFAULT_RESULTS, cutoff=cutoff, filter=flt),
+            lambda: self.engine.search(text, k=k, cutoff=cutoff, filter=flt),
             f"for “{text}”",
         )
 
@@ -469,11 +471,12 @@ class MainWindow(QMainWindow):
         self._last_query = ""
         self._rerun = lambda: self.find_similar(photo_id, path)
         cutoff = self._cutoff_for(("similar", photo_id, path))
+        k = self._result_count()
         flt = self.filter_bar.search_filter()
         self._submit(
             lambda: self.engine.similar(
                 photo_id if photo_id is not None else path,
-                k=DEFAULT_RESULTS,
+                k=k,
                 filter=flt,
                 cutoff=cutoff,
             ),
@@ -485,9 +488,10 @@ class MainWindow(QMainWindow):
             return
         self._rerun = lambda: self.search_by_image(path)
         cutoff = self._cutoff_for(("image", path))
+        k = self._result_count()
         flt = self.filter_bar.search_filter()
         self._submit(
-            lambda: self.engine.similar(path, k=DEFAULT_RESULTS, filter=flt, cutoff=cutoff),
+            lambda: self.engine.similar(path, k=k, filter=flt, cutoff=cutoff),
             f"like {os.path.basename(path)}",
         )
 
@@ -498,6 +502,10 @@ class MainWindow(QMainWindow):
             self._query_key = key
             self._show_all = False
         return self.relevance_cutoff and not self._show_all
+
+    def _result_count(self) -> int:
+        """Results fetched: a screenful and more, or after "Show all" up to its most."""
+        return SHOW_ALL_MAX if self._show_all else DEFAULT_RESULTS
 
     def _set_show_all(self, show_all: bool) -> None:
         """The header's button: the search on screen again, with or without its cut-off."""
@@ -533,7 +541,7 @@ class MainWindow(QMainWindow):
                     for row in rows
                 }
                 rows = sort_rows(rows, order, lambda row: dates[row.path])
-            return rows, found.threshold, found.cut
+            return rows, found.threshold, found.below
 
         def done(result, error):
             if serial != self._query_serial:
@@ -1206,7 +1214,7 @@ class MainWindow(QMainWindow):
         self.thumbnails.wait()
 
     def closeEvent(self, event) -> None:  # noqa: N802
-        if not self.library.readonly and not self._closing:
+        if not self.library.readonly:
             save_placement(self, self.library.root)
         self.shutdown()
         super().closeEvent(event)

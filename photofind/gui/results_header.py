@@ -22,12 +22,15 @@ from photofind.gui.filters import ElidedLabel
 #: hrefs of the links on the "Nothing found" page (others there are example searches)
 SHOW_ALL_LINK = "photofind:show-all"
 CLEAR_FILTERS_LINK = "photofind:clear-filters"
+#: The most results "Show all" fetches: all of a filtered search or a small library, and
+#: a grid that stays quick to fill in a library of 100,000 (the button then says so).
+SHOW_ALL_MAX = 1000
 
 
 @dataclass(frozen=True)
 class Outcome:
     """What one search gave. ``what``: "for “a red circle”" or "like x.jpg". ``cut``:
-    results below the relevance ``threshold`` not shown; ``show_all``: the cut-off was
+    photos below the relevance ``threshold``, not shown; ``show_all``: the cut-off was
     lifted on request, and ``stand_out`` of the ``shown`` are above it. ``filters``: the
     active filters in words. ``error``: why the search failed (then nothing is shown)."""
 
@@ -70,8 +73,12 @@ def button_text(outcome: Outcome | None) -> str | None:
     if outcome.show_all:
         return "Only those that stand out"
     if outcome.cut:
-        return f"Show all {outcome.shown + outcome.cut:,}"
+        return show_all_text(outcome.shown + outcome.cut)
     return None
+
+
+def show_all_text(total: int) -> str:
+    return f"Show all {total:,}" if total <= SHOW_ALL_MAX else f"Show the best {SHOW_ALL_MAX:,}"
 
 
 def empty_page_html(outcome: Outcome) -> str:
@@ -88,7 +95,7 @@ def empty_page_html(outcome: Outcome) -> str:
         limit = f" ({outcome.threshold:.3f})" if outcome.threshold is not None else ""
         parts.append(
             f"<p>{below} the relevance cut-off{limit}: none stands out from the library. "
-            f'<a href="{SHOW_ALL_LINK}">Show all {outcome.cut:,}</a></p>'
+            f'<a href="{SHOW_ALL_LINK}">{show_all_text(outcome.cut)}</a></p>'
         )
     if outcome.filters:
         named = html.escape(", ".join(outcome.filters))
