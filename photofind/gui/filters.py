@@ -28,9 +28,10 @@ NO_DATE = QDate(1900, 1, 1)
 class ElidedLabel(QLabel):
     """A one-line label that shortens its text with "…" instead of widening the window."""
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, mode: Qt.TextElideMode = Qt.TextElideMode.ElideMiddle):
         super().__init__(parent)
         self._full = ""
+        self._mode = mode
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.setTextFormat(Qt.TextFormat.PlainText)
 
@@ -48,7 +49,7 @@ class ElidedLabel(QLabel):
 
     def _elide(self) -> None:
         metrics = self.fontMetrics()
-        self.setText(metrics.elidedText(self._full, Qt.TextElideMode.ElideMiddle, self.width()))
+        self.setText(metrics.elidedText(self._full, self._mode, self.width()))
 
 
 class _OpenOnToday(QObject):
@@ -257,16 +258,23 @@ class FilterBar(QWidget):
         return None if f.is_empty else f
 
     def describe(self) -> list[str]:
-        """The active filters in words ("folder holiday", "from 2021-01-01", "type PNG")."""
+        """The active filters in words, each to follow "photos": "in folder holiday",
+        "taken 2021-01-01 to 2021-06-30", "of type PNG"."""
         out = []
         if self.folder.currentIndex() > 0:
-            out.append(f"folder {self.folder.currentText()}")
-        if not self.after.is_any():
-            out.append(f"from {self.after.date().toString('yyyy-MM-dd')}")
-        if not self.before.is_any():
-            out.append(f"to {self.before.date().toString('yyyy-MM-dd')}")
+            out.append(f"in folder {self.folder.currentText()}")
+        after, before = (
+            None if edit.is_any() else edit.date().toString("yyyy-MM-dd")
+            for edit in (self.after, self.before)
+        )
+        if after and before:
+            out.append(f"taken {after} to {before}")
+        elif after:
+            out.append(f"taken on or after {after}")
+        elif before:
+            out.append(f"taken on or before {before}")
         if self.type.currentIndex() > 0:
-            out.append(f"type {self.type.currentText()}")
+            out.append(f"of type {self.type.currentText()}")
         return out
 
     def clear(self) -> None:

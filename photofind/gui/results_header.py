@@ -32,7 +32,7 @@ class Outcome:
     """What one search gave. ``what``: "for “a red circle”" or "like x.jpg". ``cut``:
     photos below the relevance ``threshold``, not shown; ``show_all``: the cut-off was
     lifted on request, and ``stand_out`` of the ``shown`` are above it. ``filters``: the
-    active filters in words. ``error``: why the search failed (then nothing is shown)."""
+    active filters in words (``FilterBar.describe``). ``error``: why the search failed (then nothing is shown)."""
 
     what: str
     shown: int = 0
@@ -52,7 +52,10 @@ def summary_text(outcome: Outcome) -> str:
     """The one line above the grid."""
     if outcome.error is not None:
         return f"Search failed: {outcome.error}"
-    text = f"{_photos(outcome.shown)} {outcome.what}"
+    if outcome.shown:
+        text = f"{_photos(outcome.shown)} {outcome.what}"
+    else:
+        text = f"Nothing found {outcome.what}"
     if outcome.filters:
         text += f" ({', '.join(outcome.filters)})"
     if outcome.show_all:
@@ -60,7 +63,8 @@ def summary_text(outcome: Outcome) -> str:
         if outcome.threshold is not None and outcome.stand_out is not None:
             text += f": {outcome.stand_out:,} score {outcome.threshold:.3f} or more"
     elif outcome.cut:
-        text += f" · {outcome.cut:,} more below the relevance cut-off"
+        more = " more" if outcome.shown else ""
+        text += f" · {outcome.cut:,}{more} below the relevance cut-off"
         if outcome.threshold is not None:
             text += f" ({outcome.threshold:.3f})"
     return text
@@ -100,7 +104,7 @@ def empty_page_html(outcome: Outcome) -> str:
     if outcome.filters:
         named = html.escape(", ".join(outcome.filters))
         parts.append(
-            f"<p>Only photos with {named} were searched. "
+            f"<p>Only photos {named} were searched. "
             f'<a href="{CLEAR_FILTERS_LINK}">Clear the filters</a></p>'
         )
     if not outcome.cut and not outcome.filters:
@@ -119,14 +123,14 @@ class ResultsHeader(QWidget):
         self.setObjectName("resultsHeader")
         layout = QHBoxLayout(self)
         layout.setContentsMargins(10, 0, 8, 2)
-        self.summary = ElidedLabel(self)
+        # Cut at the end: the count and what it is for come first and stay.
+        self.summary = ElidedLabel(self, Qt.TextElideMode.ElideRight)
         self.summary.setObjectName("resultsSummary")
         self.summary.setAccessibleName("What the results show")
         layout.addWidget(self.summary, 1)
         self.button = QPushButton(self)
         self.button.setObjectName("showAllButton")
-        self.button.setFlat(True)
-        self.button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.button.setAutoDefault(False)
         self.button.setVisible(False)
         self.button.clicked.connect(self._clicked)
         layout.addWidget(self.button)
