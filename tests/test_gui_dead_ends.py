@@ -148,6 +148,8 @@ def test_a_failed_search_replaces_the_results_with_the_reason(qtbot, window, tmp
     assert _search(qtbot, window, f'img:"{broken}"') == 0
     assert "broken.jpg" in window.empty_label.text()
     assert "The search failed" in window.empty_label.text()
+    failures = [r for r in caplog.records if "failed" in r.getMessage()]
+    assert len(failures) == 2 and not any(r.exc_info for r in failures)
 
     assert _search(qtbot, window, "anything") == 4  # and a search that works shows again
     assert window.stack.currentWidget() is window.view

@@ -181,7 +181,9 @@ class MainWindow(QMainWindow):
         # a new search (another key) starts with the cut-off again.
         self._query_key: tuple | None = None
         self._show_all = False
-        self._thresholds: dict[tuple, float] = {}  # per query key, seen in a cut search
+        # The cut-off last seen for a query key: "Show all" runs without one and still says
+        # how many of its results stand out (the cut-off does not depend on the filters).
+        self._seen_threshold: tuple[tuple | None, float | None] = (None, None)
         #: the per-query relevance cut-off of photofind.search (a setting)
         self.relevance_cutoff = self.settings.relevance_cutoff
         self._closing = False
@@ -551,8 +553,10 @@ class MainWindow(QMainWindow):
                 return
             rows, threshold, cut = result
             if threshold is not None:
-                self._thresholds[key] = threshold
-            threshold = self._thresholds.get(key) if show_all else threshold
+                self._seen_threshold = (key, threshold)
+            if show_all:
+                seen_key, seen = self._seen_threshold
+                threshold = seen if seen_key == key else None
             stand_out = None
             if show_all and threshold is not None:
                 stand_out = sum(row.score >= threshold for row in rows)
