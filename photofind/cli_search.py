@@ -82,6 +82,7 @@ def _search_args(p: argparse.ArgumentParser) -> None:
 def _similar_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", type=Path, help="a photo of the library, or any picture file")
     _filter_args(p)
+    p.add_argument("--all", action="store_true", help="no relevance cut-off: K results always")
 
 
 def _filter(args):
@@ -103,7 +104,7 @@ def _print(results, args) -> None:
             print(f"{r.score:.4f}  {printable(r.path)}")
     if results.cut and not args.json:
         print(
-            f"({results.cut} more below the relevance cut-off {results.threshold:.3f}; "
+            f"({results.below} more below the relevance cut-off {results.threshold:.3f}; "
             "--all shows them)",
             file=sys.stderr,
         )
@@ -151,7 +152,9 @@ def _similar(args: argparse.Namespace, ctx: Context) -> int:
     return _engine_run(
         ctx,
         args,
-        lambda engine, f: engine.similar(args.path, k=args.n, offset=args.offset, filter=f),
+        lambda engine, f: engine.similar(
+            args.path, k=args.n, offset=args.offset, filter=f, cutoff=not args.all
+        ),
     )
 
 
