@@ -215,6 +215,10 @@ class _Kinds:
             "QTimer.singleShot": single_shot,
             "QAbstractItemModel.beginResetModel/endResetModel": reset_model,
             "QAbstractItemModel.beginInsertRows/endRemoveRows": insert_row,
+            # A value-returning call whose value is None (a role the model does not serve).
+            "QModelIndex.data (None from a Python model)": lambda: rows.index(0).data(
+                Qt.ItemDataRole.ToolTipRole
+            ),
             "QAbstractItemModel.dataChanged.emit": lambda: rows.dataChanged.emit(
                 rows.index(0), rows.index(2)
             ),
