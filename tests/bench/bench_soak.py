@@ -132,8 +132,10 @@ def run_soak(
     result["exit_status"] = status
     result["wall_s"] = round(time.monotonic() - started, 1)
     if crashed:
+        lines = stderr.strip().splitlines()
         result["crashed_during"] = "exit" if finished else "actions"
-        result["stderr_tail"] = stderr.strip().splitlines()[-25:]
+        result["fatal_error"] = next((x for x in lines if x.startswith("Fatal Python")), None)
+        result["stderr_tail"] = lines[-25:]
     return result
 
 
@@ -574,10 +576,14 @@ class Soak:
     # figures ------------------------------------------------------------------------
 
     def report(self) -> dict:
+        import PySide6
+
         gaps_ms = [g * 1e3 for g in self.gaps]
         longest = max(range(len(gaps_ms)), key=gaps_ms.__getitem__) if gaps_ms else None
         ordered = sorted(gaps_ms)
         return {
+            "python": sys.version.split()[0],
+            "pyside6": PySide6.__version__,
             "actions_done": self.actions_done(),
             "actions": dict(sorted(self.done.items())),
             "skipped_not_possible_then": dict(sorted(self.skipped.items())),
@@ -706,8 +712,6 @@ def child(args) -> int:
         "setup_s": round(setup_s, 1),
         "actions_s": round(actions_s, 1),
         "actions_per_s": round(soak.actions_done() / actions_s, 1),
-        "python": sys.version.split()[0],
-        "pyside6": __import__("PySide6").__version__,
         "none_refcount_start": none_start,
         "none_refcount_end": none_end,
         "none_refcount_drift": none_end - none_start,
