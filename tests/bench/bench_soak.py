@@ -82,6 +82,10 @@ def rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _mb(n: int | None) -> float | None:
+    return None if n is None else round(n / 1e6, 1)
+
+
 # -- the parent --------------------------------------------------------------------------
 
 
@@ -190,6 +194,8 @@ class Soak:
         self.search_failures: list[str] = []
         self.none_series: list[tuple[int, int]] = []
         self.rss_half: int | None = None
+        self.none_start: int | None = None  # set when the actions begin
+        self.rss_start: int | None = None
         self.current = "setup"
         self._wait: tuple | None = None  # (condition, deadline, name, since)
         self._busy = False
@@ -596,6 +602,7 @@ class Soak:
             "exceptions_count": len(self.exceptions),
             "error_dialogs": self.error_dialogs[:10],
             "search_failures": self.search_failures,
+            "none_refcount_start": self.none_start,
             "none_refcount_series": self.none_series,
             "none_refcount_change_by_action": dict(self.none_by_kind.most_common()),
             "longest_stall_ms": round(gaps_ms[longest], 1) if longest is not None else None,
@@ -605,6 +612,8 @@ class Soak:
             else None,
             "heartbeat_gaps_over_100ms": sum(g > 100 for g in gaps_ms),
             "slowest_action_ms": {k: round(v, 1) for k, v in sorted(self.slowest_ms.items())},
+            "rss_start_mb": _mb(self.rss_start),
+            "rss_half_mb": _mb(self.rss_half),
         }
 
 
@@ -685,8 +694,8 @@ def child(args) -> int:
     QTest.keyClick(window.search_box, Qt.Key.Key_Return)
     wait_until(app, lambda: window.results.rowCount() > 0, 30)
     gc.collect()
-    none_start = sys.getrefcount(None)
-    rss_start = rss_bytes()
+    none_start = soak.none_start = sys.getrefcount(None)
+    rss_start = soak.rss_start = rss_bytes()
     setup_s = time.perf_counter() - t0
 
     started = time.perf_counter()
@@ -715,9 +724,9 @@ def child(args) -> int:
         "none_refcount_start": none_start,
         "none_refcount_end": none_end,
         "none_refcount_drift": none_end - none_start,
-        "rss_start_mb": round(rss_start / 1e6, 1),
-        "rss_half_mb": round((soak.rss_half or rss_end) / 1e6, 1),
-        "rss_end_mb": round(rss_end / 1e6, 1),
+        "rss_start_mb": _mb(rss_start),
+        "rss_half_mb": _mb(soak.rss_half or rss_end),
+        "rss_end_mb": _mb(rss_end),
     }
     soak.checkpoint(**result)
     # Quit as the user does (the second crash of issue 13 came here): the Quit shortcut
