@@ -403,7 +403,8 @@ class MainWindow(QMainWindow):
             QKeySequence.StandardKey.ZoomOut, self, lambda: self._set_zoom(self.zoom.value() - 24)
         )
         QShortcut(QKeySequence.StandardKey.Paste, self, self.paste_image)
-        QShortcut(QKeySequence.StandardKey.Quit, self, self.close)
+        # Ctrl+Q on every platform: StandardKey.Quit is empty on Windows (and offscreen).
+        QShortcut(QKeySequence("Ctrl+Q"), self, self.close)
 
     def _model_text(self) -> str:
         if self.model is None:
