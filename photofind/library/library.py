@@ -24,10 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from photofind.atomic import fsync_dir
-from photofind.library.catalog import Catalog, Folder, ScanApplied
+from photofind.library.catalog import CATALOG_NAME, Catalog, Folder, ScanApplied
 from photofind.library.indexer import IndexControl, Indexer, IndexStats, Progress
 from photofind.library.scanner import ScanResult, scan
-from photofind.library.vector_index import INDEX_NAME, SIDECAR_NAME, VectorIndex
+from photofind.library.vector_index import (
+    INDEX_NAME,
+    SIDECAR_NAME,
+    CatalogLostError,
+    VectorIndex,
+    lost_catalog_message,
+    saved_count,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +115,10 @@ class Library:
         :class:`photofind.library.LibraryLockedError`. Readers never block.
         """
         root = Path(root)
+        count, _, held = saved_count(root)
+        if count > 0 and not (root / CATALOG_NAME).exists():
+            # Not even an empty catalog is made in its place (see refuse_if_catalog_lost).
+            raise CatalogLostError(lost_catalog_message(root, count, held))
         catalog = Catalog.open(root, readonly=readonly)
         try:
             if not readonly:
