@@ -46,6 +46,7 @@ STATUSES = (INDEXED, PENDING, FAILED, OFFLINE)
 
 # SQLite's primary result codes (sqlite3 names them from Python 3.11 on).
 _SQLITE_FULL = 13
+_SQLITE_IOERR = 10  # also what a file-size limit (EFBIG) gives
 _SQLITE_DAMAGED = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
 
 __all__ = [
@@ -290,6 +291,9 @@ class Catalog:
         except sqlite3.OperationalError as exc:
             conn.close()
             first = exc
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise CatalogError(f"{path} is not a usable catalog: {exc}") from exc
         folder = path.parent
         if not (mounted_readonly(folder) or not os.access(folder, os.W_OK)):
             raise CatalogError(f"cannot open catalog {path} read-only: {first}")
@@ -371,6 +375,11 @@ class Catalog:
             return CatalogError(
                 f"the disk holding {self.path} is full: the change was not saved (the "
                 "catalog is as it was); free some space and run again"
+            )
+        if code == _SQLITE_IOERR:
+            return CatalogError(
+                f"cannot write {self.path} ({exc}: is the disk full, gone or failing?); the "
+                "change was not saved (the catalog is as it was)"
             )
         if code in _SQLITE_DAMAGED or "malformed" in text or "not a database" in text:
             return CatalogError(

@@ -28,7 +28,7 @@ import numpy as np
 
 from photofind.clip.providers import cpu_threads
 from photofind.errors import ImageError
-from photofind.library.decode_pool import DecodePool, Job, PhotoOverran
+from photofind.library.decode_pool import DecodePool, DecodeStuck, Job, PhotoOverran
 from photofind.library.exif import capture_date
 
 log = logging.getLogger(__name__)
@@ -258,10 +258,15 @@ class Indexer:
                         pending.append((photo, pool.submit(self._decode, photo)))
                 if not pending:
                     break
-                batch = [
-                    self._decoded(pool, *pending.popleft())
-                    for _ in range(min(len(pending), self.batch_size))
-                ]
+                batch = []
+                try:
+                    for _ in range(min(len(pending), self.batch_size)):
+                        batch.append(self._decoded(pool, *pending.popleft()))
+                except DecodeStuck:
+                    # What was decoded (and the photos that overran, as failures) is kept:
+                    # the next run must not wait for those photos again.
+                    self._encode_and_hand_over(batch, results)
+                    raise
                 self._encode_and_hand_over(batch, results)
         finally:
             for _, job in pending:

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from photofind.atomic import fsync_dir
+from photofind.errors import PhotofindError
 from photofind.library.catalog import CATALOG_NAME, Catalog, Folder, ScanApplied
 from photofind.library.indexer import IndexControl, Indexer, IndexStats, Progress
-from photofind.library.scanner import ScanResult, scan
+from photofind.library.scanner import ScanResult, is_library_folder, scan
 from photofind.library.vector_index import (
     INDEX_NAME,
     SIDECAR_NAME,
@@ -147,9 +148,12 @@ class Library:
     def add_folder(self, path: str | os.PathLike) -> Folder:
         path = Path(path).expanduser()
         if not path.is_dir():
-            from photofind.errors import PhotofindError
-
             raise PhotofindError(f"{path} is not a folder")
+        if is_library_folder(path, self.root):
+            raise PhotofindError(
+                f"{path} is photofind's own library folder, where it keeps its catalog and "
+                "thumbnails: choose a folder of photos (one holding the library is fine)"
+            )
         return self.catalog.add_folder(path)
 
     def remove_folder(self, path: str | os.PathLike) -> int:

@@ -558,8 +558,9 @@ class VectorIndex:
                 os.replace(sidecar_tmp, library_dir / SIDECAR_NAME)
                 sidecar_tmp = None
                 fsync_dir(library_dir)
-            except OSError as exc:
-                raise VectorIndexError(self._not_saved(library_dir, exc.strerror or exc)) from exc
+            except (OSError, RuntimeError) as exc:  # RuntimeError: hnswlib's own complaint
+                why = getattr(exc, "strerror", None) or str(exc)
+                raise VectorIndexError(self._not_saved(library_dir, why)) from exc
             finally:
                 if sidecar_tmp is not None:
                     with contextlib.suppress(OSError):
