@@ -339,6 +339,7 @@ def _make_small_library(model, root: Path, photos: Path) -> list[Path]:
 
 
 def test_library_on_read_only_media_is_searchable(model, tmp_path):
+    from photofind.gui.thumbnails import make_thumbnail
     from photofind.search import SearchEngine
 
     with tmpfs(tmp_path / "media", "16m") as media:
@@ -361,6 +362,8 @@ def test_library_on_read_only_media_is_searchable(model, tmp_path):
                 assert library.catalog.photo(int(ids[0])).path == str(paths[1])
                 results = SearchEngine(library, model).search(f"img:{paths[3]}", k=1)
                 assert results[0].path == str(paths[3])
+            # The app's thumbnails too, though their cache there cannot be written.
+            assert not make_thumbnail(str(paths[0]), root / "thumbnails").isNull()
             assert not (root / f"{CATALOG_NAME}-shm").exists()
         finally:
             if media is not None:
