@@ -179,7 +179,8 @@ def open_regular_file(path: str | os.PathLike) -> BinaryIO:
     otherwise block its reader in ``open`` until some writer came along (forever), and a
     check of the name before opening races with that very replacement.
     """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    nonblock = getattr(os, "O_NONBLOCK", 0)  # POSIX; Windows has no FIFOs at a path
+    flags = os.O_RDONLY | nonblock | getattr(os, "O_NOCTTY", 0)
     flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     fd = os.open(path, flags)
     try:
@@ -189,7 +190,7 @@ def open_regular_file(path: str | os.PathLike) -> BinaryIO:
             if kind != "not a regular file":
                 kind = f"it is {kind}, not a regular file"
             raise NotARegularFile(errno.EINVAL, kind, os.fspath(path))
-        if hasattr(os, "set_blocking"):
+        if nonblock:
             os.set_blocking(fd, True)  # no effect on a regular file's reads, but be plain
         return os.fdopen(fd, "rb")
     except BaseException:

@@ -928,8 +928,8 @@ class Catalog:
             for r in rows:
                 yield _photo(r)
 
-    def photo_count(self) -> int:
-        return self._query("SELECT COUNT(*) FROM photos")[0][0]
+    def has_photos(self) -> bool:
+        return bool(self._query("SELECT EXISTS (SELECT 1 FROM photos)")[0][0])
 
     def max_photo_id(self) -> int:
         """The largest photo id in use (0 when there is none)."""

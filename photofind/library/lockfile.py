@@ -73,8 +73,9 @@ class ProcessLock:
         """
         if os.name == "nt" and self.path.is_symlink():  # pragma: no cover - no O_NOFOLLOW
             raise LockFileError(self._refusal("is a symbolic link"))
+        nonblock = getattr(os, "O_NONBLOCK", 0)
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-        flags |= getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+        flags |= nonblock | getattr(os, "O_CLOEXEC", 0)
         try:
             fd = os.open(self.path, flags, 0o644)
         except OSError as exc:
@@ -87,7 +88,7 @@ class ProcessLock:
                 raise LockFileError(self._refusal("is not a regular file"))
             if st.st_nlink > 1:
                 raise LockFileError(self._refusal(f"has {st.st_nlink} hard links"))
-            if hasattr(os, "set_blocking"):
+            if nonblock:
                 os.set_blocking(fd, True)
         except BaseException:
             os.close(fd)

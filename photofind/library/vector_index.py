@@ -217,7 +217,12 @@ class VectorIndex:
             idx = cls.build(catalog, params=params)
             changed = True
         if changed and save:
-            idx.save(library_dir)
+            try:
+                idx.save(library_dir)
+            except VectorIndexError as exc:
+                # Derived data: the repaired copy serves this process from memory all the
+                # same, and the next open repairs it again.
+                log.warning("%s", exc)
         return idx
 
     @classmethod
@@ -645,7 +650,7 @@ def refuse_if_catalog_lost(library_dir: str | os.PathLike, catalog) -> None:
     bumps its generation) or the index had nothing to lose.
     """
     count, generation, model = saved_count(library_dir)
-    if count <= 0 or catalog.photo_count() > 0 or catalog.generation > generation:
+    if count <= 0 or catalog.has_photos() or catalog.generation > generation:
         return
     raise CatalogLostError(lost_catalog_message(library_dir, count, model))
 
