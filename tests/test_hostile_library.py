@@ -18,6 +18,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 from pathlib import Path
@@ -190,6 +191,10 @@ def fake_ghostscript(tmp_path, monkeypatch):
     gs.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setattr(EpsImagePlugin, "gs_binary", None)  # found again, on this PATH
+    # Pillow hands gs its output file in the temporary folder: watch an empty one.
+    temp = tmp_path / "tmpdir"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     return marker
 
 
@@ -235,6 +240,7 @@ def test_eps_named_jpg_is_failed_and_ghostscript_never_runs(model, tmp_path, fak
             open_it(eps)
     assert capture_date(eps) is None
     assert not fake_ghostscript.exists(), fake_ghostscript.read_text()
+    assert list((tmp_path / "tmpdir").iterdir()) == []
 
 
 # -- 5. a photo replaced by a FIFO; a decode that never ends -------------------------------

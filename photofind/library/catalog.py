@@ -257,8 +257,11 @@ class Catalog:
         # WAL's shared-memory index (-shm) is mapped by each machine separately over a
         # network file system, so readers and the writer stop seeing each other: SQLite
         # documents that as corrupting. The rollback journal only needs file locks.
-        mode = conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0]
-        conn.execute("PRAGMA synchronous = FULL")
+        try:
+            mode = conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0]
+            conn.execute("PRAGMA synchronous = FULL")
+        except sqlite3.OperationalError:  # busy: another connection holds it in WAL mode
+            mode = "wal"
         if str(mode).lower() != "delete":
             raise CatalogError(
                 f"{path} is on a network file system ({network}) and still in WAL mode, "
