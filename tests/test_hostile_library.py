@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -748,6 +749,14 @@ def test_catalog_on_a_network_file_system_uses_no_wal(tmp_path, monkeypatch, cap
     with Catalog.open(share) as catalog:  # made locally in WAL mode, then moved to a share
         fill_catalog(catalog, tmp_path / "photos", 3)
     monkeypatch.setattr(filesystems, "MOUNTINFO", str(_mountinfo_with(tmp_path, share, fs_type)))
+    # Still held in WAL mode by another connection: refused, not written in WAL there.
+    other = sqlite3.connect(share / CATALOG_NAME)
+    try:
+        other.execute("SELECT COUNT(*) FROM photos").fetchall()
+        with pytest.raises(CatalogError, match="still in WAL mode"):
+            Catalog.open(share)
+    finally:
+        other.close()
     with caplog.at_level(logging.WARNING, logger="photofind.library.catalog"):
         catalog = Catalog.open(share)
     with catalog:
