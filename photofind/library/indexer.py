@@ -9,7 +9,8 @@ never waits for the decoder:
 
 Decoding runs a bounded window ahead of the encoder (the look-ahead of rclip): while a
 batch is being encoded, the next ones are decoded. A photo that fails is recorded as
-``failed`` with its reason and never retried until its file changes. Because a photo
+``failed`` with its reason and never retried until its file changes; so is one whose read
+and decode take longer than ``photo_time_limit_s`` (see :mod:`photofind.library.decode_pool`). Because a photo
 stays ``pending`` until its vector is committed, a crash or a kill loses at most the batch
 in flight, and the next run starts where this one stopped.
 """
