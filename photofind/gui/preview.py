@@ -10,7 +10,7 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QDialog, QFormLayout, QLabel, QSizePolicy, QVBoxLayout
 
-from photofind.clip.preprocess import open_image
+from photofind.clip.preprocess import open_image, open_photo
 
 PREVIEW_SIDE = 1600  # pixels, longest side decoded for the preview
 
@@ -46,9 +46,9 @@ def score_text(score: float | None, threshold: float | None) -> str:
 def load_preview(path: str, score: float | None, date: str | None) -> tuple[QImage, PhotoDetails]:
     """Decode a screen-sized copy of ``path`` and read its details. Runs off the GUI thread."""
     size = os.stat(path).st_size
-    with Image.open(path) as probe:
+    img = open_image(path, draft_size=(PREVIEW_SIDE, PREVIEW_SIDE))  # names what is wrong
+    with open_photo(path) as probe:
         width, height = probe.size  # the stored size; cheap, reads only the header
-    img = open_image(path, draft_size=(PREVIEW_SIDE, PREVIEW_SIDE))
     img.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.BICUBIC)
     data = img.tobytes()
     image = QImage(data, img.width, img.height, 3 * img.width, QImage.Format.Format_RGB888).copy()

@@ -24,10 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from photofind.atomic import fsync_dir
-from photofind.library.catalog import Catalog, Folder, ScanApplied
+from photofind.errors import PhotofindError
+from photofind.library.catalog import CATALOG_NAME, Catalog, Folder, ScanApplied
 from photofind.library.indexer import IndexControl, Indexer, IndexStats, Progress
-from photofind.library.scanner import ScanResult, scan
-from photofind.library.vector_index import INDEX_NAME, SIDECAR_NAME, VectorIndex
+from photofind.library.scanner import ScanResult, is_library_folder, scan
+from photofind.library.vector_index import (
+    INDEX_NAME,
+    SIDECAR_NAME,
+    CatalogLostError,
+    VectorIndex,
+    lost_catalog_message,
+    saved_count,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +116,10 @@ class Library:
         :class:`photofind.library.LibraryLockedError`. Readers never block.
         """
         root = Path(root)
+        count, _, held = saved_count(root)
+        if count > 0 and not (root / CATALOG_NAME).exists():
+            # Not even an empty catalog is made in its place (see refuse_if_catalog_lost).
+            raise CatalogLostError(lost_catalog_message(root, count, held))
         catalog = Catalog.open(root, readonly=readonly)
         try:
             if not readonly:
@@ -136,9 +148,12 @@ class Library:
     def add_folder(self, path: str | os.PathLike) -> Folder:
         path = Path(path).expanduser()
         if not path.is_dir():
-            from photofind.errors import PhotofindError
-
             raise PhotofindError(f"{path} is not a folder")
+        if is_library_folder(path, self.root):
+            raise PhotofindError(
+                f"{path} is photofind's own library folder, where it keeps its catalog and "
+                "thumbnails: choose a folder of photos (one holding the library is fine)"
+            )
         return self.catalog.add_folder(path)
 
     def remove_folder(self, path: str | os.PathLike) -> int:
