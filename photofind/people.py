@@ -1,0 +1,154 @@
+"""Who a face is: the named person its nearest named faces agree on, or an unnamed group.
+
+Two steps, on the 128-d embeddings of :mod:`photofind.faces`:
+
+1. **Naming** (the seed report's k-NN): a face takes a person's name when, among its ``k``
+   nearest named faces, those closer than ``threshold`` (dlib's 0.6) are in majority that
+   person. A tie, or nothing close enough, leaves it unknown: a wrong name is worse than none
+   (siblings who look alike stay apart until the user says who is who).
+2. **Grouping**: the faces left unknown are clustered with dlib's Chinese whispers (chosen over
+   DBSCAN by ``tests/bench/bench_faces.py``: see :data:`CLUSTER_THRESHOLD`). A group is shown
+   as an unnamed person once it has ``min_faces`` faces; a face seen once stays ungrouped.
+
+Named faces never enter the clustering, so two named people are never merged, nor is an
+unnamed group joined to a named person: that takes the user's word.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+THRESHOLD = 0.6
+K = 3
+# Chinese whispers joins two faces by an edge when they are closer than this. 0.5 rather than
+# the naming threshold 0.6: an edge is a decision without a vote, and a single wrong edge merges
+# two groups (bench_faces.py: BCubed F1 1.0 at 0.5 and 0.6 on the shared photos).
+CLUSTER_THRESHOLD = 0.5
+MIN_FACES = 3
+
+
+def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances between the rows of ``a`` (n x d) and of ``b`` (m x d): n x m."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.sqrt(np.maximum(squared, 0.0))
+
+
+def assign(
+    embeddings: np.ndarray,
+    named: np.ndarray,
+    names: Sequence[str],
+    *,
+    k: int = K,
+    threshold: float = THRESHOLD,
+) -> list[str | None]:
+    """The person each of ``embeddings`` is, by its ``k`` nearest ``named`` faces, or None."""
+    embeddings = np.atleast_2d(np.asarray(embeddings, np.float32))
+    if len(named) != len(names):
+        raise ValueError(f"{len(named)} named faces but {len(names)} names")
+    if not len(names) or not len(embeddings):
+        return [None] * len(embeddings)
+    dist = distances(embeddings, named)
+    nearest = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    result: list[str | None] = []
+    for row, order in zip(dist, nearest):
+        votes = Counter(names[j] for j in order if row[j] < threshold)
+        if not votes:
+            result.append(None)
+            continue
+        best, count = votes.most_common(1)[0]
+        result.append(best if count * 2 > sum(votes.values()) else None)
+    return result
+
+
+def chinese_whispers(embeddings: np.ndarray, threshold: float = CLUSTER_THRESHOLD) -> np.ndarray:
+    """dlib's Chinese whispers: a label per face (0, 1, ...), every face in some cluster."""
+    import dlib
+
+    if not len(embeddings):
+        return np.zeros(0, np.int64)
+    vectors = [dlib.vector(np.asarray(e, np.float64).tolist()) for e in embeddings]
+    return _renumbered(np.asarray(dlib.chinese_whispers_clustering(vectors, threshold)))
+
+
+def dbscan(
+    embeddings: np.ndarray, eps: float = CLUSTER_THRESHOLD, min_samples: int = 2
+) -> np.ndarray:
+    """DBSCAN (Ester et al., 1996) on Euclidean distance: a label per face, -1 for noise.
+
+    Quadratic in memory (the distance matrix), which is fine for the comparison it serves.
+    """
+    n = len(embeddings)
+    labels = np.full(n, -1, np.int64)
+    if not n:
+        return labels
+    near = distances(embeddings, embeddings) <= eps
+    core = near.sum(1) >= min_samples  # a point counts itself, as in scikit-learn
+    cluster = 0
+    for start in range(n):
+        if labels[start] != -1 or not core[start]:
+            continue
+        labels[start] = cluster
+        frontier = [start]
+        while frontier:
+            point = frontier.pop()
+            if not core[point]:
+                continue
+            for other in np.flatnonzero(near[point]):
+                if labels[other] == -1:
+                    labels[other] = cluster
+                    frontier.append(other)
+        cluster += 1
+    return labels
+
+
+def _renumbered(labels: np.ndarray) -> np.ndarray:
+    """Labels numbered by first appearance, so equal partitions give equal arrays."""
+    mapping: dict[int, int] = {}
+    return np.array([mapping.setdefault(int(x), len(mapping)) for x in labels], np.int64)
+
+
+@dataclass
+class Grouping:
+    """Where every face went: a name, a shown unnamed group, or nowhere yet."""
+
+    names: list[str | None]  # per face: the name given by the user or by k-NN
+    groups: list[list[int]] = field(default_factory=list)  # unnamed, >= min_faces, biggest first
+    ungrouped: list[int] = field(default_factory=list)  # unnamed faces in no shown group
+
+
+def group_faces(
+    embeddings: np.ndarray,
+    labels: Sequence[str | None],
+    *,
+    k: int = K,
+    threshold: float = THRESHOLD,
+    cluster_threshold: float = CLUSTER_THRESHOLD,
+    min_faces: int = MIN_FACES,
+) -> Grouping:
+    """Name what the named faces allow, group the rest; ``labels`` are the user's names."""
+    embeddings = np.asarray(embeddings, np.float32)
+    if len(labels) != len(embeddings):
+        raise ValueError(f"{len(embeddings)} faces but {len(labels)} labels")
+    named = [i for i, name in enumerate(labels) if name is not None]
+    unnamed = [i for i, name in enumerate(labels) if name is None]
+    names = list(labels)
+    guesses = assign(
+        embeddings[unnamed], embeddings[named], [labels[i] for i in named], k=k, threshold=threshold
+    )
+    for i, guess in zip(unnamed, guesses):
+        names[i] = guess
+    rest = [i for i in unnamed if names[i] is None]
+    clusters: dict[int, list[int]] = {}
+    for i, label in zip(rest, chinese_whispers(embeddings[rest], cluster_threshold)):
+        clusters.setdefault(int(label), []).append(i)
+    shown = sorted(
+        (c for c in clusters.values() if len(c) >= min_faces), key=lambda c: (-len(c), c[0])
+    )
+    in_groups = {i for c in shown for i in c}
+    return Grouping(names, shown, [i for i in rest if i not in in_groups])
