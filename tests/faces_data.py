@@ -45,6 +45,15 @@ IDENTITIES: dict[str, tuple[str | None, ...]] = {
     "knn_examples/test/kit_with_rose.jpg": ("rose", "kit"),
     "knn_examples/test/obama_and_biden.jpg": ("biden", "obama", None),
 }
+# obama.jpg at other sizes (embedding distances 0.05-0.13 to it: the same shot). Measures over
+# distinct shots leave them out, so near-copies do not pad the easy same-person pairs.
+RESIZES = {
+    "obama_small.jpg",
+    "obama-240p.jpg",
+    "obama-480p.jpg",
+    "obama-720p.jpg",
+    "obama-1080p.jpg",
+}
 TRAIN = [p for p in IDENTITIES if p.startswith("knn_examples/train/")]
 TEST = [p for p in IDENTITIES if p.startswith("knn_examples/test/")]
 

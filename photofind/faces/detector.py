@@ -110,7 +110,10 @@ class FaceModel:
         detector: str = "hog",
         max_side: int = DEFAULT_MAX_SIDE,
         min_face: int = MIN_FACE,
+        upsample: int | None = None,
     ):
+        """``upsample``: how often dlib doubles the picture before detecting; None: once for
+        pictures of at most UPSAMPLE_MAX_PIXELS, else never."""
         import dlib  # a compiled module of 20 MB: loaded when faces are wanted, not on import
 
         if detector not in ("hog", "cnn"):
@@ -119,6 +122,7 @@ class FaceModel:
         self.detector_name = detector
         self.max_side = max_side
         self.min_face = min_face
+        self.upsample = upsample
         self._landmarks = _load(dlib.shape_predictor, model_file(LANDMARKS, folder))
         self._embedder = _load(dlib.face_recognition_model_v1, model_file(EMBEDDER, folder))
         if detector == "cnn":
@@ -146,7 +150,9 @@ class FaceModel:
         if scale < 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             small = np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR, reducing_gap=2.0))
-        upsample = 1 if small.shape[0] * small.shape[1] <= UPSAMPLE_MAX_PIXELS else 0
+        upsample = self.upsample
+        if upsample is None:
+            upsample = 1 if small.shape[0] * small.shape[1] <= UPSAMPLE_MAX_PIXELS else 0
         if self.detector_name == "cnn":
             found = [(d.rect, float(d.confidence)) for d in self._cnn(small, upsample)]
         else:
