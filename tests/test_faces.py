@@ -160,6 +160,15 @@ def test_dbscan_finds_dense_runs_and_leaves_a_lone_point_as_noise():
     assert people.dbscan(points, eps=0.5, min_samples=1).tolist() == [0, 0, 0, 1, 1, 2]
 
 
+def test_one_close_pair_between_two_groups_fuses_them_in_dbscan_not_in_chinese_whispers():
+    """Why Chinese whispers: two groups of six on a line, their nearest members 0.4 apart."""
+    a = [0.0, 0.05, 0.1, 0.15, 0.2, 0.45]
+    b = [0.85, 1.1, 1.15, 1.2, 1.25, 1.3]
+    points = np.array([[x] + [0.0] * 127 for x in a + b])
+    assert len(set(people.dbscan(points, eps=0.5, min_samples=2).tolist())) == 1
+    assert people.chinese_whispers(points, 0.5).tolist() == [0] * 6 + [1] * 6
+
+
 def test_grouping_names_what_it_can_and_shows_only_groups_of_min_faces(labelled):
     embeddings = np.stack([f.embedding for _, f, _ in labelled])
     truth = [name for _, _, name in labelled]

@@ -4,24 +4,27 @@ dlib does all of it: the HOG detector (built into dlib; the CNN one on request),
 landmark model, and the ResNet embedder that turns the aligned 150x150 face chip into a
 128-d vector in which two photos of one person lie closer than 0.6 (Euclidean).
 
-Sizes, measured by ``tests/bench/bench_faces.py`` on ``../shared/data/faces``:
+Sizes and times, measured by ``tests/bench/bench_faces.py`` on ``../shared/data/faces``:
 
 - The detector sees the picture with its longer side at most ``max_side`` (1,200 px): larger
-  pictures are scaled down for detection only, since HOG's time grows with the pixels (0.2-0.3 s
-  at 1,200 px on one core). Landmarks, chip and thumbnail are taken from the picture as given,
-  so a large photo still gives a sharp chip.
+  pictures are scaled down for detection only, since HOG's time grows with the pixels (0.09 s
+  per photo of at most 1,200 px on one core; the whole :meth:`FaceModel.find` 0.22 s, most of
+  it the embedder's ~0.1 s per face). Landmarks, chip and thumbnail are taken from the picture
+  as given, so a large photo still gives a sharp chip.
 - HOG's window is 80 px, so it misses smaller faces. Pictures of at most
   ``UPSAMPLE_MAX_PIXELS`` (854 x 480: SD video frames, thumbnails, old photos) are upsampled
-  once by dlib, which finds faces down to ~40 px; four times their pixels is still about what
-  a 1,200 x 1,200 photo costs. On the 640 x 360 clip of the shared data that finds 13 faces in
-  19 sampled frames instead of 11.
+  once by dlib, which finds faces down to ~40 px: 0.10 s for a 640 x 360 frame against
+  0.085 s for a 1,200 x 675 photo. On the 640 x 360 clip of the shared data that finds 13
+  faces in 19 sampled frames instead of 11.
 - Faces smaller than ``MIN_FACE`` px (the box's shorter side, in the picture's own pixels) are
-  dropped: below it the embedding of a known face drifts past the 0.6 threshold (see
-  ``MIN_FACE``).
+  dropped: below it the embedding of a known face drifts too far (see ``MIN_FACE``).
 
 The caller decodes and turns the picture upright (EXIF orientation); this module only reads
-pixels. dlib's calls are not documented as thread-safe: use one :class:`FaceModel` per thread
-(the HOG detector releases the GIL, the embedder does not: measured by the benchmark).
+pixels. Threads: the HOG detector releases the GIL, the embedder does not (dlib's binding
+holds it; a Python thread gets 5-15% of its speed while an embedding runs, and two threads
+each with its own model run the whole pass 1.02-1.06x as fast as one), so the face pass
+needs a process per core to use more than one. dlib does not document its objects as
+thread-safe: one :class:`FaceModel` per thread.
 """
 
 from __future__ import annotations
@@ -39,12 +42,12 @@ DEFAULT_MAX_SIDE = 1200
 UPSAMPLE_MAX_PIXELS = 854 * 480
 # The smallest face kept, in pixels of the box's shorter side. bench_faces.py's size sweep
 # shrinks the 17 single-face photos until the face is N px and compares the embedding with the
-# same face at full size: the drift (median/max) is 0.07/0.12 at 80 px, 0.20/0.24 at 40,
-# 0.28/0.36 at 30, 0.35/0.48 at 25 and 0.44/0.53 at 20, where same/different pairs at 0.6 start
-# to fail (268 of 272 right; 271 at 25). Two photos of one person already lie 0.35 apart
-# (median; 0.53 at most) on that set, so a drift above ~0.25 eats the margin to 0.6 that a
-# library of many look-alike people needs: 40 px, also about the smallest face the upsampled
-# HOG pass finds.
+# same face at full size: the drift (median/max) is 0.07/0.12 at 93 px (the box found), 0.20/
+# 0.24 at 45, 0.23/0.29 at 38, 0.28/0.33 at 32, 0.35/0.42 at 27 and 0.44/0.53 at 23, where
+# same/different pairs at 0.6 start to fail (268 of 272 right; 271 at 27). Two distinct photos
+# of one person already lie 0.40 apart (median; 0.53 at most) on that set, so a drift above
+# ~0.25 eats the margin to 0.6 that a library of many look-alike people needs: 40 px, also
+# about the smallest face the once-upsampled HOG pass finds.
 MIN_FACE = 40
 THUMBNAIL_SIZE = 128
 # The embedder was trained on chips made this way (dlib's defaults); other values degrade it.
