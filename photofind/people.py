@@ -5,7 +5,8 @@ Two steps, on the 128-d embeddings of :mod:`photofind.faces`:
 1. **Naming** (the seed report's k-NN): a face takes a person's name when, among its ``k``
    nearest named faces, those closer than ``threshold`` (dlib's 0.6) are in majority that
    person. A tie, or nothing close enough, leaves it unknown: a wrong name is worse than none
-   (siblings who look alike stay apart until the user says who is who).
+   (siblings who look alike stay apart until the user says who is who). "Not this person"
+   on a face takes that person's faces out of its vote.
 2. **Grouping**: the faces left unknown are clustered with dlib's Chinese whispers. On the
    shared photos (``tests/bench/bench_faces.py``) it and DBSCAN give the same partition at
    every threshold from 0.4 to 0.6 (DBSCAN with min_samples 1 or 2, its noise counted as
@@ -22,7 +23,7 @@ unnamed group joined to a named person: that takes the user's word.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,18 +56,25 @@ def assign(
     *,
     k: int = K,
     threshold: float = THRESHOLD,
+    not_these: Sequence[Collection[str]] | None = None,
 ) -> list[str | None]:
-    """The person each of ``embeddings`` is, by its ``k`` nearest ``named`` faces, or None."""
+    """The person each of ``embeddings`` is, by its ``k`` nearest ``named`` faces, or None.
+
+    ``not_these[i]``: the names the user said face ``i`` is not; their faces do not vote for
+    it, and the k nearest are taken from the others."""
     embeddings = np.atleast_2d(np.asarray(embeddings, np.float32))
     if len(named) != len(names):
         raise ValueError(f"{len(named)} named faces but {len(names)} names")
     if not len(names) or not len(embeddings):
         return [None] * len(embeddings)
+    if not_these is not None and len(not_these) != len(embeddings):
+        raise ValueError(f"{len(embeddings)} faces but {len(not_these)} sets of rejected names")
     dist = distances(embeddings, named)
-    nearest = np.argsort(dist, axis=1, kind="stable")[:, :k]
     result: list[str | None] = []
-    for row, order in zip(dist, nearest):
-        votes = Counter(names[j] for j in order if row[j] < threshold)
+    for i, (row, order) in enumerate(zip(dist, np.argsort(dist, axis=1, kind="stable"))):
+        rejected = not_these[i] if not_these is not None else ()
+        nearest = [j for j in order if names[j] not in rejected][:k]
+        votes = Counter(names[j] for j in nearest if row[j] < threshold)
         if not votes:
             result.append(None)
             continue
@@ -139,16 +147,24 @@ def group_faces(
     threshold: float = THRESHOLD,
     cluster_threshold: float = CLUSTER_THRESHOLD,
     min_faces: int = MIN_FACES,
+    not_these: Mapping[int, Collection[str]] | None = None,
 ) -> Grouping:
-    """Name what the named faces allow, group the rest; ``labels`` are the user's names."""
+    """Name what the named faces allow, group the rest; ``labels`` are the user's names and
+    ``not_these`` maps a face to the names the user took off it ("not this person")."""
     embeddings = np.asarray(embeddings, np.float32)
     if len(labels) != len(embeddings):
         raise ValueError(f"{len(embeddings)} faces but {len(labels)} labels")
     named = [i for i, name in enumerate(labels) if name is not None]
     unnamed = [i for i, name in enumerate(labels) if name is None]
     names = list(labels)
+    rejected = not_these or {}
     guesses = assign(
-        embeddings[unnamed], embeddings[named], [labels[i] for i in named], k=k, threshold=threshold
+        embeddings[unnamed],
+        embeddings[named],
+        [labels[i] for i in named],
+        k=k,
+        threshold=threshold,
+        not_these=[rejected.get(i, ()) for i in unnamed],
     )
     for i, guess in zip(unnamed, guesses):
         names[i] = guess

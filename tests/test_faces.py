@@ -122,6 +122,21 @@ def test_knn_names_the_test_photos_from_the_train_photos(found):
     assert who("knn_examples/test/johnsnow_test1.jpg") == [None]
 
 
+def test_not_this_person_takes_a_name_off_one_face_and_k_nn_looks_further(found):
+    named, names = _train(found)
+    faces = _left_to_right(found["knn_examples/test/obama_and_biden.jpg"])
+    embeddings = np.stack([f.embedding for f in faces[:2]])
+    assert people.assign(embeddings, named, names) == ["biden", "obama"]
+    # "Not Obama" for the second face: no other person is within 0.6, so unknown.
+    assert people.assign(embeddings, named, names, not_these=[(), {"obama"}]) == ["biden", None]
+    grouping = people.group_faces(
+        np.concatenate([named, embeddings]),
+        names + [None, None],
+        not_these={len(names) + 1: {"obama"}},
+    )
+    assert grouping.names[len(names) :] == ["biden", None]
+
+
 def test_a_face_between_two_named_people_stays_unknown(labelled):
     """Siblings: when the nearest named faces disagree, no name is guessed."""
     obama = [f.embedding for p, f, n in labelled if n == "obama"]
