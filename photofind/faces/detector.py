@@ -7,10 +7,10 @@ landmark model, and the ResNet embedder that turns the aligned 150x150 face chip
 Sizes and times, measured by ``tests/bench/bench_faces.py`` on ``../shared/data/faces``:
 
 - The detector sees the picture with its longer side at most ``max_side`` (1,200 px): larger
-  pictures are scaled down for detection only, since HOG's time grows with the pixels (0.09 s
-  per photo of at most 1,200 px on one core; the whole :meth:`FaceModel.find` 0.22 s, most of
-  it the embedder's ~0.1 s per face). Landmarks, chip and thumbnail are taken from the picture
-  as given, so a large photo still gives a sharp chip.
+  pictures are scaled down for detection only, since HOG's time grows with the pixels
+  (0.09-0.12 s per photo of at most 1,200 px on one core; the whole :meth:`FaceModel.find`
+  0.22-0.28 s, most of it the embedder's ~0.1 s per face). Landmarks, chip and thumbnail
+  are taken from the picture as given, so a large photo still gives a sharp chip.
 - HOG's window is 80 px, so it misses smaller faces. Pictures of at most
   ``UPSAMPLE_MAX_PIXELS`` (854 x 480: SD video frames, thumbnails, old photos) are upsampled
   once by dlib, which finds faces down to ~40 px: 0.10 s for a 640 x 360 frame against
@@ -20,11 +20,12 @@ Sizes and times, measured by ``tests/bench/bench_faces.py`` on ``../shared/data/
   dropped: below it the embedding of a known face drifts too far (see ``MIN_FACE``).
 
 The caller decodes and turns the picture upright (EXIF orientation); this module only reads
-pixels. Threads: the HOG detector releases the GIL, the embedder does not (dlib's binding
-holds it; a Python thread gets 5-15% of its speed while an embedding runs, and two threads
-each with its own model run the whole pass 1.02-1.06x as fast as one), so the face pass
-needs a process per core to use more than one. dlib does not document its objects as
-thread-safe: one :class:`FaceModel` per thread.
+pixels. Threads: the HOG detector releases the GIL, the embedder does not (dlib's binding of
+``face_recognition_model_v1`` has no GIL release; a Python thread runs at 5-15% of its speed
+while an embedding runs, at 60-70% while HOG runs). So threads can only overlap one photo's
+detection with another's embedding: ~1.7x at best, as ~0.13 s of a photo's 0.22 s hold the
+GIL. A process per core is the way to use both cores. dlib does not document its objects as thread-safe: one :class:`FaceModel`
+per thread or process.
 """
 
 from __future__ import annotations
