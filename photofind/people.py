@@ -10,7 +10,7 @@ Two steps, on the 128-d embeddings of :mod:`photofind.faces`:
 2. **Grouping**: the faces left unknown are clustered with dlib's Chinese whispers. On the
    shared photos (``tests/bench/bench_faces.py``) it and DBSCAN give the same partition at
    every threshold from 0.4 to 0.6 (DBSCAN with min_samples 1 or 2, its noise counted as
-   groups of one), in under a millisecond; Chinese whispers comes with dlib, needs no
+   groups of one), in milliseconds; Chinese whispers comes with dlib, needs no
    min_samples, and does not chain the way DBSCAN's single linkage does: a group joins along
    its edges by majority, so one stray edge between two people does not fuse them. A group is
    shown as an unnamed person once it has ``min_faces`` faces (3, as Immich's default); a
@@ -33,9 +33,9 @@ K = 3
 # Chinese whispers joins two faces by an edge when they are closer than this. Measured on the
 # 18 distinct shots of 6 people: BCubed F1 0.96 at 0.5 (precision 1.0; one of Obama's photos a
 # group of its own), 1.0 at 0.6, 0.79 at 0.4. 0.5 all the same, as dlib's own clustering
-# example: the errors of a threshold grow with the pairs, n^2, and dlib's 0.6 is the point of
-# 99.38% right pairs on LFW, so among thousands of faces it gives hundreds of edges between two
-# people, which the shared set (6 people, nobody between 0.53 and 0.69) cannot show. A wrong
+# example: a threshold's false edges grow with the pairs, n^2 (3,000 faces: 4.5 million
+# pairs, so even a 0.1% false-accept rate at 0.6 would be 4,500 edges between people), and
+# the shared set (6 people, no pair between 0.53 and 0.69) cannot show that rate. A wrong
 # split costs the user one merge; a wrong merge a split face by face.
 CLUSTER_THRESHOLD = 0.5
 MIN_FACES = 3
