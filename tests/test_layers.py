@@ -55,6 +55,10 @@ def test_the_tree_as_it_is_keeps_every_contract(tree):
         ("search.py", "import photofind.cli", "the layers of DESIGN.md"),
         ("errors.py", "import photofind.clip", "the layers of DESIGN.md"),
         ("library/indexer.py", "import torch", "torch never runs inside the app"),
+        ("faces/detector.py", "import photofind.library", "the layers of DESIGN.md"),
+        ("faces/models.py", "import photofind.clip", "the layers of DESIGN.md"),
+        ("people.py", "import photofind.search", "the layers of DESIGN.md"),
+        ("people.py", "import PySide6", "Qt stays in photofind.gui"),
     ],
 )
 def test_a_forbidden_import_breaks_its_contract(tree, module, line, contract):
