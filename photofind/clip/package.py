@@ -150,10 +150,10 @@ def _short(value) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _bounded(data: dict, key: str, most: int, manifest: Path) -> int:
+def _bounded(data: dict, key: str, most: int, manifest: Path, least: int = 1) -> int:
     value = _need(data, key, int, manifest)
-    if not 0 < value <= most:
-        raise ModelError(f"{manifest}: field '{key}' should be 1..{most:,}, got {value:,}")
+    if not least <= value <= most:
+        raise ModelError(f"{manifest}: field '{key}' should be {least:,}..{most:,}, got {value:,}")
     return value
 
 
@@ -270,8 +270,9 @@ def read_manifest(folder: Path) -> ModelSpec:
         name=_need(data, "name", str, manifest),
         embed_dim=_bounded(data, "embed_dim", MAX_EMBED_DIM, manifest),
         image_size=_bounded(data, "image_size", MAX_IMAGE_SIZE, manifest),
-        context_length=_bounded(data, "context_length", MAX_CONTEXT_LENGTH, manifest),
-        vocab_size=_bounded(data, "vocab_size", MAX_VOCAB_SIZE, manifest),
+        # Start and end of text, at least; 512 byte tokens and the two specials, at least.
+        context_length=_bounded(data, "context_length", MAX_CONTEXT_LENGTH, manifest, 2),
+        vocab_size=_bounded(data, "vocab_size", MAX_VOCAB_SIZE, manifest, 514),
         files=files,
         mean=_triple(data, "mean", CLIP_MEAN, manifest),
         std=_triple(data, "std", CLIP_STD, manifest),
