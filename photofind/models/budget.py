@@ -51,6 +51,7 @@ class WriteBudget:
 
     ``error``: the exception class raised (with a message naming ``what``).
     ``free``: the free-space function (injectable, so a test can play a small disk).
+    ``verb``: how the messages say what the source does ("unpacks to", "holds").
     """
 
     def __init__(
@@ -62,8 +63,9 @@ class WriteBudget:
         max_entries: int = DEFAULT_MAX_ENTRIES,
         free: FreeSpace = free_space,
         error: type[PhotofindError] = PhotofindError,
+        verb: str = "unpacks to",
     ):
-        self.what, self.dest = what, Path(dest)
+        self.what, self.dest, self.verb = what, Path(dest), verb
         self.max_bytes, self.max_entries = max_bytes, max_entries
         self.free, self.error = free, error
         self.entries = 0
@@ -79,7 +81,7 @@ class WriteBudget:
 
     def _too_big(self) -> PhotofindError:
         return self.error(
-            f"{self.what}: unpacks to more than {self.max_bytes:,} bytes; refused as unsafe"
+            f"{self.what}: {self.verb} more than {self.max_bytes:,} bytes; refused as unsafe"
         )
 
     def declare(self, size: int) -> None:

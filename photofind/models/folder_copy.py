@@ -96,6 +96,7 @@ def copy_package_folder(
         max_entries=max_entries,
         free=free,
         error=ModelError,
+        verb="holds",
     )
     files = _list_files(source, Path(library), budget)
     budget.declare(sum(size for _, size in files))
