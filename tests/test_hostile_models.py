@@ -553,9 +553,10 @@ def test_a_local_archive_is_hashed_and_can_be_pinned(tmp_path, random_package):
     assert sorted(store.installed()) == ["a", "c"]
 
 
-def _external(pkg: Path, location: str = "visual.onnx.data") -> None:
+def _external(pkg: Path, graph: str = "visual.onnx", location: str = "visual.onnx.data") -> None:
+    """Rewrite ``pkg/graph`` with its weights in the external file ``location``."""
     onnx = pytest.importorskip("onnx")
-    graph = pkg / "visual.onnx"
+    graph = pkg / graph
     model = onnx.load(str(graph))
     onnx.save_model(
         model,
@@ -592,6 +593,31 @@ def test_onnx_external_data_must_be_listed_and_hashed(tmp_path, random_package):
     data.write_bytes(bytes(raw))
     with pytest.raises(ModelError, match=r"visual\.onnx\.data is corrupt or was changed"):
         store.use("ext")
+
+
+def test_immich_external_data_is_carried_listed_and_hashed(tmp_path, random_package):
+    from tests.test_model_store import _immich_layout
+
+    layout = _immich_layout(tmp_path / "immich", int32=False, dynamic=True)
+    _external(layout / "visual", graph="model.onnx", location="model.onnx_data")
+    store = ModelStore(tmp_path / "library")
+    report = store.install(layout, name="immich-ext")
+    files = {role: f.path for role, f in report.spec.files.items()}
+    assert files["visual"] == "visual/model.onnx"
+    assert files["visual_data"] == "visual/model.onnx_data"
+    size = report.spec.image_size
+    pixels = np.random.default_rng(0).standard_normal((2, 3, size, size)).astype(np.float32)
+    np.testing.assert_allclose(
+        load_model("immich-ext", provider="cpu", library=store.library).encode_pixels(pixels),
+        load_model(random_package, provider="cpu").encode_pixels(pixels),
+        atol=1e-5,
+    )
+    data = report.path / "visual" / "model.onnx_data"
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0x40
+    data.write_bytes(bytes(raw))
+    with pytest.raises(ModelError, match="model.onnx_data is corrupt or was changed"):
+        store.use("immich-ext")
 
 
 # -- 14. a bad package is listed as bad ----------------------------------------------------

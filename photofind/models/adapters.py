@@ -34,7 +34,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -291,20 +291,19 @@ def adapt_immich(
     out.mkdir(parents=True)
     merges = write_clip_vocab(src / "textual" / "tokenizer.json", out / VOCAB_FILE, vocab_size)
     place = shutil.move if move else shutil.copyfile
-    place(os.fspath(src / "visual" / "model.onnx"), os.fspath(out / "visual.onnx"))
-    place(os.fspath(src / "textual" / "model.onnx"), os.fspath(out / "textual.onnx"))
+    placed = [*_place_graph(src, out, "visual", place), *_place_graph(src, out, "textual", place)]
+    visual_path, textual_path = out / dict(placed)["visual"], out / dict(placed)["textual"]
 
-    visual = inspect_graph(out / "visual.onnx", embed_dim)
-    textual = inspect_graph(out / "textual.onnx", embed_dim)
+    visual = inspect_graph(visual_path, embed_dim)
+    textual = inspect_graph(textual_path, embed_dim)
     if visual["type"] != "tensor(float)":
-        raise ModelError(f"{out / 'visual.onnx'}: input type {visual['type']}, expected float")
+        raise ModelError(f"{visual_path}: input type {visual['type']}, expected float")
     if textual["type"] not in _ONNX_TYPES:
-        raise ModelError(f"{out / 'textual.onnx'}: input type {textual['type']}, expected int")
+        raise ModelError(f"{textual_path}: input type {textual['type']}, expected int")
     shape = textual["shape"]
     if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != context_length):
         raise ModelError(
-            f"{out / 'textual.onnx'}: input shape {textual['shape']}, expected "
-            f"[N, {context_length}]"
+            f"{textual_path}: input shape {textual['shape']}, expected [N, {context_length}]"
         )
 
     spec = ModelSpec(
@@ -315,11 +314,7 @@ def adapt_immich(
         vocab_size=vocab_size,
         files={
             role: PackageFile(path, sha256_file(out / path))
-            for role, path in (
-                ("visual", "visual.onnx"),
-                ("textual", "textual.onnx"),
-                ("vocab", VOCAB_FILE),
-            )
+            for role, path in (*placed, ("vocab", VOCAB_FILE))
         },
         mean=tuple(float(v) for v in mean),
         std=tuple(float(v) for v in std),
@@ -343,6 +338,38 @@ def adapt_immich(
     probe_graphs(visual, textual, spec, ids)
     write_manifest(out, spec)
     return spec
+
+
+def _place_graph(src: Path, out: Path, tower: str, place) -> list[tuple[str, str]]:
+    """Move or copy one tower's graph and its external-data files; (role, path) of each.
+
+    A graph without external data becomes ``TOWER.onnx``. One with external data keeps a
+    folder of its own (``TOWER/model.onnx`` beside its data files), since the graph names
+    them relative to itself; each data file is listed in model.json, so it is hashed.
+    """
+    from photofind.clip.onnx_external import external_locations
+
+    graph = src / tower / "model.onnx"
+    locations = external_locations(graph)
+    if not locations:
+        place(os.fspath(graph), os.fspath(out / f"{tower}.onnx"))
+        return [(tower, f"{tower}.onnx")]
+    pairs = [(tower, f"{tower}/model.onnx")]
+    for number, location in enumerate(locations, start=1):
+        rel = PurePosixPath(location.replace("\\", "/"))
+        bad = rel.is_absolute() or ".." in rel.parts or rel == PurePosixPath("model.onnx")
+        if bad or not (src / tower / rel).is_file():
+            raise ModelError(
+                f"{graph}: its external data {location!r} is not a file beside the graph"
+            )
+        target = out / tower / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        place(os.fspath(src / tower / rel), os.fspath(target))
+        pairs.append(
+            (f"{tower}_data" if number == 1 else f"{tower}_data{number}", f"{tower}/{rel}")
+        )
+    place(os.fspath(graph), os.fspath(out / tower / "model.onnx"))
+    return pairs
 
 
 def _arch_guess(vision_cfg: dict) -> str:
