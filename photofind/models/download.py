@@ -242,10 +242,14 @@ def _discard(part: Path, sidecar: Path) -> None:
 def _check_space(url: str, part: Path, sidecar: Path, needed: int, free: FreeSpace) -> None:
     available = free(part.parent) - FREE_SPACE_RESERVE
     if needed > available:
+        # An earlier attempt's bytes go too: they cannot become a whole file on this disk,
+        # and left there they would take the space from the next install.
+        earlier = part.stat().st_size if part.is_file() else 0
         _discard(part, sidecar)
+        kept = f" (the {earlier:,} bytes of an earlier attempt were deleted)" if earlier else ""
         raise DownloadError(
             f"{url} needs {needed:,} more bytes but the disk holding {part.parent} has only "
-            f"{max(available, 0):,} free; nothing was downloaded"
+            f"{max(available, 0):,} free; nothing was downloaded{kept}"
         )
 
 

@@ -29,7 +29,7 @@ def _refuse(path: Path, why: str) -> ModelError:
     return ModelError(f"{path}: {why}; a model package folder holds plain files only")
 
 
-def _list_files(source: Path, library: Path, budget: WriteBudget) -> list[tuple[Path, int]]:
+def _list_files(source: Path, budget: WriteBudget) -> list[tuple[Path, int]]:
     files: list[tuple[Path, int]] = []
     pending = [source]
     while pending:
@@ -48,11 +48,6 @@ def _list_files(source: Path, library: Path, budget: WriteBudget) -> list[tuple[
             if stat.S_ISDIR(st.st_mode):
                 if entry.is_symlink():
                     raise _refuse(path, "is a link to a folder")
-                if _same_file(path, library):
-                    raise ModelError(
-                        f"{source} contains this library ({library}); install from the "
-                        "package's own folder"
-                    )
                 pending.append(path)
             elif stat.S_ISREG(st.st_mode):
                 files.append((path, st.st_size))
@@ -61,13 +56,6 @@ def _list_files(source: Path, library: Path, budget: WriteBudget) -> list[tuple[
                     path, "is not a regular file (a device, FIFO, socket or a link to one)"
                 )
     return files
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def copy_package_folder(
@@ -84,6 +72,7 @@ def copy_package_folder(
     ``library``: the library folder, which ``source`` must not contain (``dest`` is in it).
     """
     source, dest = Path(source), Path(dest)
+    # Linked folders are refused below, so containing the library is a matter of paths.
     if Path(library).resolve().is_relative_to(source.resolve()):
         raise ModelError(
             f"{source} contains this library ({library}); install from the package's own folder"
@@ -98,7 +87,7 @@ def copy_package_folder(
         error=ModelError,
         verb="holds",
     )
-    files = _list_files(source, Path(library), budget)
+    files = _list_files(source, budget)
     budget.declare(sum(size for _, size in files))
     for path, size in files:
         target = dest / path.relative_to(source)

@@ -65,7 +65,8 @@ def read_settings(library: Path) -> dict:
     if not path.exists():
         return {}
     try:
-        return read_json_object(path)
+        # Settings may grow (GUI state, saved searches) but stay far below this.
+        return read_json_object(path, max_bytes=16 << 20)
     except ModelError as exc:
         raise PhotofindError(str(exc)) from None
 
