@@ -215,8 +215,8 @@ def test_a_dripping_server_is_given_up_on_with_progress_shown(allow_http, tmp_pa
     with Scripted(_drip) as server, pytest.raises(DownloadError, match="too slow: .* resume"):
         download(server.url("/m.bin"), tmp_path / "m.bin", progress=seen.append, limits=limits)
     # Progress came as the bytes did, not once at the end.
-    assert len(seen) >= 5 and seen[-1].total == 100_000
-    assert [p.done for p in seen] == list(range(1, len(seen) + 1))
+    dones = [p.done for p in seen]
+    assert len(dones) >= 5 and dones == sorted(set(dones)) and seen[-1].total == 100_000
     # What came is kept for the next call to resume.
     assert (tmp_path / "m.bin.part").stat().st_size == seen[-1].done
     assert not (tmp_path / "m.bin").exists()
