@@ -206,6 +206,26 @@ def test_a_content_disposition_name_is_never_used(allow_http, tmp_path, random_p
     assert not [p for p in tmp_path.rglob("evil*")]
 
 
+def test_a_catalogue_path_with_dots_is_refused(allow_http, tmp_path):
+    from photofind.models.catalogue import CatalogueEntry, RemoteFile
+
+    entry = CatalogueEntry(
+        name="evil",
+        kind="onnx",
+        arch="",
+        description="",
+        license="",
+        source="",
+        layout="immich",
+        base_url="http://127.0.0.1:9/",
+        files=(RemoteFile("visual/../../../../escape.onnx"),),
+    )
+    store = ModelStore(tmp_path / "library")
+    with pytest.raises(ModelError, match="catalogue file path .* is unsafe"):
+        store.install(entry)
+    assert not list(tmp_path.rglob("escape*"))
+
+
 # -- 3. a server that drips ----------------------------------------------------------------
 
 
