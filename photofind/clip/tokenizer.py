@@ -59,6 +59,11 @@ WORD_CACHE_SIZE = 1 << 16
 TEXT_CACHE_SIZE = 1 << 12
 # Longer texts skip the per-text cache, so that it stays small in bytes too.
 TEXT_CACHE_MAX_CHARS = 2000
+# OpenAI's vocabulary (262,144 merges) is 3.2 MB of text; a gzip of 6 MB can hold 6 GB of it,
+# so the text is unpacked no further than this.
+MAX_VOCAB_TEXT_BYTES = 64 << 20
+# The token batch is [N, context_length] int64: a model's claim must not size it unbounded.
+MAX_CONTEXT_LENGTH = 4096
 
 # The work per text is bounded by the context, not by the text: only the first
 # context_length - 2 ids are used. BPE is quadratic in a word's length (a 130 KB word took
@@ -156,16 +161,27 @@ def read_merges(path: str | Path, count: int | None = None) -> list[tuple[str, s
     """
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        fh = open(path, "rb")  # noqa: SIM115 (closed by the with below)
     except OSError as exc:
         raise ModelError(f"cannot read the BPE vocabulary {path}: {exc.strerror or exc}") from exc
-    try:
-        data = gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
+    with fh:
+        try:
+            with gzip.GzipFile(fileobj=fh) as unpacked:
+                data = unpacked.read(MAX_VOCAB_TEXT_BYTES + 1)
+        except (OSError, EOFError, zlib.error) as exc:
+            if not isinstance(exc, gzip.BadGzipFile) and getattr(exc, "errno", None):
+                raise ModelError(
+                    f"cannot read the BPE vocabulary {path}: {exc.strerror or exc}"
+                ) from exc
+            raise ModelError(
+                f"the BPE vocabulary {path} is not a valid gzip file ({exc}); "
+                "it may be truncated or corrupt"
+            ) from exc
+    if len(data) > MAX_VOCAB_TEXT_BYTES:
         raise ModelError(
-            f"the BPE vocabulary {path} is not a valid gzip file ({exc}); "
-            "it may be truncated or corrupt"
-        ) from exc
+            f"the BPE vocabulary {path} unpacks to more than {MAX_VOCAB_TEXT_BYTES:,} bytes "
+            "(a CLIP vocabulary is about 3 MB); refused"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -226,6 +242,11 @@ class ClipTokenizer:
         if context_length < 2:
             raise ValueError(
                 f"context_length must be at least 2 (SOT and EOT), got {context_length}"
+            )
+        if context_length > MAX_CONTEXT_LENGTH:
+            raise ModelError(
+                f"context_length {context_length:,} is more than the {MAX_CONTEXT_LENGTH:,} "
+                f"photofind's tokenizer allows (vocabulary file {vocab_path})"
             )
         self.vocab_path = Path(vocab_path)
         if vocab_size is not None:
