@@ -71,3 +71,18 @@ def test_a_forbidden_import_breaks_its_contract(tree, module, line, contract):
         path.write_text(before)
     assert result.returncode != 0
     assert f"{contract} BROKEN" in result.stdout, result.stdout
+
+
+def test_every_module_of_photofind_has_a_layer():
+    """A module left out of the layers contract would be checked by nothing."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    contract = next(c for c in config["tool"]["importlinter"]["contracts"] if c["type"] == "layers")
+    named = {
+        name.strip() for layer in contract["layers"] for name in layer.replace(":", "|").split("|")
+    }
+    package = ROOT / "photofind"
+    modules = {f"photofind.{p.stem}" for p in package.glob("*.py") if p.stem != "__init__"}
+    modules |= {f"photofind.{p.parent.name}" for p in package.glob("*/__init__.py")}
+    assert sorted(modules - named) == []
