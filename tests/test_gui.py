@@ -429,9 +429,8 @@ def test_uncaught_errors_in_any_thread_are_logged_and_shown(qtbot, window, tmp_p
 def demo(tmp_path_factory):
     """The demo library (300 generated photos) indexed with the trained tiny model."""
     from photofind.clip import resolve_model
-    from photofind.demo import DEMO_COUNT, DEMO_SEED, build_demo_library, demo_photo_path
+    from photofind.demo import build_demo_library, demo_scenes
     from photofind.errors import PhotofindError
-    from photofind.synthetic import STREAM_PUBLIC, generate
 
     try:
         resolve_model("tiny-synthetic")
@@ -439,11 +438,7 @@ def demo(tmp_path_factory):
         pytest.skip("resources/models/tiny-synthetic is not there yet")
     tiny = load_model("tiny-synthetic", provider="cpu")
     root = build_demo_library(tmp_path_factory.mktemp("demo"), tiny)
-    scenes = {}
-    for index in range(DEMO_COUNT):
-        scene, _, _ = generate(DEMO_SEED, index, STREAM_PUBLIC, captions_per_image=1)
-        scenes[str(demo_photo_path(root, index, scene.format))] = scene
-    return root, tiny, scenes
+    return root, tiny, demo_scenes(root)
 
 
 def test_typing_a_red_circle_fills_the_grid_with_red_circles_first(qtbot, demo):

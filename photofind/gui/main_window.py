@@ -839,10 +839,10 @@ class MainWindow(QMainWindow):
 
     def _examples(self) -> tuple[str, ...]:
         """Searches to click on the first screen: the demo model knows only its shapes."""
-        from photofind.demo import DEMO_MODEL, EXAMPLE_SEARCHES
+        from photofind.demo import DEMO_MODEL, FIRST_SCREEN_EXAMPLES
 
         if self.model is not None and self.model.info.name == DEMO_MODEL:
-            return EXAMPLE_SEARCHES[:3]
+            return FIRST_SCREEN_EXAMPLES
         return ("a dog on a beach", "a birthday cake", "snow in the mountains")
 
     def _try_example(self, text: str) -> None:
