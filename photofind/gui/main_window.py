@@ -730,7 +730,15 @@ class MainWindow(QMainWindow):
         return sum(c["indexed"] for c in self._folder_counts.values())
 
     def _show_folders(self) -> None:
-        rows = folder_rows(self._folders, self._folder_counts, self._watch_status)
+        job = self.indexing
+        running = job is not None and job.running
+        rows = folder_rows(
+            self._folders,
+            self._folder_counts,
+            self._watch_status if self._watch_status is not None or job is None else {},
+            job.last_progress if running else None,
+            reconciling=running and job.reconciling,
+        )
         self.folders_panel.set_rows(rows)
         self.filter_bar.set_folders([r.path for r in rows])
         self.foldersShown.emit()
@@ -757,6 +765,8 @@ class MainWindow(QMainWindow):
         if running:
             self.progress.setRange(0, 0)
             self.index_label.setText("Looking for new photos…")
+            self.refresh_folders()  # the pass's photos are catalogued now: count them
+        self._show_folders()
 
     def _on_watch_health(self, status: dict) -> None:
         self._watch_status = status
@@ -776,6 +786,7 @@ class MainWindow(QMainWindow):
     def _on_index_progress(self, p) -> None:
         if not self._recount_timer.isActive():
             self._recount_timer.start()
+        self._show_folders()  # photos left, from the pass itself (the counts lag it)
         if self._rerun is not None and not self._live_refresh.isActive():
             self._live_refresh.start()
         self.progress.setRange(0, max(1, p.total))
@@ -799,6 +810,8 @@ class MainWindow(QMainWindow):
             self.report_error("Indexing failed", str(error))
             return
         counts = self.indexing.last_counts  # counted on the watcher's thread
+        if self.indexing.last_folder_counts is not None:
+            self._folder_counts = self.indexing.last_folder_counts
         if counts is not None:
             self.index_label.setText(
                 f"{counts['indexed']:,} photos indexed"
