@@ -320,7 +320,12 @@ class MainWindow(QMainWindow):
         self.watch_label.setAccessibleName("Folder watching")
         for label in (self.index_label, self.watch_label, self.model_label):
             label.setContentsMargins(6, 0, 6, 0)
-        status.addWidget(self.index_label, 1)
+        from photofind.gui.unreadable_dialog import UnreadableReport
+
+        self.unreadable = UnreadableReport(self)  # "N could not be read": opens the list
+        status.addWidget(self.index_label)
+        status.addWidget(self.unreadable.button)
+        status.addWidget(QWidget(status), 1)
         status.addPermanentWidget(self.progress)
         status.addPermanentWidget(self.pause_button)
         status.addPermanentWidget(self.watch_label)
@@ -732,6 +737,7 @@ class MainWindow(QMainWindow):
     def _show_folders(self) -> None:
         job = self.indexing
         running = job is not None and job.running
+        self.unreadable.set_count(sum(c["failed"] for c in self._folder_counts.values()))
         rows = folder_rows(
             self._folders,
             self._folder_counts,
@@ -813,10 +819,9 @@ class MainWindow(QMainWindow):
         if self.indexing.last_folder_counts is not None:
             self._folder_counts = self.indexing.last_folder_counts
         if counts is not None:
-            self.index_label.setText(
-                f"{counts['indexed']:,} photos indexed"
-                + (f" · {counts['failed']} could not be read" if counts["failed"] else "")
-            )
+            # (What could not be read is the status bar's button beside it: it opens the list.)
+            self.index_label.setText(f"{counts['indexed']:,} photos indexed")
+        self.unreadable.refresh()
         self._refresh_empty_state()
         self.refresh_folders()
         self._live_refresh.stop()
