@@ -29,6 +29,8 @@ DEMO_COUNT = 300
 DEMO_SEED = 2024
 ALBUMS = ("holiday", "garden", "studio")
 PHOTOS_DIR = "photos"
+#: The demo is its own library, in this folder of the user's library folder (never mixed in).
+DEMO_DIR = "demo"
 #: Which generation of scenes the demo's photos are; a demo of another is written again.
 #: 2: photos planted for the example searches.
 DEMO_VERSION = 2
@@ -49,6 +51,16 @@ FIRST_SCREEN_EXAMPLES = EXAMPLE_SEARCHES[:3]
 
 _FIRST_DAY = datetime(2019, 1, 1, 9, 0, 0)
 _SPAN_DAYS = 6 * 365
+
+
+def demo_root(library_root: str | os.PathLike) -> Path:
+    """Where the demo library of the library at ``library_root`` lives."""
+    return Path(library_root) / DEMO_DIR
+
+
+def is_demo_library(root: str | os.PathLike) -> bool:
+    """Was the library at ``root`` made by :func:`build_demo_library`?"""
+    return (Path(root) / _VERSION_FILE).is_file()
 
 
 def demo_photo_path(root: Path, index: int, fmt: str) -> Path:

@@ -24,7 +24,8 @@ class FolderRow:
     path: str
     photos: int  # catalogued photos (indexed, pending, failed, offline)
     pending: int  # photos still to index (0: none, or not known yet)
-    #: "scanning", "indexing", "paused", "watching", "polling", "offline", "not watched"
+    #: "scanning", "indexing", "paused", "watching", "polling", "offline", "not watched",
+    #: "needs a model"
     state: str
 
 
@@ -46,12 +47,14 @@ def folder_rows(
     progress=None,
     *,
     reconciling: bool = False,
+    has_model: bool = True,
 ) -> list[FolderRow]:
     """Join the catalog's folders, their counts and the watcher's view of them.
 
     ``watch_status`` is the watcher's last :meth:`~photofind.library.watcher.Watcher.status`
     ({}: a watcher that has not reported yet; None: no watcher). ``reconciling``: the
-    watcher scans every folder now, so one not counted yet is being scanned. ``progress`` is the index pass running now (a :class:`~photofind.library.indexer.Progress`),
+    watcher scans every folder now, so one not counted yet is being scanned. ``has_model``:
+    without one nothing is indexed (and the watcher does not run). ``progress`` is the index pass running now (a :class:`~photofind.library.indexer.Progress`),
     or the last one to run. The counts were read a moment ago and lag a pass, so the pass
     decides what is being indexed: a folder with pending photos, or one not counted yet
     (just added: its photos were scanned in for this pass). With one such folder, its photos
@@ -73,6 +76,8 @@ def folder_rows(
         pending = pending_of(folder.id)
         if mode == "offline" or (mode is None and not os.path.isdir(folder.path)):
             state = "offline"
+        elif not has_model:
+            state = "needs a model"
         elif folder.id in busy and (running or pending):
             if running and len(busy) == 1:
                 pending = progress.total - progress.done

@@ -182,6 +182,9 @@ class MainWindow(QMainWindow):
             for button in (self.add_folder_button, self.empty_button):
                 button.setEnabled(False)
                 button.setToolTip("Another photofind writes this library")
+        from photofind.gui.first_run import ModelSetup
+
+        self.model_setup = ModelSetup(self)  # first run, installs, "no model yet"
 
     def _make_indexing_job(self) -> None:
         """The watcher runs only on a writable library with a model (see gui/watching.py)."""
@@ -428,6 +431,7 @@ class MainWindow(QMainWindow):
             self.clear_search()
             return
         if self.engine is None:
+            self.model_setup.missing("search")
             return
         self._last_query = text
         self._rerun = self.run_search
@@ -440,6 +444,7 @@ class MainWindow(QMainWindow):
 
     def find_similar(self, photo_id: int | None, path: str) -> None:
         if self.engine is None:
+            self.model_setup.missing("similar")
             return
         self.search_box.setText("")
         self._rerun = lambda: self.find_similar(photo_id, path)
@@ -453,6 +458,7 @@ class MainWindow(QMainWindow):
 
     def search_by_image(self, path: str) -> None:
         if self.engine is None:
+            self.model_setup.missing("similar")
             return
         self._rerun = lambda: self.search_by_image(path)
         flt = self.filter_bar.search_filter()
@@ -639,6 +645,8 @@ class MainWindow(QMainWindow):
             self._refresh_empty_state()
             self.refresh_folders()
             self.start_indexing()
+            if self.model is None:
+                self.model_setup.missing("folder")
 
         self.tasks.run(work, done, pool=self.tasks.io_pool)
 
@@ -744,6 +752,7 @@ class MainWindow(QMainWindow):
             self._watch_status if self._watch_status is not None or job is None else {},
             job.last_progress if running else None,
             reconciling=running and job.reconciling,
+            has_model=self.model is not None,
         )
         self.folders_panel.set_rows(rows)
         self.filter_bar.set_folders([r.path for r in rows])
@@ -913,66 +922,18 @@ class MainWindow(QMainWindow):
             self._rerun()
 
     def offer_model(self) -> None:
-        """The first-run dialog: download, import, or the demo library."""
-        from photofind.gui.first_run import FirstRunDialog
-
-        dialog = FirstRunDialog(self)
-        if dialog.exec() != FirstRunDialog.DialogCode.Accepted:
-            return
-        if dialog.choice == "import":
-            folder = QFileDialog.getExistingDirectory(self, "Import a model folder")
-            if folder:
-                self._install_model(folder)
-        elif dialog.choice == "download":
-            from photofind.gui.first_run import RECOMMENDED
-
-            self._install_model(RECOMMENDED)
-        elif dialog.choice == "demo":
-            self.open_demo()
+        """The first-run dialog: download, import, or the demo library (gui/first_run.py)."""
+        self.model_setup.offer()
 
     def _install_model(self, source: str) -> None:
-        from PySide6.QtWidgets import QProgressDialog
-
-        from photofind.clip import load_model
-        from photofind.gui.first_run import InstallRelay
-        from photofind.models.store import ModelStore
-
-        progress = QProgressDialog("Getting the model…", "Hide", 0, 0, self)
-        progress.setObjectName("installProgress")
-        progress.setMinimumDuration(0)
-        relay = InstallRelay(self)
-
-        def show(done: int, total: int) -> None:
-            progress.setMaximum(max(total // 1024, 0))
-            progress.setValue(done // 1024)
-            progress.setLabelText(f"Downloading the model: {done / 1e6:.0f} MB")
-
-        relay.progress.connect(show)
-        store = ModelStore(self.library.root, provider="auto")
-
-        def work():
-            report = store.install(
-                source, progress=lambda p: relay.progress.emit(p.done, p.total or 0)
-            )
-            store.use(report.name)
-            return load_model(report.name, library=self.library.root)
-
-        def done(model, error):
-            progress.close()
-            relay.deleteLater()
-            if error is not None:
-                self.report_error("The model could not be installed", str(error))
-                return
-            self.set_model(model)
-
-        self.tasks.run(work, done, pool=self.tasks.io_pool)
+        self.model_setup.install(source)
 
     def open_demo(self) -> None:
         """Build (once) and open the demo library in a new window; close this one."""
         from photofind.clip import load_model
-        from photofind.demo import DEMO_MODEL, build_demo_library
+        from photofind.demo import DEMO_MODEL, build_demo_library, demo_root
 
-        root = self.library.root / "demo"
+        root = demo_root(self.library.root)
         self.index_label.setText("Making the demo library…")
 
         def work():
@@ -1013,9 +974,12 @@ class MainWindow(QMainWindow):
 
         store = ModelStore(self.library.root)
         names = [m.name for m in store.list() if m.problem is None]
-        current = self.settings
-        if self.model is not None and current.model is None:
-            current = dataclasses.replace(current, model=self.model.info.name)
+        # The model the status bar names (the one being re-indexed for, during a change),
+        # not whatever settings.json says: --model or the demo may have chosen another.
+        shown = self.staged_model or self.model
+        current = dataclasses.replace(
+            self.settings, model=shown.info.name if shown is not None else None
+        )
         dialog = SettingsDialog(current, names, self)
         if dialog.exec() == SettingsDialog.DialogCode.Accepted:
             self.apply_settings(dialog.value())

@@ -78,6 +78,9 @@ class SettingsDialog(QDialog):
         self.model = QComboBox(self)
         self.model.setObjectName("modelSetting")
         self.model.setAccessibleName("Model")
+        if settings.model is None:
+            # As the status bar says: no model. Not the first of the list, which OK would load.
+            self.model.addItem("No model yet (choose one)", None)
         for name in models:
             self.model.addItem(name, name)
         if settings.model and self.model.findData(settings.model) < 0:
