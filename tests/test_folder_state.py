@@ -14,6 +14,7 @@ from images import write_photo_jpeg  # noqa: E402
 
 from photofind.gui.folders_panel import FolderRow, folder_rows, state_text  # noqa: E402
 from photofind.library.indexer import Progress  # noqa: E402
+from photofind.library.library import ReindexProgress  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,12 @@ def test_a_running_pass_decides_which_folders_index_and_how_many_are_left(tmp_pa
     # The pass is done: what the (older) counts still call pending was done by it.
     done = folder_rows([a], {1: Counter(pending=9)}, status, Progress(9, 9, 0, 9.0, 0.0))
     assert done[0].state == "watching" and done[0].pending == 0
+    # A model change re-indexes every folder, indexed ones too.
+    counts = {1: Counter(indexed=40), 2: Counter(indexed=2)}
+    change = ReindexProgress(10, 42, 0, 5.0, 6.4, model="ViT-B-32")
+    assert [r.state for r in folder_rows([a, b], counts, status, change)] == ["re-indexing"] * 2
+    [one] = folder_rows([a], {1: Counter(indexed=42)}, status, change)
+    assert state_text(one) == "re-indexing (32 left)"
 
 
 def test_states_without_a_pass(tmp_path):

@@ -24,8 +24,8 @@ class FolderRow:
     path: str
     photos: int  # catalogued photos (indexed, pending, failed, offline)
     pending: int  # photos still to index (0: none, or not known yet)
-    #: "scanning", "indexing", "paused", "watching", "polling", "offline", "not watched",
-    #: "needs a model"
+    #: "scanning", "indexing", "re-indexing" (for a new model), "paused", "watching",
+    #: "polling", "offline", "not watched", "needs a model"
     state: str
 
 
@@ -64,6 +64,8 @@ def folder_rows(
     modes = {f["path"]: f["mode"] for f in (watch_status or {}).get("folders", [])}
     running = progress is not None and progress.done < progress.total
     caught_up = progress is not None and not running
+    # A model change re-indexes every photo (its progress names the new model).
+    restaging = running and bool(getattr(progress, "model", ""))
 
     def pending_of(folder_id: int) -> int:
         return 0 if caught_up else counts.get(folder_id, Counter())["pending"]
@@ -78,6 +80,9 @@ def folder_rows(
             state = "offline"
         elif not has_model:
             state = "needs a model"
+        elif restaging:
+            pending = progress.total - progress.done if len(folders) == 1 else 0
+            state = "paused" if progress.paused else "re-indexing"
         elif folder.id in busy and (running or pending):
             if running and len(busy) == 1:
                 pending = progress.total - progress.done
@@ -98,7 +103,7 @@ def folder_rows(
 
 def state_text(row: FolderRow) -> str:
     """The State column: what happens to the folder, with its photos left to index."""
-    if row.state in ("indexing", "paused") and row.pending:
+    if row.state in ("indexing", "re-indexing", "paused") and row.pending:
         return f"{row.state} ({row.pending:,} left)"
     return row.state
 
