@@ -109,6 +109,25 @@ def test_every_suggested_search_finds_five_right_photos_in_its_top_ten(tiny_demo
     assert all(n >= 5 for n in right.values()), right
 
 
+def test_the_app_on_the_demo_suggests_only_the_measured_examples(qtbot, tiny_demo):
+    pytest.importorskip("PySide6.QtWidgets")
+    import re
+
+    from photofind.gui import create_window
+
+    root, model, _ = tiny_demo
+    win = create_window(root, model)
+    qtbot.addWidget(win)
+    try:
+        quoted = re.findall(r"“([^”]+)”", win.search_box.placeholderText())
+        links = re.findall(r'<a href="([^"]+)">', win.empty_label.text())
+        assert quoted and links
+        assert set(quoted) | set(links) <= set(EXAMPLE_SEARCHES)
+    finally:
+        win.shutdown()
+        win.library.close()
+
+
 def test_demo_with_a_command_prints_results_for_every_example(tiny_demo, capsys):
     root, _, _ = tiny_demo
     argv = ["--library", str(root.parent), "--provider", "cpu", "--demo", "status"]

@@ -179,6 +179,7 @@ class ModelSetup(QObject):
         self.bar.getModel.connect(self.offer)
         self.failure: QMessageBox | None = None
         window.modelChanged.connect(lambda _name: self.update())
+        self._placeholder = window.search_box.placeholderText()
         self.update()
         from photofind.demo import is_demo_library
 
@@ -186,7 +187,19 @@ class ModelSetup(QObject):
             window.setWindowTitle(f"{window.windowTitle()} — demo library (generated photos)")
 
     def update(self) -> None:
-        if self.window.model is not None:
+        from photofind.demo import DEMO_MODEL, EXAMPLE_SEARCHES
+
+        model = self.window.model
+        # The demo model knows only shapes: its examples (measured to work, tests/test_demo.py),
+        # not "beach + sunset", which it cannot find.
+        if model is not None and model.info.name == DEMO_MODEL:
+            one, two = EXAMPLE_SEARCHES[1], EXAMPLE_SEARCHES[3]
+            self.window.search_box.setPlaceholderText(
+                f"Describe a photo — “{one}”, “{two}” — or drop one here"
+            )
+        else:
+            self.window.search_box.setPlaceholderText(self._placeholder)
+        if model is not None:
             self.bar.setVisible(False)
         elif self.bar.isHidden():
             self.bar.say(NO_MODEL)
