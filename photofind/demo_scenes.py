@@ -19,7 +19,11 @@ import re
 from dataclasses import dataclass, replace
 
 from photofind.query import TEXT, parse_query
+
+# (_MIN_CONTRAST, _contrast: the generator's own rule of what stays visible, so that a
+# planted scene obeys it too.)
 from photofind.synthetic import (
+    _MIN_CONTRAST,
     BACKGROUND_COLOURS,
     BACKGROUND_KINDS,
     COLOURS,
@@ -31,13 +35,13 @@ from photofind.synthetic import (
     STREAM_PUBLIC,
     Scene,
     SynthObject,
+    _contrast,
     make_scene,
     scene_rng,
 )
 
 #: every PLANT_EVERY-th photo of the demo is planted for an example search
 PLANT_EVERY = 5
-_MIN_CONTRAST = 150.0  # as synthetic._MIN_CONTRAST: an object is never drawn unseen
 _COUNTS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3}
 _SIZE_WORDS = {"small": "small", "large": "large", "big": "large"}
 _SHAPE_WORDS = {**{s: s for s in SHAPES}, **{p: s for s, p in PLURALS.items()}}
@@ -115,11 +119,6 @@ def scene_matches(query: str, scene: Scene) -> bool:
     """Is ``scene`` a right answer to ``query``? (from its generated attributes)"""
     added, subtracted = read_search(query)
     return all(w.true_of(scene) for w in added) and not any(w.true_of(scene) for w in subtracted)
-
-
-def _contrast(colour: str, background: str) -> float:
-    a, b = COLOURS[colour], BACKGROUND_COLOURS[background]
-    return sum((x - y) ** 2 for x, y in zip(a, b, strict=True)) ** 0.5
 
 
 def _force(scene: Scene, added: list[Wanted], rng) -> Scene:
