@@ -10,6 +10,7 @@ empty, with no model yet) is plainly the other library and not the demo gone mis
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 from pathlib import Path
@@ -32,12 +33,13 @@ RECOMMENDED = "ViT-B-32"  # the model store's catalogue name of OpenAI's ViT-B/3
 
 
 def _home(path: Path) -> str:
-    """``path`` as a person reads it: ``~/…`` under the home folder."""
+    """``path`` as a person reads it (``~/…`` under the home folder), escaped for rich text."""
     home = Path.home()
     try:
-        return "~/" + str(Path(path).relative_to(home))
+        shown = "~/" + str(Path(path).relative_to(home))
     except ValueError:
-        return str(path)
+        shown = str(path)
+    return html.escape(shown)
 
 
 class FirstRunDialog(QDialog):
