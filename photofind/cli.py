@@ -18,6 +18,7 @@ from pathlib import Path
 from photofind import __version__
 from photofind.errors import PhotofindError
 from photofind.paths import library_dir
+from photofind.terminal import printable
 
 log = logging.getLogger("photofind")
 
@@ -244,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
             log.exception("%s failed", args.command)
         known = isinstance(exc, (PhotofindError, OSError))
         what = str(exc) if known else f"unexpected {type(exc).__name__}: {exc}"
-        print(f"photofind: error: {what}", file=sys.stderr)
+        # One line, whatever a file name quoted in the message holds (photofind.terminal).
+        print(f"photofind: error: {printable(what)}", file=sys.stderr)
         if not known and not args.verbose:
             print("photofind: run with --verbose for the full traceback", file=sys.stderr)
         return EXIT_ERROR

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from photofind.cli import Context, arguments, command, emit_json
 from photofind.errors import PhotofindError
+from photofind.terminal import printable
 
 
 def _open(ctx: Context, *, readonly: bool):
@@ -23,7 +24,8 @@ def _open(ctx: Context, *, readonly: bool):
 
 
 def _shown(path: str) -> str:
-    """A path printable on any terminal (non-UTF-8 bytes shown as escapes)."""
+    """A path that JSON output can encode (non-UTF-8 bytes shown as escapes); text lines use
+    :func:`photofind.terminal.printable`, which also escapes control characters."""
     return path.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
@@ -150,18 +152,18 @@ def _folders(args: argparse.Namespace, ctx: Context) -> int:
         if args.action == "add":
             for path in args.paths:
                 folder = library.add_folder(path)
-                print(f"added {_shown(folder.path)} (run `photofind index` to index it)")
+                print(f"added {printable(folder.path)} (run `photofind index` to index it)")
         elif args.action == "remove":
             for path in args.paths:
                 n = library.remove_folder(os.path.abspath(path))
-                print(f"removed {path} and its {n} indexed photos")
+                print(f"removed {printable(str(path))} and its {n} indexed photos")
         else:
             folders = [f.path for f in library.folders()]
             if args.json:
                 emit_json([{"path": p} for p in folders])
             else:
                 for p in folders:
-                    print(_shown(p))
+                    print(printable(p))
     return 0
 
 
@@ -193,14 +195,17 @@ def _status(args: argparse.Namespace, ctx: Context) -> int:
 @arguments(_json_flag)
 def _list(args: argparse.Namespace, ctx: Context) -> int:
     with _open(ctx, readonly=True) as library:
-        photos = [
-            {"path": _shown(p.path), "status": p.status, "error": p.error}
-            for p in library.catalog.photos()
-        ]
+        photos = list(library.catalog.photos())
     if args.json:
-        emit_json(photos)
+        emit_json(
+            [
+                {"path": _shown(p.path), "status": p.status, "error": p.error and _shown(p.error)}
+                for p in photos
+            ]
+        )
     else:
+        # An error message quotes the file's name, so it is escaped too.
         for p in photos:
-            line = f"{p['status']:>8}  {p['path']}"
-            print(line + (f"  ({p['error']})" if p["error"] else ""))
+            line = f"{p.status:>8}  {printable(p.path)}"
+            print(line + (f"  ({printable(p.error)})" if p.error else ""))
     return 0

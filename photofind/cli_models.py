@@ -52,10 +52,24 @@ def _models_args(p: argparse.ArgumentParser) -> None:
     )
     inst.add_argument("source", help="folder, .tar.gz/.tgz/.zip, https URL or catalogue name")
     inst.add_argument("--name", help="install under this name (default: the package's)")
-    inst.add_argument("--sha256", help="expected sha256 of the downloaded archive (URLs)")
+    inst.add_argument("--sha256", help="expected sha256 of the archive (downloaded or local)")
     inst.add_argument("--replace", action="store_true", help="overwrite an installed namesake")
     inst.add_argument("--use", action="store_true", help="make it the library's model")
     inst.add_argument("--no-progress", action="store_true", help="no progress bar")
+    inst.add_argument(
+        "--min-rate",
+        type=float,
+        metavar="KB/S",
+        default=4.0,
+        help="give up on a server slower than this over a minute (default 4; resumable)",
+    )
+    inst.add_argument(
+        "--deadline",
+        type=float,
+        metavar="SECONDS",
+        default=4 * 3600.0,
+        help="give up on one download after this long (default 14400; resumable)",
+    )
     use = sub.add_parser("use", help="make NAME the library's model")
     use.add_argument("name")
     rm = sub.add_parser("remove", help="delete an installed model")
@@ -77,10 +91,18 @@ def _models(args: argparse.Namespace, ctx: Context) -> int:
         return _list(args, ctx)
     store = _store(ctx)
     if action == "install":
+        from photofind.models.download import DownloadLimits
+
         bar = None if args.no_progress else _DownloadBar()
+        limits = DownloadLimits(deadline=args.deadline, min_rate=args.min_rate * 1024)
         try:
             report = store.install(
-                args.source, name=args.name, sha256=args.sha256, replace=args.replace, progress=bar
+                args.source,
+                name=args.name,
+                sha256=args.sha256,
+                replace=args.replace,
+                progress=bar,
+                limits=limits,
             )
         finally:
             if bar:

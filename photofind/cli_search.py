@@ -19,8 +19,12 @@ from photofind import __version__
 from photofind.cli import Context, arguments, command, emit_json
 from photofind.cli_library import _open, _shown
 from photofind.errors import PhotofindError
+from photofind.terminal import printable
 
 DEFAULT_RESULTS = 20
+# More photos than any library holds, and small enough for hnswlib's C integers (an -n of
+# 20 digits reached it as "unexpected TypeError: set_ef(): incompatible function arguments").
+MAX_COUNT = 10**9
 
 
 # -- choosing the model -------------------------------------------------------------------
@@ -49,8 +53,9 @@ def _search_model(ctx: Context, library):
 
 
 def _filter_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-n", type=int, default=DEFAULT_RESULTS, metavar="K", help="results (20)")
-    p.add_argument("--offset", type=int, default=0, help="skip the first N results (paging)")
+    # Read as text and checked by _count: one clear line for "1e20" or 20 digits.
+    p.add_argument("-n", default=str(DEFAULT_RESULTS), metavar="K", help="results (20)")
+    p.add_argument("--offset", default="0", help="skip the first N results (paging)")
     p.add_argument("--json", action="store_true", help='a JSON list of {"path", "score"}')
     p.add_argument(
         "--folder",
@@ -77,6 +82,7 @@ def _search_args(p: argparse.ArgumentParser) -> None:
 def _similar_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", type=Path, help="a photo of the library, or any picture file")
     _filter_args(p)
+    p.add_argument("--all", action="store_true", help="no relevance cut-off: K results always")
 
 
 def _filter(args):
@@ -95,20 +101,31 @@ def _print(results, args) -> None:
         emit_json([{"path": _shown(r.path), "score": round(r.score, 6)} for r in results])
     else:
         for r in results:
-            print(f"{r.score:.4f}  {_shown(r.path)}")
+            print(f"{r.score:.4f}  {printable(r.path)}")
     if results.cut and not args.json:
         print(
-            f"({results.cut} more below the relevance cut-off {results.threshold:.3f}; "
+            f"({results.below} more below the relevance cut-off {results.threshold:.3f}; "
             "--all shows them)",
             file=sys.stderr,
         )
 
 
+def _count(flag: str, text: str) -> int:
+    """A count option's value: a whole number from 0 to MAX_COUNT, else PhotofindError."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()):
+        raise PhotofindError(
+            f"{flag} {text[:40]!r} is not a whole number: give 0 to {MAX_COUNT:,} (digits only)"
+        )
+    if len(text.lstrip("0")) > len(str(MAX_COUNT)) or int(text) > MAX_COUNT:
+        raise PhotofindError(f"{flag} {text[:40]} is too large: at most {MAX_COUNT:,}")
+    return int(text)
+
+
 def _engine_run(ctx: Context, args, run) -> int:
     from photofind.search import SearchEngine
 
-    if args.n < 0 or args.offset < 0:
-        raise PhotofindError("-n and --offset must not be negative")
+    args.n, args.offset = _count("-n", args.n), _count("--offset", args.offset)
     search_filter = _filter(args)
     with _open(ctx, readonly=True) as library:
         engine = SearchEngine(library, _search_model(ctx, library))
@@ -135,7 +152,9 @@ def _similar(args: argparse.Namespace, ctx: Context) -> int:
     return _engine_run(
         ctx,
         args,
-        lambda engine, f: engine.similar(args.path, k=args.n, offset=args.offset, filter=f),
+        lambda engine, f: engine.similar(
+            args.path, k=args.n, offset=args.offset, filter=f, cutoff=not args.all
+        ),
     )
 
 
@@ -288,7 +307,7 @@ def run_demo(ctx: Context, *, open_gui=None) -> int:
             results = engine.search(text, k=3)
             print(f'\nphotofind --library {root} search "{text}"')
             for r in results:
-                print(f"  {r.score:.4f}  {_shown(r.path)}")
+                print(f"  {r.score:.4f}  {printable(r.path)}")
             if not results:
                 print("  (nothing stands out)")
     if open_gui is not None:

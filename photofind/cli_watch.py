@@ -17,10 +17,12 @@ from pathlib import Path
 
 from photofind.cli import Context, arguments, command, emit_json
 from photofind.errors import PhotofindError
+from photofind.terminal import printable
 
 
 def _say(message: str) -> None:
-    print(f"photofind watch: {message}", file=sys.stderr, flush=True)
+    # Messages quote file names: escaped, one line each whatever the names hold.
+    print(f"photofind watch: {printable(message)}", file=sys.stderr, flush=True)
 
 
 def _watch_args(p: argparse.ArgumentParser) -> None:

@@ -14,10 +14,13 @@ Rules:
   spaces on both sides (or at the very start: ``- people + beach``). ``t-shirt``,
   ``black-and-white`` and ``5+`` stay words of the sentence.
 - A weight is a positive number followed by ``*`` at the start of a term: ``2*beach``,
-  ``0.5 * sunset``. The sign comes from the operator before the term.
+  ``0.5 * sunset``, from 0.001 to 1000 (beyond that the other terms no longer count, and
+  a weight of 400 nines would be an infinite one). The sign comes from the operator before
+  the term.
 - ``img:PATH`` (or ``image:PATH``) is a picture: a photo of the library uses its stored
   vector, any other file is encoded. Quote a path holding `` + `` or `` - ``:
-  ``img:"/my photos/a - b.jpg"``. ``photo:ID`` is a library photo by id.
+  ``img:"/my photos/a - b.jpg"``. ``photo:ID`` is a library photo by id (digits 0-9, at
+  most SQLite's largest integer).
 - A query needs at least one term with a positive sign.
 
 The search engine turns a query into one vector: the weighted sum of the terms' unit
@@ -27,6 +30,8 @@ ranks photos without it higher; it cannot guarantee they are absent.
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 from dataclasses import dataclass
 
@@ -43,6 +48,11 @@ _WEIGHT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*\*\s*(.*)$", re.DOTALL)
 _IMAGE_PREFIXES = ("img:", "image:")
 _PHOTO_PREFIX = "photo:"
 
+MIN_WEIGHT = 0.001
+MAX_WEIGHT = 1000.0
+# Catalog ids are SQLite integers; a larger number could name no photo and overflows SQLite.
+MAX_PHOTO_ID = 2**63 - 1
+
 
 class QueryError(PhotofindError):
     """A query that cannot be understood; the message says where and why."""
@@ -55,6 +65,20 @@ class Term:
     kind: str
     value: str | int
     weight: float = 1.0
+
+    def __post_init__(self):
+        # The engine adds weight * unit vector: a bounded finite weight keeps the sum finite
+        # (no inf, no NaN scores), whichever way the query was built.
+        if not (isinstance(self.weight, numbers.Real) and math.isfinite(self.weight)):
+            raise QueryError(f"term {self.value!r}: weight {self.weight!r} is not a finite number")
+        if abs(self.weight) > MAX_WEIGHT:
+            raise QueryError(
+                f"term {self.value!r}: weight {self.weight:g} is larger than {MAX_WEIGHT:g}"
+            )
+        if self.kind == PHOTO and not (
+            isinstance(self.value, numbers.Integral) and 0 <= self.value <= MAX_PHOTO_ID
+        ):
+            raise QueryError(f"photo id {self.value!r} is out of range (0 to {MAX_PHOTO_ID})")
 
     def __str__(self) -> str:
         if self.kind == TEXT:
@@ -116,6 +140,13 @@ class Query:
         return out
 
 
+def _brief(text: str, limit: int = 80) -> str:
+    """Quoted for a message; a long text cut, so that the error stays one readable line."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text):,} characters)"
+
+
 def _scaled(term: Term, factor: float) -> Term:
     return Term(term.kind, term.value, term.weight * factor)
 
@@ -128,7 +159,8 @@ def _split(text: str) -> list[tuple[float, str]]:
         token = match.group()
         if token == '"':
             raise QueryError(
-                f"query {text!r}: a double quote at column {match.start() + 1} is never closed"
+                f"query {_brief(text)}: a double quote at column {match.start() + 1} "
+                "is never closed"
             )
         if token in _OPERATORS:
             body = "".join(current).strip()
@@ -136,7 +168,7 @@ def _split(text: str) -> list[tuple[float, str]]:
                 parts.append((sign, body))
             elif seen_any:
                 raise QueryError(
-                    f"query {text!r}: operator {token!r} at column {match.start() + 1} "
+                    f"query {_brief(text)}: operator {token!r} at column {match.start() + 1} "
                     "follows another operator or nothing"
                 )
             sign, current, seen_any = _OPERATORS[token], [], True
@@ -148,7 +180,7 @@ def _split(text: str) -> list[tuple[float, str]]:
     if body:
         parts.append((sign, body))
     elif seen_any:
-        raise QueryError(f"query {text!r} ends with an operator: a term is missing after it")
+        raise QueryError(f"query {_brief(text)} ends with an operator: a term is missing after it")
     return parts
 
 
@@ -156,24 +188,38 @@ def _term(sign: float, raw: str, query: str) -> Term:
     weight = 1.0
     match = _WEIGHT.match(raw)
     if match:
-        weight = float(match.group(1))
+        written = match.group(1)
+        weight = float(written)
         raw = match.group(2).strip()
         if weight == 0:
-            raise QueryError(f"query {query!r}: weight 0 makes the term {raw!r} do nothing")
+            raise QueryError(f"query {_brief(query)}: weight 0 makes the term {raw!r} do nothing")
         if not raw:
-            raise QueryError(f"query {query!r}: the weight {match.group(1)}* has no term after it")
+            raise QueryError(f"query {_brief(query)}: the weight {written}* has no term after it")
+        if not MIN_WEIGHT <= weight <= MAX_WEIGHT:
+            raise QueryError(
+                f"query {_brief(query)}: weight {_brief(written, 24)} is out of range; "
+                f"weights go from {MIN_WEIGHT:g} to {MAX_WEIGHT:g}"
+            )
     lowered = raw.lower()
     for prefix in _IMAGE_PREFIXES:
         if lowered.startswith(prefix):
             path = raw[len(prefix) :].strip()
             if not path:
-                raise QueryError(f"query {query!r}: {prefix} needs a picture's path after it")
+                raise QueryError(f"query {_brief(query)}: {prefix} needs a picture's path after it")
             return Term(IMAGE, path, sign * weight)
     if lowered.startswith(_PHOTO_PREFIX):
         ident = raw[len(_PHOTO_PREFIX) :].strip()
-        if not ident.isdigit():
+        # isdigit() alone lets "²" through, which int() refuses.
+        if not (ident.isascii() and ident.isdigit()):
             raise QueryError(
-                f"query {query!r}: photo: needs a photo id (a whole number), got {ident!r}"
+                f"query {_brief(query)}: photo: needs a photo id (a whole number, digits 0-9), "
+                f"got {_brief(ident, 24)}"
+            )
+        # Length first: int() of thousands of digits is slow, then refused by Python.
+        if len(ident.lstrip("0")) > len(str(MAX_PHOTO_ID)) or int(ident) > MAX_PHOTO_ID:
+            raise QueryError(
+                f"query {_brief(query)}: photo id {_brief(ident, 24)} is out of range; "
+                f"photo ids go up to {MAX_PHOTO_ID}"
             )
         return Term(PHOTO, int(ident), sign * weight)
     return Term(TEXT, " ".join(raw.split()), sign * weight)
@@ -185,10 +231,10 @@ def parse_query(text: str) -> Query:
         raise QueryError("the query is empty: type what the photos show")
     terms = tuple(_term(sign, raw, text) for sign, raw in _split(text))
     if not terms:
-        raise QueryError(f"query {text!r} has no term")
+        raise QueryError(f"query {_brief(text)} has no term")
     if not any(t.weight > 0 for t in terms):
         raise QueryError(
-            f"query {text!r} only subtracts: add what the photos should show "
+            f"query {_brief(text)} only subtracts: add what the photos should show "
             "(for example 'beach - people')"
         )
     return Query(terms)

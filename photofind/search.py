@@ -32,7 +32,14 @@ import numpy as np
 from photofind.errors import PhotofindError
 from photofind.library.vector_index import dot
 from photofind.query import IMAGE, PHOTO, TEXT, Query, parse_query
-from photofind.relevance import CutoffPolicy, policy_for, robust_threshold, sample_ids
+from photofind.relevance import (
+    SAME_PICTURE,
+    CutoffPolicy,
+    policy_for,
+    robust_threshold,
+    sample_ids,
+    z_for,
+)
 
 DEFAULT_K = 20
 DEFAULT_TEXT_CACHE = 256
@@ -82,7 +89,9 @@ class SearchResults(Sequence):
     """One page of results, best first; iterable like a list of :class:`SearchResult`.
 
     ``threshold`` is the relevance cut-off applied (None: none); ``cut`` how many of the
-    candidates fetched for this page fell below it; ``exhausted`` that no page follows.
+    candidates fetched for this page fell below it; ``below`` how many photos the search
+    could return (the filter's, or the whole library) lie below it, fetched or not;
+    ``exhausted`` that no page follows.
     """
 
     results: tuple[SearchResult, ...]
@@ -90,6 +99,7 @@ class SearchResults(Sequence):
     threshold: float | None = None
     cut: int = 0
     exhausted: bool = True
+    below: int = 0
 
     def __getitem__(self, i):
         return self.results[i]
@@ -207,6 +217,11 @@ class _PhotoTable:
         return self.ids[keep]
 
 
+def _indexed(ids: np.ndarray, index) -> int:
+    """How many of ``ids`` the vector index holds (a photo may wait to be indexed)."""
+    return int(np.count_nonzero(np.isin(ids, index.ids(), assume_unique=True)))
+
+
 # ------------------------------------------------------------------------------ caching
 
 
@@ -300,7 +315,14 @@ class SearchEngine:
         vector = self.query_vector(parsed)
         has_text = any(term.kind == TEXT for term in parsed.terms)
         return self._rank(
-            vector, k, offset, filter, cutoff, plain_text=parsed.is_plain_text, far=has_text
+            vector,
+            k,
+            offset,
+            filter,
+            cutoff,
+            plain_text=parsed.is_plain_text,
+            image_only=not has_text,
+            far=has_text,
         )
 
     def similar(
@@ -314,10 +336,13 @@ class SearchEngine:
     ) -> SearchResults:
         """Photos that look like ``photo``: a library photo id, or a picture's path (the
         stored vector when the library holds it, else the file is encoded). The photo
-        itself, when in the library, comes first. No cut-off by default: "more like this"
-        is a browsing list."""
+        itself, when in the library, comes first. ``cutoff``: end the list where the photos
+        stop standing out (the policy's ``image_z``; the GUI and ``photofind similar`` do);
+        off by default for callers that page through the whole library by likeness."""
         query = Query.photo(photo) if isinstance(photo, (int, np.integer)) else Query.image(photo)
-        return self._rank(self.query_vector(query), k, offset, filter, cutoff, plain_text=False)
+        return self._rank(
+            self.query_vector(query), k, offset, filter, cutoff, plain_text=False, image_only=True
+        )
 
     def query_vector(self, query: str | Query) -> np.ndarray:
         """The unit vector a query searches with: the normalised weighted sum of its terms."""
@@ -326,6 +351,12 @@ class SearchEngine:
         for term in parsed.terms:
             total += term.weight * self._term_vector(term.kind, term.value)
         norm = float(np.linalg.norm(total))
+        if not np.isfinite(norm):
+            # Weights are bounded (photofind.query), so only a damaged vector gets here; a NaN
+            # query would rank every photo "nan".
+            raise SearchError(
+                f"query {str(parsed)!r}: a term's vector is not finite (NaN or infinity)"
+            )
         if norm < 1e-6:
             raise SearchError(f"query {str(parsed)!r}: its terms cancel out, nothing is left")
         return (total / norm).astype(np.float32)
@@ -344,15 +375,21 @@ class SearchEngine:
             self._table = None
             self._background = None
 
-    def threshold(self, vector: np.ndarray, *, plain_text: bool, index=None) -> float | None:
-        """The relevance cut-off for a query vector (None when no rule applies)."""
+    def threshold(
+        self, vector: np.ndarray, *, plain_text: bool, image_only: bool = False, index=None
+    ) -> float | None:
+        """The relevance cut-off for a query vector (None when no rule applies);
+        ``image_only``: the query holds pictures and no words (the policy's ``image_z``)."""
         bounds = []
         if plain_text and self.policy.min_score is not None:
             bounds.append(self.policy.min_score)
         background = self._background_vectors(index)
-        if background is not None and self.policy.z is not None:
-            bounds.append(robust_threshold(dot(background, vector), self.policy.z))
-        return max(bounds) if bounds else None
+        z = z_for(self.policy, image_only=image_only)
+        if background is not None and z is not None:
+            bounds.append(robust_threshold(dot(background, vector), z))
+        if not bounds:
+            return None
+        return min(max(bounds), SAME_PICTURE) if image_only else max(bounds)
 
     # -- internals ------------------------------------------------------------------------
 
@@ -408,7 +445,9 @@ class SearchEngine:
             return self.model.encode_images([path])[0]
         raise SearchError(f"unknown query term kind {kind!r}")
 
-    def _rank(self, vector, k, offset, filter, cutoff, *, plain_text, far=False) -> SearchResults:
+    def _rank(
+        self, vector, k, offset, filter, cutoff, *, plain_text, image_only=False, far=False
+    ) -> SearchResults:
         """``far``: the vector may lie away from every photo (it holds a sentence), so the
         graph search gets the wider beam of :func:`text_query_ef`."""
         if k < 0 or offset < 0:
@@ -419,16 +458,24 @@ class SearchEngine:
         allowed = None
         if filter is not None and not filter.is_empty:
             allowed = self._photo_table().allowed(filter)
-        limit = self.threshold(vector, plain_text=plain_text, index=index) if cutoff else None
+        limit = (
+            self.threshold(vector, plain_text=plain_text, image_only=image_only, index=index)
+            if cutoff
+            else None
+        )
         want = offset + k
         ef = text_query_ef(len(index)) if far else None
         ids, scores = index.query(vector, want, filter=allowed, ef=ef)
         fetched = len(ids)
-        cut = 0
+        cut = below = 0
         if limit is not None:
             keep = scores >= limit
-            cut = int(np.count_nonzero(~keep))
+            cut = below = int(np.count_nonzero(~keep))
             ids, scores = ids[keep], scores[keep]
+            if cut and fetched == want:
+                # The list is best first: every photo not fetched scores lower still.
+                candidates = len(index) if allowed is None else _indexed(allowed, index)
+                below = max(cut, candidates - len(ids))
         page = ids[offset:want].tolist()
         photos = self.library.catalog.photos_by_id(page)
         results = []
@@ -437,7 +484,7 @@ class SearchEngine:
             if photo is not None:  # removed since the index answered
                 results.append(SearchResult(photo_id, photo.path, float(score)))
         exhausted = fetched < want or cut > 0
-        return SearchResults(tuple(results), offset, limit, cut, exhausted)
+        return SearchResults(tuple(results), offset, limit, cut, exhausted, below)
 
     def _photo_table(self) -> _PhotoTable:
         key = (self.library.catalog.generation, len(self.library.index))

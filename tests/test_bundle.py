@@ -79,6 +79,7 @@ def bundle(tmp_path_factory):
         "deb": dist / names["deb"],
         "models": record["models"],
         "timings": record["timings"],
+        "qt_refcount_check": record.get("qt_refcount_check", {}),
     }
 
 
@@ -158,6 +159,22 @@ def test_imports_only_from_the_bundle(bundle, run_bundle):
     assert info["provider_libraries"] == ["libonnxruntime_providers_shared.so"]
     assert Path(info["resources_dir"]) == internal / "resources"
     assert sorted(info["bundled_models"]) == bundle["models"]
+
+
+def test_bundled_qt_keeps_reference_counts(bundle, run_bundle):
+    """The crash of issue 13: the bundle's own Python and PySide6 pass the check that
+    tests/test_qt_refcount.py runs on the installed ones."""
+    done = run_bundle("--bundle-selftest", "refcount", check=False)
+    report = json.loads(done.stdout)
+    print(
+        f"bundle: PySide6 {report['pyside6']} on Python {report['python']}, "
+        f"immortal: {report['immortal'] or 'none'}"
+    )
+    assert done.returncode == 0 and report["ok"], done.stderr
+    assert report["kinds"] >= 30 and report["calls_per_kind"] >= 2000
+    # Frozen from the environment that built it, which build.py checked the same way.
+    assert report["python"] == platform.python_version()
+    assert bundle["qt_refcount_check"]["pyside6"] == report["pyside6"]
 
 
 def test_no_torch_tests_or_export_code_in_the_folder(bundle):

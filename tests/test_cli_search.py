@@ -108,7 +108,7 @@ def test_search_filters(lib, random_package, capsys):
 
 def test_similar_finds_the_photo_first(lib, random_package, capsys):
     photo = sorted((lib.parent / "photos" / "b").iterdir())[0]
-    out = run_json(capsys, *cli(lib, random_package, "similar", photo, "-n", 4, "--json"))
+    out = run_json(capsys, *cli(lib, random_package, "similar", photo, "-n", 4, "--json", "--all"))
     assert len(out) == 4
     assert out[0]["path"] == str(photo)
     assert out[0]["score"] == pytest.approx(1.0, abs=1e-4)

@@ -215,3 +215,35 @@ def test_text_queries_get_a_beam_wide_enough_for_their_distance(big_index):
     default = index_recall(index, data, None, queries)
     widened = index_recall(index, data, None, queries, ef=text_query_ef(len(data)))
     assert widened >= 0.95 and widened > default, (default, widened)
+
+
+@pytest.mark.parametrize("how", ["watcher move", "scan move"])
+def test_folder_filter_follows_a_moved_photo(model, tmp_path, how):
+    """A move changes only a path; the filter table built before it must not be reused."""
+    with Library.open(tmp_path / "lib") as library:
+        library.use_model(model)
+        folder = library.add_folder(_mkdirs(tmp_path / "photos", ["a", "b"]))
+        a, b = tmp_path / "photos" / "a", tmp_path / "photos" / "b"
+        rows = [FileInfo(folder.id, str(a / f"{j}.png"), 1, 1, None) for j in range(4)]
+        ids = library.catalog.apply_scan(ScanResult(added=rows)).added_ids
+        vectors = clustered(len(ids), model.info.dim, seed=3)
+        library.catalog.record_embeddings(zip(ids, vectors, [None] * len(ids)))
+        library.index.add(np.asarray(ids), vectors)
+        engine = SearchEngine(library, model)
+
+        def in_folder(path):
+            flt = SearchFilter(folders=(str(path),))
+            return sorted(
+                r.photo_id for r in engine.similar(ids[0], k=10, filter=flt, cutoff=False)
+            )
+
+        assert in_folder(a) == sorted(ids) and in_folder(b) == []
+        moved = ids[1]
+        if how == "watcher move":
+            library.catalog.move_photo(moved, b / "1.png")
+        else:
+            library.catalog.apply_scan(
+                ScanResult(moved=[(moved, FileInfo(folder.id, str(b / "1.png"), 1, 1, None))])
+            )
+        assert in_folder(b) == [moved]
+        assert moved not in in_folder(a)

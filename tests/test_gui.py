@@ -474,3 +474,14 @@ def test_typing_a_red_circle_fills_the_grid_with_red_circles_first(qtbot, demo):
         win.close()
         win.library.close()
     qtbot.waitUntil(lambda: threading.active_count() <= threads_before + 1, timeout=10_000)
+
+
+def test_ctrl_q_closes_the_window(qtbot, window):
+    """Ctrl+Q quits on every platform (Qt's StandardKey.Quit is empty on Windows)."""
+    from PySide6.QtTest import QTest
+
+    window.show()
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5_000)  # a window shortcut needs focus
+    QTest.keyClick(window.search_box, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=5_000)

@@ -26,7 +26,7 @@ def test_a_window_too_big_for_the_screen_is_fitted_to_it(qtbot):
     assert widget.size() == QSize(200, 150)
 
 
-def test_the_preview_fits_the_screen_and_never_enlarges_a_small_photo(qtbot):
+def test_the_preview_fits_the_screen_and_scales_a_small_photo_up_to_fit(qtbot):
     dialog = PreviewDialog()
     qtbot.addWidget(dialog)
     free = dialog.screen().availableGeometry().size()
@@ -38,8 +38,13 @@ def test_the_preview_fits_the_screen_and_never_enlarges_a_small_photo(qtbot):
     dialog.show_photo(small, PhotoDetails("/photos/small.jpg", None, 120, 90, 2048, 0.5))
     shown = dialog.image.pixmap()
     ratio = shown.devicePixelRatio()
-    assert shown.width() / ratio <= 120 and shown.height() / ratio <= 90
-    assert dialog.image.width() > 120  # there was room to blow it up: it was not
+    label = dialog.image.size()
+    assert label.width() > 120  # there was room to enlarge it: it fills the label now
+    assert shown.width() / ratio <= label.width() and shown.height() / ratio <= label.height()
+    assert (
+        max(shown.width() / ratio / label.width(), shown.height() / ratio / label.height()) > 0.98
+    )
+    assert abs(shown.width() / shown.height() - 120 / 90) < 0.02  # its shape kept
 
 
 def test_an_any_date_opens_its_calendar_on_this_month_not_on_1900(qtbot):
@@ -71,13 +76,13 @@ def test_first_screen_examples_search_and_find_similar_names_its_results(qtbot, 
     with qtbot.waitSignal(window.searchFinished, timeout=10_000):
         window.empty_label.linkActivated.emit("a dog on a beach")
     assert window.search_box.text() == "a dog on a beach"
-    assert window.filter_bar.summary.full_text() == "4 photos for “a dog on a beach”"
+    assert window.header.summary.full_text() == "4 photos for “a dog on a beach”"
     # After Find similar the search box is empty: the summary says what the grid shows.
     window.view.setCurrentIndex(window.results.index(1))
     name = window.results.row_at(window.results.index(1)).path.rsplit("/", 1)[-1]
     with qtbot.waitSignal(window.searchFinished, timeout=10_000):
         window.find_similar_action.trigger()
     assert window.search_box.text() == ""
-    assert window.filter_bar.summary.full_text() == f"4 photos like {name}"
+    assert window.header.summary.full_text() == f"4 photos like {name}"
     window.clear_search()
-    assert window.filter_bar.summary.full_text() == ""
+    assert window.header.summary.full_text() == ""

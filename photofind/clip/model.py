@@ -46,6 +46,25 @@ def _static_dims(value_info) -> list:
     return [d if isinstance(d, int) else None for d in value_info.shape]
 
 
+def check_batch_axes(path: Path, got_in: list, got_out: list) -> None:
+    """The batch axes a graph declares: the input's any size or 1, the output's following it.
+
+    A graph may declare (and then compute) an output of millions of rows from one input
+    (16 GiB in the audit); ONNX Runtime allocates what the graph computes, so the
+    declaration is checked before the first run.
+    """
+    if got_in and got_in[0] not in (None, 1):
+        raise ModelError(
+            f"{path}: input batch fixed at {got_in[0]:,}; photofind runs batches of any size "
+            "or of exactly 1"
+        )
+    if got_out and got_out[0] not in (None, 1, got_in[0] if got_in else None):
+        raise ModelError(
+            f"{path}: output declares {got_out[0]:,} rows for a batch of "
+            f"{got_in[0] if got_in and got_in[0] else 'N'}; refused"
+        )
+
+
 def _check_io(session, path: Path, want_in: list, in_type: str, dim: int) -> None:
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1 or len(outputs) < 1:
@@ -67,15 +86,21 @@ def _check_io(session, path: Path, want_in: list, in_type: str, dim: int) -> Non
         raise ModelError(
             f"{path}: output shape {outputs[0].shape} does not match embed_dim {dim} in model.json"
         )
+    check_batch_axes(path, got_in, got_out)
 
 
-def _run(session, name: str, batch: np.ndarray, fixed: int | None) -> np.ndarray:
+def _run(session, name: str, batch: np.ndarray, fixed: int | None, path: str) -> np.ndarray:
     """One session run, or one per row for a graph exported with a fixed batch of 1."""
-    if fixed != 1 or batch.shape[0] == 1:
-        return session.run(None, {name: batch})[0]
-    return np.concatenate(
-        [session.run(None, {name: batch[i : i + 1]})[0] for i in range(len(batch))]
-    )
+    try:
+        if fixed != 1 or batch.shape[0] == 1:
+            return session.run(None, {name: batch})[0]
+        return np.concatenate(
+            [session.run(None, {name: batch[i : i + 1]})[0] for i in range(len(batch))]
+        )
+    except MemoryError:
+        raise ModelError(f"{path}: running the graph needs more memory than there is") from None
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+        raise ModelError(f"{path}: ONNX Runtime failed to run the graph: {exc}") from exc
 
 
 class ClipModel:
@@ -109,6 +134,11 @@ class ClipModel:
         self._text_dtype = np.int32 if text_type == "int32" else np.int64
         self._visual_batch = extra.get("visual_batch")
         self._textual_batch = extra.get("textual_batch")
+        # A graph whose own input says batch 1 runs one row at a time, whatever extra says.
+        if _static_dims(self._visual.get_inputs()[0])[:1] == [1]:
+            self._visual_batch = 1
+        if _static_dims(self._textual.get_inputs()[0])[:1] == [1]:
+            self._textual_batch = 1
         _check_io(self._visual, files["visual"], [None, 3, s, s], "tensor(float)", spec.embed_dim)
         _check_io(
             self._textual,
@@ -158,7 +188,13 @@ class ClipModel:
         pixels = np.ascontiguousarray(pixels, dtype=np.float32)
         if pixels.ndim != 4 or pixels.shape[0] == 0:
             return np.zeros((0, self.info.dim), dtype=np.float32)
-        out = _run(self._visual, self._visual_in, pixels, self._visual_batch)
+        out = _run(
+            self._visual,
+            self._visual_in,
+            pixels,
+            self._visual_batch,
+            self.spec.files["visual"].path,
+        )
         return self._checked(out, pixels.shape[0], "visual")
 
     def encode_images(
@@ -201,7 +237,13 @@ class ClipModel:
             if self._cut_text:
                 # EOT has the largest id of the vocabulary, so argmax finds it in each row.
                 ids = np.ascontiguousarray(ids[:, : int(ids.argmax(axis=1).max()) + 1])
-            out = _run(self._textual, self._textual_in, ids, self._textual_batch)
+            out = _run(
+                self._textual,
+                self._textual_in,
+                ids,
+                self._textual_batch,
+                self.spec.files["textual"].path,
+            )
             chunks.append(self._checked(out, ids.shape[0], "textual"))
         if not chunks:
             return np.zeros((0, self.info.dim), dtype=np.float32)

@@ -3,7 +3,13 @@
 A package holds ``model.json``, ``visual.onnx`` (float32 [N,3,H,W] -> [N,D]),
 ``textual.onnx`` (int64 [N,context_length] -> [N,D]) and the BPE vocabulary the
 tokenizer reads. ``model.json`` lists every file with its sha256; nothing is used
-before it has been checked against that list.
+before it has been checked against that list. Files beyond the three roles (ONNX external
+data) are listed under any other role name; a graph that reads a file the list does not
+name is refused, so every byte a model uses is hashed.
+
+``model.json`` comes from whoever made the package, so every value is checked for its type
+and bounded before anything is sized by it: a context length of a billion would otherwise
+become an 8 GB token array at the first query.
 """
 
 from __future__ import annotations
@@ -11,14 +17,26 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from photofind.errors import ModelError
 
 FORMAT_VERSION = 1
 MANIFEST = "model.json"
 FILE_ROLES = ("visual", "textual", "vocab")
+GRAPH_ROLES = ("visual", "textual")
+# Bounds on what model.json may claim, far above any published CLIP (ViT-bigG: 1280-d,
+# 224 px, 77 tokens, 49,408 ids) and low enough that nothing sized by them is dangerous.
+MAX_EMBED_DIM = 16_384
+MAX_IMAGE_SIZE = 2_048  # a [1, 3, S, S] float32 probe: 50 MB
+MAX_CONTEXT_LENGTH = 4_096  # a [64, L] int64 token batch: 2 MB
+MAX_VOCAB_SIZE = 1_000_000
+MAX_BATCH = 4_096
+MAX_FILES = 64
+# A manifest is a few kilobytes; a JSON reader is not a place for a gigabyte.
+MAX_JSON_BYTES = 1 << 20
 
 # CLIP's published preprocessing constants (OpenAI and OpenCLIP ViT models alike).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -93,6 +111,27 @@ def write_manifest(folder: Path, spec: ModelSpec) -> Path:
     return target
 
 
+def read_json_object(path: Path, max_bytes: int = MAX_JSON_BYTES) -> dict:
+    """A JSON object from ``path``, bounded in size; ModelError naming the file otherwise."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise ModelError(f"{path} cannot be read: {exc.strerror or exc}") from exc
+    if len(raw) > max_bytes:
+        raise ModelError(f"{path} is larger than {max_bytes:,} bytes; refused")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ModelError(f"{path} cannot be read as JSON: {exc}") from exc
+    except RecursionError:
+        raise ModelError(f"{path} cannot be read as JSON: it is nested too deeply") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{path} should hold a JSON object")
+    return data
+
+
 def _need(data: dict, key: str, kind, manifest: Path):
     if key not in data:
         raise ModelError(f"{manifest}: required field '{key}' is missing")
@@ -100,8 +139,93 @@ def _need(data: dict, key: str, kind, manifest: Path):
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise ModelError(f"{manifest}: field '{key}' should be {kind.__name__}, got {value!r}")
+        raise ModelError(
+            f"{manifest}: field '{key}' should be {kind.__name__}, got {_short(value)}"
+        )
     return value
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _bounded(data: dict, key: str, most: int, manifest: Path, least: int = 1) -> int:
+    value = _need(data, key, int, manifest)
+    if not least <= value <= most:
+        raise ModelError(f"{manifest}: field '{key}' should be {least:,}..{most:,}, got {value:,}")
+    return value
+
+
+def _text(data: dict, key: str, default: str, manifest: Path) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str):
+        raise ModelError(f"{manifest}: field '{key}' should be text, got {_short(value)}")
+    return value
+
+
+def _scale(data: dict, manifest: Path) -> float:
+    value = data.get("logit_scale", 100.0)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value <= 0:
+        raise ModelError(
+            f"{manifest}: field 'logit_scale' should be a positive number, got {_short(value)}"
+        )
+    return float(value)
+
+
+def _optional_batch(extra: dict, key: str, manifest: Path):
+    value = extra.get(key)
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_BATCH:
+        raise ModelError(
+            f"{manifest}: extra.{key} should be empty or 1..{MAX_BATCH}, got {_short(value)}"
+        )
+
+
+def _extra(data: dict, manifest: Path) -> dict:
+    extra = data.get("extra", {})
+    if not isinstance(extra, dict):
+        raise ModelError(f"{manifest}: field 'extra' should be an object, got {_short(extra)}")
+    kind = extra.get("textual_input_type", "int64")
+    if kind not in ("int32", "int64"):
+        raise ModelError(
+            f"{manifest}: extra.textual_input_type should be 'int32' or 'int64', got {_short(kind)}"
+        )
+    for key in ("visual_batch", "textual_batch"):
+        _optional_batch(extra, key, manifest)
+    if not isinstance(extra.get("textual_dynamic_length", False), bool):
+        raise ModelError(f"{manifest}: extra.textual_dynamic_length should be true or false")
+    if not isinstance(extra.get("adapted_from", ""), str):
+        raise ModelError(f"{manifest}: extra.adapted_from should be text")
+    return extra
+
+
+def _file_entry(role, entry, manifest: Path) -> PackageFile:
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+        raise ModelError(f"{manifest}: files.{role} with a 'path' is missing")
+    rel = entry["path"]
+    posix = PurePosixPath(rel.replace("\\", "/"))
+    if (
+        not rel
+        or "\0" in rel
+        or Path(rel).is_absolute()
+        or posix.is_absolute()
+        or ".." in posix.parts
+        or ".." in Path(rel).parts
+    ):
+        raise ModelError(f"{manifest}: files.{role} path {rel!r} leaves the package")
+    if posix.name == MANIFEST and len(posix.parts) == 1:
+        raise ModelError(f"{manifest}: files.{role} cannot be {MANIFEST} itself")
+    digest = entry.get("sha256")
+    if (
+        not isinstance(digest, str)
+        or len(digest) != 64
+        or any(c not in "0123456789abcdefABCDEF" for c in digest)
+    ):
+        raise ModelError(f"{manifest}: files.{role} has no valid sha256")
+    return PackageFile(rel, digest.lower())
 
 
 def _triple(data: dict, key: str, default, manifest: Path) -> tuple[float, float, float]:
@@ -124,12 +248,7 @@ def read_manifest(folder: Path) -> ModelSpec:
     manifest = folder / MANIFEST
     if not manifest.is_file():
         raise ModelError(f"{folder} is not a photofind model package: {MANIFEST} is missing")
-    try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{manifest} cannot be read as JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ModelError(f"{manifest} should hold a JSON object")
+    data = read_json_object(manifest)
 
     fmt = _need(data, "format", int, manifest)
     if fmt > FORMAT_VERSION:
@@ -138,41 +257,37 @@ def read_manifest(folder: Path) -> ModelSpec:
             f"{FORMAT_VERSION}: update photofind"
         )
     files_raw = _need(data, "files", dict, manifest)
-    files: dict[str, PackageFile] = {}
-    for role in FILE_ROLES:
-        entry = files_raw.get(role)
-        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
-            raise ModelError(f"{manifest}: files.{role} with a 'path' is missing")
-        rel = entry["path"]
-        if Path(rel).is_absolute() or ".." in Path(rel).parts:
-            raise ModelError(f"{manifest}: files.{role} path {rel!r} leaves the package")
-        digest = entry.get("sha256")
-        if not isinstance(digest, str) or len(digest) != 64:
-            raise ModelError(f"{manifest}: files.{role} has no valid sha256")
-        files[role] = PackageFile(rel, digest.lower())
+    if len(files_raw) > MAX_FILES:
+        raise ModelError(f"{manifest}: more than {MAX_FILES} files listed; refused")
+    missing = [role for role in FILE_ROLES if role not in files_raw]
+    if missing:
+        raise ModelError(f"{manifest}: files.{missing[0]} with a 'path' is missing")
+    # The three roles first, then the rest (external data) in the file's order.
+    roles = [*FILE_ROLES, *(r for r in files_raw if r not in FILE_ROLES)]
+    files = {role: _file_entry(role, files_raw[role], manifest) for role in roles}
 
     spec = ModelSpec(
         name=_need(data, "name", str, manifest),
-        embed_dim=_need(data, "embed_dim", int, manifest),
-        image_size=_need(data, "image_size", int, manifest),
-        context_length=_need(data, "context_length", int, manifest),
-        vocab_size=_need(data, "vocab_size", int, manifest),
+        embed_dim=_bounded(data, "embed_dim", MAX_EMBED_DIM, manifest),
+        image_size=_bounded(data, "image_size", MAX_IMAGE_SIZE, manifest),
+        # Start and end of text, at least; 512 byte tokens and the two specials, at least.
+        context_length=_bounded(data, "context_length", MAX_CONTEXT_LENGTH, manifest, 2),
+        vocab_size=_bounded(data, "vocab_size", MAX_VOCAB_SIZE, manifest, 514),
         files=files,
         mean=_triple(data, "mean", CLIP_MEAN, manifest),
         std=_triple(data, "std", CLIP_STD, manifest),
-        resize=data.get("resize", "shortest"),
-        interpolation=data.get("interpolation", "bicubic"),
-        arch=data.get("arch", ""),
-        description=data.get("description", ""),
-        source=data.get("source", ""),
-        license=data.get("license", ""),
-        logit_scale=float(data.get("logit_scale", 100.0)),
+        resize=_text(data, "resize", "shortest", manifest),
+        interpolation=_text(data, "interpolation", "bicubic", manifest),
+        arch=_text(data, "arch", "", manifest),
+        description=_text(data, "description", "", manifest),
+        source=_text(data, "source", "", manifest),
+        license=_text(data, "license", "", manifest),
+        logit_scale=_scale(data, manifest),
         format=fmt,
-        extra=data.get("extra", {}),
+        extra=_extra(data, manifest),
     )
-    for key in ("embed_dim", "image_size", "context_length", "vocab_size"):
-        if getattr(spec, key) <= 0:
-            raise ModelError(f"{manifest}: field '{key}' must be positive")
+    if not spec.name:
+        raise ModelError(f"{manifest}: field 'name' is empty")
     if spec.resize != "shortest" or spec.interpolation != "bicubic":
         raise ModelError(
             f"{manifest}: resize {spec.resize!r} / interpolation {spec.interpolation!r} "
@@ -190,6 +305,8 @@ def verify_files(folder: Path, spec: ModelSpec, verified=None) -> dict[str, Path
     folder = Path(folder)
     paths = {}
     for role, entry in spec.files.items():
+        if role in paths:
+            continue
         path = folder / entry.path
         if not path.is_file():
             raise ModelError(f"{path} is missing (model.json lists it as the {role} file)")
@@ -205,4 +322,22 @@ def verify_files(folder: Path, spec: ModelSpec, verified=None) -> dict[str, Path
                 f"model.json expects {entry.sha256[:12]}…"
             )
         paths[role] = path
+    _check_external_data(folder, spec, paths)
     return paths
+
+
+def _check_external_data(folder: Path, spec: ModelSpec, paths: dict[str, Path]) -> None:
+    """Every file a (verified) graph makes ONNX Runtime read must be one model.json hashes."""
+    from photofind.clip.onnx_external import external_locations
+
+    listed = {os.path.normpath(p.absolute()): role for role, p in paths.items()}
+    for role in GRAPH_ROLES:
+        graph = paths[role]
+        for location in external_locations(graph):
+            where = os.path.normpath((graph.parent / location).absolute())
+            inside = Path(where).is_relative_to(os.path.normpath(folder.absolute()))
+            if not inside or listed.get(where) in (None, *GRAPH_ROLES):
+                raise ModelError(
+                    f"{graph} reads external data from {location!r}, which {MANIFEST} does "
+                    "not list with a sha256; refused (every file a model uses must be hashed)"
+                )

@@ -18,9 +18,12 @@ reference clips to white).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
-from collections.abc import Sequence
-from typing import NamedTuple
+import stat
+from collections.abc import Iterator, Sequence
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -30,9 +33,13 @@ from photofind.errors import ImageError, ImageTooLarge
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DRAFT_MULTIPLE",
+    "PHOTO_FORMATS",
     "ImageItem",
     "load_and_preprocess",
     "open_image",
+    "open_photo",
+    "open_regular_file",
+    "NotARegularFile",
     "preprocess",
     "resized_size",
     "center_crop_box",
@@ -89,6 +96,22 @@ _UPRIGHT = {
 _DRAFTABLE_FORMATS = frozenset({"JPEG", "MPO"})
 _ALPHA_MODES = frozenset({"RGBA", "LA", "RGBa", "La", "PA"})
 
+#: The only Pillow formats photofind opens a user's file with: those of the file names the
+#: scanner indexes (MPO is a JPEG with extra frames; AVIF and HEIF where a plugin reads
+#: them). Pillow otherwise picks the format by content, whatever the name, and some of its
+#: formats run external programs: an EPS file named photo.jpg made it start Ghostscript,
+#: which a PostScript ``{} loop`` kept busy forever. Never add EPS (or any format whose
+#: plugin shells out) here.
+PHOTO_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF", "AVIF", "HEIF")
+
+# First bytes of files we refuse by design, to say what they are rather than "not an image".
+_EPS = "a PostScript (EPS) file, not a photo; photofind never opens those (they run Ghostscript)"
+_REFUSED_SIGNATURES = (
+    (b"%!PS", _EPS),
+    (b"\xc5\xd0\xd3\xc6", _EPS),  # the binary header of a DOS EPS file
+    (b"%PDF", "a PDF document, not a photo"),
+)
+
 
 # --------------------------------------------------------------------------------------------
 # Geometry: torchvision's arithmetic, reproduced exactly.
@@ -123,6 +146,81 @@ def center_crop_box(width: int, height: int, image_size: int) -> tuple[int, int,
 # Opening and decoding.
 
 
+def _photo_formats() -> tuple[str, ...]:
+    """PHOTO_FORMATS that this Pillow can open: ``Image.open`` fails on a name it does not
+    know (HEIF without its plugin). Asked each time, since a plugin may register later."""
+    if any(name not in Image.OPEN for name in PHOTO_FORMATS):
+        Image.init()
+    return tuple(name for name in PHOTO_FORMATS if name in Image.OPEN)
+
+
+class NotARegularFile(OSError):
+    """A path that names a named pipe, a device, a socket or a folder where a file was
+    expected; ``strerror`` says which, as the scanner and the decoder report it."""
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return "not a regular file"
+
+
+def open_regular_file(path: str | os.PathLike) -> BinaryIO:
+    """``open(path, "rb")``, refusing anything but a regular file (:class:`NotARegularFile`).
+
+    The file is opened non-blocking and its type checked on the opened descriptor, not on
+    the name: a photo replaced by a named pipe between the scan and the decode would
+    otherwise block its reader in ``open`` until some writer came along (forever), and a
+    check of the name before opening races with that very replacement.
+    """
+    nonblock = getattr(os, "O_NONBLOCK", 0)  # POSIX; Windows has no FIFOs at a path
+    flags = os.O_RDONLY | nonblock | getattr(os, "O_NOCTTY", 0)
+    flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = _kind(mode)
+            if kind != "not a regular file":
+                kind = f"it is {kind}, not a regular file"
+            raise NotARegularFile(errno.EINVAL, kind, os.fspath(path))
+        if nonblock:
+            os.set_blocking(fd, True)  # no effect on a regular file's reads, but be plain
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+@contextlib.contextmanager
+def open_photo(path: str | os.PathLike) -> Iterator[Image.Image]:
+    """The lazily opened Pillow image of the photo at ``path`` (header read, no pixels),
+    closed with its file afterwards. Regular files only (:func:`open_regular_file`), and
+    only in :data:`PHOTO_FORMATS`: anything else raises ``UnidentifiedImageError``. Every
+    place photofind opens a user's picture goes through here."""
+    with open_regular_file(path) as fp, Image.open(fp, formats=_photo_formats()) as img:
+        yield img
+
+
+def _refused_kind(item: ImageItem) -> str | None:
+    """What a file Pillow could not identify is, when it is a kind we refuse by design."""
+    try:
+        with open_regular_file(item) as fp:
+            head = fp.read(16)
+    except OSError:
+        return None
+    for signature, kind in _REFUSED_SIGNATURES:
+        if head.startswith(signature):
+            return kind
+    return None
+
+
 def _label(item: ImageItem) -> str:
     if isinstance(item, Image.Image):
         return str(getattr(item, "filename", "") or "<in-memory image>")
@@ -139,6 +237,8 @@ def _reason(exc: BaseException, item: ImageItem) -> str:
     """A one-line, human reason for a decode failure."""
     if isinstance(exc, FileNotFoundError):
         return "file not found"
+    if isinstance(exc, NotARegularFile):
+        return exc.strerror
     if isinstance(exc, PermissionError):
         return "permission denied"
     if isinstance(exc, IsADirectoryError):
@@ -149,6 +249,9 @@ def _reason(exc: BaseException, item: ImageItem) -> str:
                 return "the file is empty (0 bytes)"
         except OSError:
             pass
+        refused = _refused_kind(item) if not isinstance(item, Image.Image) else None
+        if refused is not None:
+            return f"it is {refused}"
         return "not an image, or in a format photofind cannot read"
     if isinstance(exc, MemoryError):
         return "not enough memory to decode it"
@@ -261,8 +364,7 @@ def _decode(
         # We open the file ourselves so that it is closed when we are done, also for
         # multi-frame formats (GIF, MPO, TIFF) where Pillow keeps its own file open to seek.
         # The decoded pixels live in memory and stay valid after the file is closed.
-        with open(item, "rb") as fp:
-            img = Image.open(fp)
+        with open_photo(item) as img:
             return _decode_opened(img, item, max_pixels, draft_size)
     except ImageError:
         raise

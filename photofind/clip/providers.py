@@ -19,6 +19,11 @@ from photofind.errors import ModelError, ProviderError
 
 log = logging.getLogger(__name__)
 
+# photofind/__init__.py switched ONNX Runtime's telemetry off before this import, which is
+# what stops it. Should a host program have loaded onnxruntime before photofind, that switch
+# came too late; this documented call then at least suppresses the non-essential events.
+ort.disable_telemetry_events()
+
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 PROVIDER_CHOICES = ("auto", "cpu", "cuda")

@@ -59,6 +59,24 @@ WORD_CACHE_SIZE = 1 << 16
 TEXT_CACHE_SIZE = 1 << 12
 # Longer texts skip the per-text cache, so that it stays small in bytes too.
 TEXT_CACHE_MAX_CHARS = 2000
+# OpenAI's vocabulary (262,144 merges) is 3.2 MB of text; a gzip of 6 MB can hold 6 GB of it,
+# so the text is unpacked no further than this.
+MAX_VOCAB_TEXT_BYTES = 64 << 20
+# The token batch is [N, context_length] int64: a model's claim must not size it unbounded.
+MAX_CONTEXT_LENGTH = 4096
+
+# The work per text is bounded by the context, not by the text: only the first
+# context_length - 2 ids are used. BPE is quadratic in a word's length (a 130 KB word took
+# 47 s, 8,000 letters 2.5 s), so a text is read up to RAW_CHARS_PER_ID characters per id it
+# can use (an ordinary text holding fewer than 75 ids in 4,800 characters does not exist; one
+# would be ~98% white space), and a longer word is encoded from a prefix of
+# WORD_BYTES_PER_ID bytes per id still needed, doubled until it yields WORD_SPARE_IDS more
+# ids than needed: the spare ones, next to the cut, are dropped. A cut changes the merges
+# next to it only, so the ids kept are the whole word's (tests/test_hostile_queries.py
+# compares both on generated long words).
+RAW_CHARS_PER_ID = 64
+WORD_BYTES_PER_ID = 8
+WORD_SPARE_IDS = 8
 
 
 @functools.lru_cache(maxsize=1)
@@ -143,16 +161,27 @@ def read_merges(path: str | Path, count: int | None = None) -> list[tuple[str, s
     """
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        fh = open(path, "rb")  # noqa: SIM115 (closed by the with below)
     except OSError as exc:
         raise ModelError(f"cannot read the BPE vocabulary {path}: {exc.strerror or exc}") from exc
-    try:
-        data = gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
+    with fh:
+        try:
+            with gzip.GzipFile(fileobj=fh) as unpacked:
+                data = unpacked.read(MAX_VOCAB_TEXT_BYTES + 1)
+        except (OSError, EOFError, zlib.error) as exc:
+            if not isinstance(exc, gzip.BadGzipFile) and getattr(exc, "errno", None):
+                raise ModelError(
+                    f"cannot read the BPE vocabulary {path}: {exc.strerror or exc}"
+                ) from exc
+            raise ModelError(
+                f"the BPE vocabulary {path} is not a valid gzip file ({exc}); "
+                "it may be truncated or corrupt"
+            ) from exc
+    if len(data) > MAX_VOCAB_TEXT_BYTES:
         raise ModelError(
-            f"the BPE vocabulary {path} is not a valid gzip file ({exc}); "
-            "it may be truncated or corrupt"
-        ) from exc
+            f"the BPE vocabulary {path} unpacks to more than {MAX_VOCAB_TEXT_BYTES:,} bytes "
+            "(a CLIP vocabulary is about 3 MB); refused"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -214,6 +243,11 @@ class ClipTokenizer:
             raise ValueError(
                 f"context_length must be at least 2 (SOT and EOT), got {context_length}"
             )
+        if context_length > MAX_CONTEXT_LENGTH:
+            raise ModelError(
+                f"context_length {context_length:,} is more than the {MAX_CONTEXT_LENGTH:,} "
+                f"photofind's tokenizer allows (vocabulary file {vocab_path})"
+            )
         self.vocab_path = Path(vocab_path)
         if vocab_size is not None:
             count = vocab_size - NUM_BYTE_TOKENS - NUM_SPECIAL_TOKENS
@@ -240,7 +274,7 @@ class ClipTokenizer:
         self._eot_id = len(vocab) - 1
 
         self._word_ids = functools.lru_cache(maxsize=WORD_CACHE_SIZE)(self._bpe_ids)
-        self._text_ids = functools.lru_cache(maxsize=TEXT_CACHE_SIZE)(self._encode_uncached)
+        self._text_ids = functools.lru_cache(maxsize=TEXT_CACHE_SIZE)(self._context_ids)
 
     # -- properties --------------------------------------------------------------------
 
@@ -299,13 +333,33 @@ class ClipTokenizer:
             ids.extend(self._word_ids(to_symbols(word)))
         return tuple(ids)
 
+    def _context_ids(self, text: str) -> tuple[int, ...]:
+        """The first ``context_length - 2`` ids of ``text``, in work bounded by that count
+        (see RAW_CHARS_PER_ID)."""
+        need = self._context_length - 2
+        ids: list[int] = []
+        for match in WORD_PATTERN.finditer(clean_text(text[: need * RAW_CHARS_PER_ID])):
+            if len(ids) >= need:
+                break
+            ids.extend(self._prefix_ids(to_symbols(match.group()), need - len(ids)))
+        return tuple(ids[:need])
+
+    def _prefix_ids(self, symbols: str, need: int) -> tuple[int, ...]:
+        """At least the first ``need`` ids of one word (all of them for a short word)."""
+        size = (need + WORD_SPARE_IDS) * WORD_BYTES_PER_ID
+        while size < len(symbols):
+            ids = self._word_ids(symbols[:size])
+            if len(ids) >= need + WORD_SPARE_IDS:
+                return ids[:need]
+            size *= 2
+        return self._word_ids(symbols)
+
     def encode(self, text: str) -> list[int]:
-        """The BPE ids of ``text``, without start/end tokens and without truncation."""
+        """The BPE ids of ``text``, without start/end tokens and without truncation: the
+        whole text's work, however long (the model's input goes through ``__call__``)."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
-        if len(text) > TEXT_CACHE_MAX_CHARS:
-            return list(self._encode_uncached(text))
-        return list(self._text_ids(text))
+        return list(self._encode_uncached(text))
 
     def __call__(self, texts: str | Sequence[str]) -> np.ndarray:
         """int64 [N, context_length]: SOT, ids, EOT, zero padding. Text too long for the
@@ -315,7 +369,13 @@ class ClipTokenizer:
         length = self._context_length
         result = np.zeros((len(texts), length), dtype=np.int64)
         for row, text in enumerate(texts):
-            ids = self.encode(text)[: length - 2]
+            if not isinstance(text, str):
+                raise TypeError(f"text must be a str, got {type(text).__name__}")
+            ids = (
+                self._text_ids(text)
+                if len(text) <= TEXT_CACHE_MAX_CHARS
+                else self._context_ids(text)
+            )
             result[row, 0] = self._sot_id
             result[row, 1 : len(ids) + 1] = ids
             result[row, len(ids) + 1] = self._eot_id

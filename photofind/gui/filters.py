@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 
-from PySide6.QtCore import QDate, QEvent, QObject, Qt, Signal
+from PySide6.QtCore import QDate, QEvent, QObject, QSize, Qt, Signal
 from PySide6.QtWidgets import QComboBox, QDateEdit, QHBoxLayout, QLabel, QSizePolicy, QWidget
 
 from photofind.search import SearchFilter
@@ -28,9 +28,10 @@ NO_DATE = QDate(1900, 1, 1)
 class ElidedLabel(QLabel):
     """A one-line label that shortens its text with "…" instead of widening the window."""
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, mode: Qt.TextElideMode = Qt.TextElideMode.ElideMiddle):
         super().__init__(parent)
         self._full = ""
+        self._mode = mode
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.setTextFormat(Qt.TextFormat.PlainText)
 
@@ -48,7 +49,7 @@ class ElidedLabel(QLabel):
 
     def _elide(self) -> None:
         metrics = self.fontMetrics()
-        self.setText(metrics.elidedText(self._full, Qt.TextElideMode.ElideMiddle, self.width()))
+        self.setText(metrics.elidedText(self._full, self._mode, self.width()))
 
 
 class _OpenOnToday(QObject):
@@ -65,8 +66,49 @@ class _OpenOnToday(QObject):
         return False
 
 
+class AnyDateEdit(QDateEdit):
+    """A date bound whose lowest value, shown as "any", means no bound.
+
+    Two ways out of "any" used to land on a date nobody chose: stepping up from it (arrow
+    key, wheel) gave 1901-01-01, and a field emptied with Backspace kept its old date while
+    showing nothing. Both hid photos without saying so: a step from "any" starts at today,
+    and an emptied field is "any".
+    """
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.lineEdit().textChanged.connect(self._text_changed)
+
+    def is_any(self) -> bool:
+        return self.date() == NO_DATE
+
+    def clear_date(self) -> None:
+        """Back to "any" (emits dateChanged when there was a date)."""
+        if self.date() != NO_DATE:
+            self.setDate(NO_DATE)
+        else:
+            self.lineEdit().setText(self.specialValueText())
+
+    def stepBy(self, steps: int) -> None:  # noqa: N802 - Qt naming
+        if self.is_any():
+            if steps > 0:
+                self.setDate(QDate.currentDate())
+            return
+        super().stepBy(steps)
+
+    def _text_changed(self, text: str) -> None:
+        if not text.strip():
+            self.clear_date()
+
+    def focusOutEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        super().focusOutEvent(event)
+        # Left half-erased ("an" of "any"): the date is still "any", so say so again.
+        if self.is_any() and self.lineEdit().text() != self.specialValueText():
+            self.clear_date()
+
+
 def _date_edit(parent, name: str, accessible: str) -> QDateEdit:
-    edit = QDateEdit(parent)
+    edit = AnyDateEdit(parent)
     edit.setObjectName(name)
     edit.setAccessibleName(accessible)
     edit.setCalendarPopup(True)
@@ -101,11 +143,19 @@ class FilterBar(QWidget):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 0, 8, 4)
         layout.setSpacing(6)
+        # The bar's narrowest is without its labels (minimumSizeHint, _fit_labels), so the
+        # window fits a narrow screen: 1280x800 at 150% is 853 points wide.
+        layout.setSizeConstraint(QHBoxLayout.SizeConstraint.SetNoConstraint)
 
         self.folder = QComboBox(self)
         self.folder.setObjectName("folderFilter")
         self.folder.setAccessibleName("Only photos in folder")
-        self.folder.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        # A long folder name is shortened in the box (whole in its list and tooltip), so
+        # it cannot widen the window past the screen.
+        self.folder.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.folder.setMinimumContentsLength(12)
         self.folder.addItem("All folders", "")
         self.after = _date_edit(self, "afterFilter", "Taken on or after")
         self.before = _date_edit(self, "beforeFilter", "Taken on or before")
@@ -114,6 +164,7 @@ class FilterBar(QWidget):
         self.type.setAccessibleName("File type")
         for label, exts in FILE_TYPES:
             self.type.addItem(label, exts)
+        self._labels: list[QLabel] = []
         self.sort = QComboBox(self)
         self.sort.setObjectName("sortOrder")
         self.sort.setAccessibleName("Sort results by")
@@ -129,21 +180,51 @@ class FilterBar(QWidget):
         ):
             text = QLabel(label, self)
             text.setBuddy(widget)
+            widget.setToolTip(widget.accessibleName())  # what it is when the label is hidden
             layout.addWidget(text)
             layout.addWidget(widget)
-        # What the grid shows ("19 photos for “a red circle”", "photos like x.jpg"): it
-        # stays in view, unlike a status-bar message, so Find similar's results are named.
-        self.summary = ElidedLabel(self)
-        self.summary.setObjectName("resultsSummary")
-        self.summary.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        layout.addSpacing(12)
-        layout.addWidget(self.summary, 1)
+            self._labels.append(text)
+        layout.addStretch(1)  # (what the grid shows is said above it: results_header.py)
 
         self.folder.currentIndexChanged.connect(self.changed)
         self.type.currentIndexChanged.connect(self.changed)
         self.sort.currentIndexChanged.connect(self.changed)
         self.after.dateChanged.connect(self.changed)
         self.before.dateChanged.connect(self.changed)
+
+    def _width(self, *, labels: bool) -> int:
+        layout = self.layout()
+        items = [layout.itemAt(i) for i in range(layout.count())]
+        widgets = [it.widget() for it in items if it.widget() is not None]
+        if not labels:
+            widgets = [w for w in widgets if w not in self._labels]
+        margins = layout.contentsMargins()
+        return (
+            sum(w.minimumSizeHint().width() for w in widgets)
+            + layout.spacing() * max(0, len(widgets) - 1)
+            + margins.left()
+            + margins.right()
+        )
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt naming
+        hint = super().minimumSizeHint()
+        return QSize(self._width(labels=False), hint.height())
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt naming
+        hint = super().sizeHint()
+        return QSize(self._width(labels=True), hint.height())
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._fit_labels()
+
+    def _fit_labels(self) -> None:
+        """The labels go when the bar is too narrow for them (the boxes say what they hold
+        in their tooltips and accessible names)."""
+        show = self.width() >= self._width(labels=True)
+        for label in self._labels:
+            if label.isVisibleTo(self) != show:
+                label.setVisible(show)
 
     def set_folders(self, paths: list[str]) -> None:
         """Offer these folders; keep the one chosen when it is still there."""
@@ -176,8 +257,40 @@ class FilterBar(QWidget):
         )
         return None if f.is_empty else f
 
-    def set_summary(self, text: str) -> None:
-        self.summary.set_full_text(text)
+    def describe(self) -> list[str]:
+        """The active filters in words, each to follow "photos": "in folder holiday",
+        "taken 2021-01-01 to 2021-06-30", "of type PNG"."""
+        out = []
+        if self.folder.currentIndex() > 0:
+            out.append(f"in folder {self.folder.currentText()}")
+        after, before = (
+            None if edit.is_any() else edit.date().toString("yyyy-MM-dd")
+            for edit in (self.after, self.before)
+        )
+        if after and before:
+            out.append(f"taken {after} to {before}")
+        elif after:
+            out.append(f"taken on or after {after}")
+        elif before:
+            out.append(f"taken on or before {before}")
+        if self.type.currentIndex() > 0:
+            out.append(f"of type {self.type.currentText()}")
+        return out
+
+    def clear(self) -> None:
+        """Every filter back to "all"; ``changed`` is emitted once (when one was set)."""
+        if not self.describe():
+            return
+        widgets = (self.folder, self.type, self.after, self.before)
+        for widget in widgets:
+            widget.blockSignals(True)
+        self.folder.setCurrentIndex(0)
+        self.type.setCurrentIndex(0)
+        self.after.clear_date()
+        self.before.clear_date()
+        for widget in widgets:
+            widget.blockSignals(False)
+        self.changed.emit()
 
     def sort_order(self) -> str:
         return self.sort.currentData()

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QMimeData, QSize, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QEvent, QMimeData, QSize, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
     QAction,
     QDesktopServices,
@@ -37,22 +37,32 @@ from PySide6.QtWidgets import (
     QSlider,
     QStackedWidget,
     QToolButton,
+    QToolTip,
     QVBoxLayout,
     QWidget,
 )
 
 from photofind.gui.filters import FilterBar, photo_date, sort_rows
 from photofind.gui.folders_panel import FoldersPanel, count_photos, folder_rows
+from photofind.gui.placement import place, save_placement, saved_placement
+from photofind.gui.results_header import (
+    CLEAR_FILTERS_LINK,
+    SHOW_ALL_LINK,
+    SHOW_ALL_MAX,
+    Outcome,
+    ResultsHeader,
+    empty_page_html,
+)
 from photofind.gui.results_model import PathRole, ResultsModel, Row
 from photofind.gui.settings import GuiSettings
 from photofind.gui.tasks import TaskRunner
 from photofind.gui.thumbnails import ThumbnailLoader
 from photofind.gui.watching import WatcherJob, health_text
+from photofind.library.scanner import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 DEFAULT_RESULTS = 200
 TYPE_DEBOUNCE_MS = 300
 # While indexing, the shown search is re-run this often so new photos join it.
@@ -81,6 +91,17 @@ class ResultsView(QListView):
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
         self.resized.emit()
+
+    def viewportEvent(self, event) -> bool:  # noqa: N802
+        if event.type() == QEvent.Type.ToolTip:  # the path and the score (ResultsModel)
+            index = self.indexAt(event.pos())
+            text = self.model().tooltip(index) if index.isValid() else ""
+            if text:
+                QToolTip.showText(event.globalPos(), text, self.viewport(), self.visualRect(index))
+            else:
+                QToolTip.hideText()
+            return True
+        return super().viewportEvent(event)
 
     def paintEvent(self, event) -> None:  # noqa: N802
         super().paintEvent(event)
@@ -148,7 +169,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("photofind")
         self.setObjectName("mainWindow")
         self.setAcceptDrops(True)
-        self.resize(1280, 800)
+        place(self, saved_placement(library.root))  # inside the screen, where it was
 
         self.tasks = TaskRunner(self)
         self.thumbnails = ThumbnailLoader(thumbnail_dir)
@@ -156,6 +177,13 @@ class MainWindow(QMainWindow):
         self.indexing: WatcherJob | None = None
         self._query_serial = 0
         self._last_query = ""
+        # The search on screen, and whether its relevance cut-off was lifted ("Show all");
+        # a new search (another key) starts with the cut-off again.
+        self._query_key: tuple | None = None
+        self._show_all = False
+        # The cut-off last seen for a query key: "Show all" runs without one and still says
+        # how many of its results stand out (the cut-off does not depend on the filters).
+        self._seen_threshold: tuple[tuple | None, float | None] = (None, None)
         #: the per-query relevance cut-off of photofind.search (a setting)
         self.relevance_cutoff = self.settings.relevance_cutoff
         self._closing = False
@@ -256,6 +284,9 @@ class MainWindow(QMainWindow):
         self.filter_bar = FilterBar(central)
         self.filter_bar.changed.connect(self._on_filters_changed)
         layout.addWidget(self.filter_bar)
+        self.header = ResultsHeader(central)
+        self.header.showAllChanged.connect(self._set_show_all)
+        layout.addWidget(self.header)
 
         self.stack = QStackedWidget(central)
         self.view = ResultsView(self.stack)
@@ -290,7 +321,7 @@ class MainWindow(QMainWindow):
         self.empty_label.setObjectName("emptyState")
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setWordWrap(True)
-        self.empty_label.linkActivated.connect(self._try_example)
+        self.empty_label.linkActivated.connect(self._on_empty_link)
         empty_layout.addWidget(self.empty_label)
         self.empty_button = QPushButton("Add folder…", self.empty)
         self.empty_button.setAccessibleName("Add a photo folder")
@@ -380,7 +411,8 @@ class MainWindow(QMainWindow):
             QKeySequence.StandardKey.ZoomOut, self, lambda: self._set_zoom(self.zoom.value() - 24)
         )
         QShortcut(QKeySequence.StandardKey.Paste, self, self.paste_image)
-        QShortcut(QKeySequence.StandardKey.Quit, self, self.close)
+        # Ctrl+Q on every platform: StandardKey.Quit is empty on Windows (and offscreen).
+        QShortcut(QKeySequence("Ctrl+Q"), self, self.close)
 
     def _model_text(self) -> str:
         if self.model is None:
@@ -420,8 +452,9 @@ class MainWindow(QMainWindow):
         self.search_box.clear()
         self._last_query = ""
         self._rerun = None
+        self._query_key = None
         self.results.set_rows([])
-        self.filter_bar.set_summary("")
+        self.header.clear()
         self._refresh_empty_state()
 
     def run_search(self) -> None:
@@ -435,10 +468,11 @@ class MainWindow(QMainWindow):
             return
         self._last_query = text
         self._rerun = self.run_search
-        cutoff = self.relevance_cutoff
+        cutoff = self._cutoff_for(("text", text))
+        k = self._result_count()
         flt = self.filter_bar.search_filter()
         self._submit(
-            lambda: self.engine.search(text, k=DEFAULT_RESULTS, cutoff=cutoff, filter=flt),
+            lambda: self.engine.search(text, k=k, cutoff=cutoff, filter=flt),
             f"for “{text}”",
         )
 
@@ -447,11 +481,17 @@ class MainWindow(QMainWindow):
             self.model_setup.missing("similar")
             return
         self.search_box.setText("")
+        self._last_query = ""
         self._rerun = lambda: self.find_similar(photo_id, path)
+        cutoff = self._cutoff_for(("similar", photo_id, path))
+        k = self._result_count()
         flt = self.filter_bar.search_filter()
         self._submit(
             lambda: self.engine.similar(
-                photo_id if photo_id is not None else path, k=DEFAULT_RESULTS, filter=flt
+                photo_id if photo_id is not None else path,
+                k=k,
+                filter=flt,
+                cutoff=cutoff,
             ),
             f"like {os.path.basename(path)}",
         )
@@ -461,11 +501,39 @@ class MainWindow(QMainWindow):
             self.model_setup.missing("similar")
             return
         self._rerun = lambda: self.search_by_image(path)
+        cutoff = self._cutoff_for(("image", path))
+        k = self._result_count()
         flt = self.filter_bar.search_filter()
         self._submit(
-            lambda: self.engine.similar(path, k=DEFAULT_RESULTS, filter=flt),
+            lambda: self.engine.similar(path, k=k, filter=flt, cutoff=cutoff),
             f"like {os.path.basename(path)}",
         )
+
+    def _cutoff_for(self, key: tuple) -> bool:
+        """Whether the search ``key`` runs with the relevance cut-off; a new one always does
+        (when the setting is on), the one on screen not after "Show all"."""
+        if key != self._query_key:
+            self._query_key = key
+            self._show_all = False
+        return self.relevance_cutoff and not self._show_all
+
+    def _result_count(self) -> int:
+        """Results fetched: a screenful and more, or after "Show all" up to its most."""
+        return SHOW_ALL_MAX if self._show_all else DEFAULT_RESULTS
+
+    def _set_show_all(self, show_all: bool) -> None:
+        """The header's button: the search on screen again, with or without its cut-off."""
+        self._show_all = show_all
+        if self._rerun is not None:
+            self._rerun()
+
+    def _on_empty_link(self, href: str) -> None:
+        if href == SHOW_ALL_LINK:
+            self._set_show_all(True)
+        elif href == CLEAR_FILTERS_LINK:
+            self.filter_bar.clear()  # its changed signal re-runs the search
+        else:
+            self._try_example(href)
 
     def _submit(self, fn, what: str) -> None:
         """Run a search off the GUI thread; only the newest one's results are shown."""
@@ -473,26 +541,41 @@ class MainWindow(QMainWindow):
         serial = self._query_serial
         order = self.filter_bar.sort_order()
         catalog = self.library.catalog
+        key, show_all = self._query_key, self._show_all
+        filters = tuple(self.filter_bar.describe())
 
         def work():
-            rows = [Row(r.path, float(r.score), r.photo_id) for r in fn()]
-            if order == "relevance":
-                return rows
-            photos = catalog.photos_by_id(r.photo_id for r in rows if r.photo_id is not None)
-            dates = {
-                row.path: photo_date(photos[row.photo_id]) if row.photo_id in photos else ""
-                for row in rows
-            }
-            return sort_rows(rows, order, lambda row: dates[row.path])
+            found = fn()
+            rows = [Row(r.path, float(r.score), r.photo_id) for r in found]
+            if order != "relevance":
+                ids = (r.photo_id for r in rows if r.photo_id is not None)
+                photos = catalog.photos_by_id(ids)
+                dates = {
+                    row.path: photo_date(photos[row.photo_id]) if row.photo_id in photos else ""
+                    for row in rows
+                }
+                rows = sort_rows(rows, order, lambda row: dates[row.path])
+            return rows, found.threshold, found.below
 
-        def done(rows, error):
+        def done(result, error):
             if serial != self._query_serial:
                 return  # a newer query was typed meanwhile
             if error is not None:
-                self.statusBar().showMessage(f"Search failed: {error}", 8000)
-                log.error("search failed", exc_info=error)
-                self.searchFinished.emit(0)
+                self._show_failure(what, error)
                 return
+            rows, threshold, cut = result
+            if threshold is not None:
+                self._seen_threshold = (key, threshold)
+            if show_all:
+                seen_key, seen = self._seen_threshold
+                threshold = seen if seen_key == key else None
+            stand_out = None
+            if show_all and threshold is not None:
+                stand_out = sum(row.score >= threshold for row in rows)
+            self.header.set_outcome(
+                Outcome(what, len(rows), cut, threshold, show_all, stand_out, filters)
+            )
+            self.results.set_threshold(threshold)
             if rows != self.results.rows():
                 # (A live refresh mostly finds the same photos: no reset, no repaint then.)
                 current = self._current()
@@ -500,10 +583,23 @@ class MainWindow(QMainWindow):
                 if current is not None and current.path in self.results.paths():
                     self.view.setCurrentIndex(self.results.index_of(current.path))
             self._refresh_empty_state()
-            self.filter_bar.set_summary(f"{len(rows):,} photos {what}")
             self.searchFinished.emit(len(rows))
 
         self.tasks.run(work, done)
+
+    def _show_failure(self, what: str, error: BaseException) -> None:
+        """A search that failed: the reason replaces the results (an old grid under a
+        passing status message looked like the answer)."""
+        from photofind.errors import PhotofindError
+
+        if isinstance(error, PhotofindError):
+            log.warning("search %s failed: %s", what, error)  # a clear message: no traceback
+        else:
+            log.error("search %s failed", what, exc_info=error)
+        self.results.set_rows([])
+        self.header.set_outcome(Outcome(what, error=str(error) or type(error).__name__))
+        self._refresh_empty_state()
+        self.searchFinished.emit(0)
 
     def _on_filters_changed(self) -> None:
         if self._rerun is not None:
@@ -518,7 +614,9 @@ class MainWindow(QMainWindow):
             return
         if self.preview is None:
             self.preview = PreviewDialog(self)
+            self.preview.stepRequested.connect(self._step_preview)
         dialog = self.preview
+        dialog.threshold = self.header.threshold
         dialog.show_loading(row.path)
         dialog.show()
         dialog.raise_()
@@ -538,6 +636,22 @@ class MainWindow(QMainWindow):
             self.previewShown.emit(row.path)
 
         self.tasks.run(work, done, pool=self.tasks.io_pool)
+
+    def _step_preview(self, step: str) -> None:
+        """The preview's arrow keys, Home and End: the next photo of the grid, in its order."""
+        count = self.results.rowCount()
+        if count == 0:
+            return
+        row = self.view.currentIndex().row()
+        target = {
+            "next": min(count - 1, row + 1),
+            "previous": max(0, row - 1),
+            "first": 0,
+            "last": count - 1,
+        }[step]
+        if target != row:
+            self.view.setCurrentIndex(self.results.index(target))
+            self.show_preview()
 
     # -- photo actions --------------------------------------------------------------------
 
@@ -573,15 +687,33 @@ class MainWindow(QMainWindow):
         menu.exec(self.view.viewport().mapToGlobal(pos))
 
     def open_photo(self, path: str) -> None:
-        QDesktopServices.openUrl(QUrl.fromLocalFile(path))
+        # openUrl says False when no launcher took it (no xdg-open, no default app): Qt
+        # only warns on stderr, where nobody looking at the app reads it.
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(path)):
+            self._cannot_launch(f"Cannot open {os.path.basename(path)}", path)
 
     def show_in_folder(self, path: str) -> None:
-        if sys.platform == "darwin":
-            subprocess.Popen(["open", "-R", path])
-        elif sys.platform == "win32":
-            subprocess.Popen(["explorer", "/select,", os.path.normpath(path)])
-        else:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(os.path.dirname(path)))
+        try:
+            if sys.platform == "darwin":
+                subprocess.Popen(["open", "-R", path])
+                return
+            if sys.platform == "win32":
+                subprocess.Popen(["explorer", "/select,", os.path.normpath(path)])
+                return
+        except OSError as exc:
+            self._cannot_launch(f"Cannot show {os.path.basename(path)}", path, str(exc))
+            return
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(os.path.dirname(path))):
+            self._cannot_launch(f"Cannot show {os.path.basename(path)}", os.path.dirname(path))
+
+    def _cannot_launch(self, title: str, path: str, reason: str = "") -> None:
+        self.report_error(
+            title,
+            f"No application on this computer opened {path}"
+            + (f" ({reason})" if reason else "")
+            + ". The desktop's file launcher (xdg-open on Linux) may be missing, or no "
+            "application is set for this kind of file. Copy path gives the file's place.",
+        )
 
     def copy_path(self, path: str) -> None:
         QGuiApplication.clipboard().setText(path)
@@ -598,7 +730,7 @@ class MainWindow(QMainWindow):
     @staticmethod
     def _image_path(mime: QMimeData) -> str | None:
         for url in mime.urls():
-            if url.isLocalFile() and Path(url.toLocalFile()).suffix.lower() in IMAGE_SUFFIXES:
+            if url.isLocalFile() and Path(url.toLocalFile()).suffix.lower() in IMAGE_EXTENSIONS:
                 return url.toLocalFile()
         return None
 
@@ -841,15 +973,19 @@ class MainWindow(QMainWindow):
         if self.results.rowCount() > 0:
             self.stack.setCurrentWidget(self.view)
             return
-        if not self._folders:
+        outcome = self.header.outcome
+        if outcome is not None and outcome.error is not None:
+            self.empty_label.setText(empty_page_html(outcome))
+            self.empty_button.setVisible(False)
+        elif not self._folders:
             self.empty_label.setText(
                 "<h2>No photo folders yet</h2>"
                 "<p>Add a folder of photos. photofind looks at each photo once, on this "
                 "computer, and then finds them by what they show.</p>"
             )
             self.empty_button.setVisible(True)
-        elif self._last_query:
-            self.empty_label.setText("<h2>Nothing found</h2><p>Try other words.</p>")
+        elif outcome is not None:  # a search ran: why it shows nothing
+            self.empty_label.setText(empty_page_html(outcome))
             self.empty_button.setVisible(False)
         else:
             n = self._indexed_count()  # counted off the GUI thread; None until then
@@ -1065,5 +1201,7 @@ class MainWindow(QMainWindow):
         self.thumbnails.wait()
 
     def closeEvent(self, event) -> None:  # noqa: N802
+        if not self.library.readonly:
+            save_placement(self, self.library.root)
         self.shutdown()
         super().closeEvent(event)

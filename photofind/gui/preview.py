@@ -6,11 +6,11 @@ import os
 from dataclasses import dataclass
 
 from PIL import Image
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QDialog, QFormLayout, QLabel, QSizePolicy, QVBoxLayout
 
-from photofind.clip.preprocess import open_image
+from photofind.clip.preprocess import open_image, open_photo
 
 PREVIEW_SIDE = 1600  # pixels, longest side decoded for the preview
 
@@ -33,20 +33,47 @@ def human_size(n: int) -> str:
     return f"{n:.1f} GB"
 
 
+def score_text(score: float | None, threshold: float | None) -> str:
+    """A result's score, and where it stands against the cut-off it was shown under."""
+    if score is None:
+        return "—"
+    if threshold is None:
+        return f"{score:.3f}"
+    side = "above" if score >= threshold else "below"
+    return f"{score:.3f} ({side} the relevance cut-off {threshold:.3f})"
+
+
 def load_preview(path: str, score: float | None, date: str | None) -> tuple[QImage, PhotoDetails]:
     """Decode a screen-sized copy of ``path`` and read its details. Runs off the GUI thread."""
     size = os.stat(path).st_size
-    with Image.open(path) as probe:
+    img = open_image(path, draft_size=(PREVIEW_SIDE, PREVIEW_SIDE))  # names what is wrong
+    with open_photo(path) as probe:
         width, height = probe.size  # the stored size; cheap, reads only the header
-    img = open_image(path, draft_size=(PREVIEW_SIDE, PREVIEW_SIDE))
     img.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.BICUBIC)
     data = img.tobytes()
     image = QImage(data, img.width, img.height, 3 * img.width, QImage.Format.Format_RGB888).copy()
     return image, PhotoDetails(path, date, width, height, size, score)
 
 
+# Keys that move the preview through the results, as in an image viewer.
+STEP_KEYS = {
+    Qt.Key.Key_Right: "next",
+    Qt.Key.Key_Down: "next",
+    Qt.Key.Key_Left: "previous",
+    Qt.Key.Key_Up: "previous",
+    Qt.Key.Key_Home: "first",
+    Qt.Key.Key_End: "last",
+}
+# Enlarged more than this, a picture is shown with square pixels (a 1x1 or an icon-sized
+# image blurred to a smear tells nothing; its pixels do).
+CRISP_ENLARGEMENT = 4.0
+
+
 class PreviewDialog(QDialog):
-    """Non-modal: the grid stays usable; Space or Esc closes it."""
+    """Non-modal: the grid stays usable; Space or Esc closes it; the arrow keys, Home and
+    End ask for another photo of the results (``stepRequested``)."""
+
+    stepRequested = Signal(str)  # noqa: N815 - "next", "previous", "first" or "last"
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -62,6 +89,8 @@ class PreviewDialog(QDialog):
         self.image.setObjectName("previewImage")
         self.image.setAccessibleName("Photo preview")
         self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        # A file name or an error quoting one may look like HTML: show it, never render it.
+        self.image.setTextFormat(Qt.TextFormat.PlainText)
         self.image.setMinimumSize(320, 240)
         self.image.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         layout.addWidget(self.image, 1)
@@ -76,6 +105,7 @@ class PreviewDialog(QDialog):
         ):
             value = QLabel("", self)
             value.setObjectName(f"preview_{key}")
+            value.setTextFormat(Qt.TextFormat.PlainText)  # "<h1>…</h1>.jpg" is a name
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             value.setWordWrap(True)
             form.addRow(label, value)
@@ -83,6 +113,8 @@ class PreviewDialog(QDialog):
         layout.addLayout(form)
         self._pixmap: QPixmap | None = None
         self.path: str | None = None
+        #: the relevance cut-off of the results the photo came from (None: none applied)
+        self.threshold: float | None = None
 
     def show_loading(self, path: str) -> None:
         self.path = path
@@ -102,7 +134,7 @@ class PreviewDialog(QDialog):
         self.fields["date"].setText(details.date.replace("T", " ") if details.date else "unknown")
         self.fields["dimensions"].setText(f"{details.width} × {details.height} pixels")
         self.fields["size"].setText(human_size(details.size_bytes))
-        self.fields["score"].setText("—" if details.score is None else f"{details.score:.3f}")
+        self.fields["score"].setText(score_text(details.score, self.threshold))
 
     def show_error(self, path: str, message: str) -> None:
         if path == self.path:
@@ -112,12 +144,18 @@ class PreviewDialog(QDialog):
         if self._pixmap is None:
             return
         ratio = self.devicePixelRatioF()
-        # Fit the label, but never blow a small photo up past its own size (a blurry,
-        # pixelated enlargement tells nothing more about it).
-        target = (self.image.size() * ratio).boundedTo(self._pixmap.size() * ratio)
-        scaled = self._pixmap.scaled(
-            target, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+        # Fit the label, small pictures too: a 1x1 PNG shown at its own size is a dot.
+        target = self.image.size() * ratio
+        enlargement = min(
+            target.width() / max(1, self._pixmap.width()),
+            target.height() / max(1, self._pixmap.height()),
         )
+        how = (
+            Qt.TransformationMode.FastTransformation
+            if enlargement > CRISP_ENLARGEMENT
+            else Qt.TransformationMode.SmoothTransformation
+        )
+        scaled = self._pixmap.scaled(target, Qt.AspectRatioMode.KeepAspectRatio, how)
         scaled.setDevicePixelRatio(ratio)
         self.image.setPixmap(scaled)
 
@@ -128,5 +166,12 @@ class PreviewDialog(QDialog):
     def keyPressEvent(self, event) -> None:  # noqa: N802
         if event.key() in (Qt.Key.Key_Space, Qt.Key.Key_Escape):
             self.close()
+            return
+        step = STEP_KEYS.get(event.key())
+        # (Arrow keys come with the keypad modifier on some systems.)
+        plain = not (event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier)
+        if step is not None and plain:
+            self.stepRequested.emit(step)
+            event.accept()
             return
         super().keyPressEvent(event)

@@ -26,6 +26,14 @@ class Row:
     photo_id: int | None = None
 
 
+def score_line(score: float, threshold: float | None) -> str:
+    """ "score 0.468", and below or above which cut-off, for a cell's tooltip."""
+    if threshold is None:
+        return f"score {score:.3f}"
+    side = "above" if score >= threshold else "below"
+    return f"score {score:.3f} ({side} the relevance cut-off {threshold:.3f})"
+
+
 def _placeholder(size: int, colour: QColor) -> QPixmap:
     pix = QPixmap(size, size)
     pix.fill(QColor(0, 0, 0, 0))
@@ -48,6 +56,7 @@ class ResultsModel(QStringListModel):
     def __init__(self, thumbnails: ThumbnailLoader, parent=None):
         super().__init__(parent)
         self._rows: list[Row] = []
+        self._threshold: float | None = None
         self._row_of: dict[str, int] = {}
         self._thumbs = thumbnails
         self._icon_size = 160
@@ -65,6 +74,15 @@ class ResultsModel(QStringListModel):
         # photos, and scaling a screenful again would cost the GUI thread tens of ms.
         self._thumbs.clear_queue()
         self.setStringList([os.path.basename(r.path) for r in self._rows])  # the reset
+
+    def set_threshold(self, threshold: float | None) -> None:
+        """The relevance cut-off the rows were found under, for their tooltips."""
+        self._threshold = threshold
+
+    def tooltip(self, index: QModelIndex) -> str:
+        """What hovering a cell shows: the path and the score against the cut-off."""
+        row = self.row_at(index)
+        return "" if row is None else f"{row.path}\n{score_line(row.score, self._threshold)}"
 
     def rows(self) -> list[Row]:
         return list(self._rows)
@@ -123,7 +141,7 @@ class ResultsModel(QStringListModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return os.path.basename(row.path)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return row.path
+            return row.path  # the grid's own tooltip adds the score: tooltip()
         if role == Qt.ItemDataRole.DecorationRole:
             return self._icon(row.path)
         if role == PathRole:
@@ -133,7 +151,7 @@ class ResultsModel(QStringListModel):
         if role == PhotoIdRole:
             return row.photo_id
         if role == Qt.ItemDataRole.AccessibleTextRole:
-            return f"{os.path.basename(row.path)}, score {row.score:.3f}"
+            return f"{os.path.basename(row.path)}, {score_line(row.score, self._threshold)}"
         if role == Qt.ItemDataRole.SizeHintRole:
             return QSize(self._icon_size + 16, self._icon_size + 36)
         return None

@@ -8,6 +8,7 @@ fast through 100,000 results never leaves the visible cells waiting behind old o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -47,10 +48,17 @@ def make_thumbnail(path: str, cache_dir: Path | None) -> QImage:
     img = open_image(path, draft_size=(STORED_SIZE, STORED_SIZE))
     img.thumbnail((STORED_SIZE, STORED_SIZE), Image.Resampling.BICUBIC)
     if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(f".{threading.get_ident()}.tmp")
-        img.save(tmp, "JPEG", quality=85)
-        os.replace(tmp, cached)
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            img.save(tmp, "JPEG", quality=85)
+            os.replace(tmp, cached)
+        except OSError as exc:
+            # The cache is disposable: a library on read-only media, or a full disk, still
+            # gets its thumbnails, made again each time.
+            log.debug("thumbnail cache %s not written: %s", cached, exc)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
     data = img.tobytes()
     return QImage(data, img.width, img.height, 3 * img.width, QImage.Format.Format_RGB888).copy()
 

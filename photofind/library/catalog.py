@@ -17,6 +17,7 @@ Paths cross this boundary as ``str`` (non-UTF-8 bytes as surrogate escapes, whic
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -29,7 +30,10 @@ import numpy as np
 
 from photofind.errors import PhotofindError
 from photofind.library import migrations
+from photofind.library.filesystems import mounted_readonly, network_filesystem
 from photofind.library.lockfile import LibraryLockedError, ProcessLock
+
+log = logging.getLogger(__name__)
 
 CATALOG_NAME = "catalog.sqlite3"
 LOCK_NAME = "catalog.lock"
@@ -39,6 +43,11 @@ INDEXED = "indexed"
 FAILED = "failed"
 OFFLINE = "offline"
 STATUSES = (INDEXED, PENDING, FAILED, OFFLINE)
+
+# SQLite's primary result codes (sqlite3 names them from Python 3.11 on).
+_SQLITE_FULL = 13
+_SQLITE_IOERR = 10  # also what a file-size limit (EFBIG) gives
+_SQLITE_DAMAGED = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
 
 __all__ = [
     "Catalog",
@@ -181,6 +190,9 @@ class Catalog:
         self._process_lock = lock
         self.path = path
         self.readonly = readonly
+        #: the network file system type (e.g. "nfs4") the library is on; None: local. The
+        #: catalog then runs without WAL (see :meth:`_set_journal`).
+        self.network_fs: str | None = None
 
     # ----------------------------------------------------------------- opening, closing
 
@@ -196,8 +208,7 @@ class Catalog:
         if readonly:
             if not path.is_file():
                 raise CatalogError(f"no photofind library at {library_dir} ({path} is missing)")
-            uri = path.resolve().as_uri() + "?mode=ro"
-            conn = cls._connect(uri, path, uri=True)
+            conn = cls._connect_readonly(path)
             try:
                 version = migrations.schema_version(conn)
                 if version != migrations.SCHEMA_VERSION:
@@ -205,6 +216,9 @@ class Catalog:
                         f"{path} has schema version {version}, this photofind reads "
                         f"{migrations.SCHEMA_VERSION}; open it once for writing to migrate"
                     )
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                raise CatalogError(f"{path} is not a usable catalog: {exc}") from exc
             except BaseException:
                 conn.close()
                 raise
@@ -213,21 +227,89 @@ class Catalog:
         library_dir.mkdir(parents=True, exist_ok=True)
         lock = ProcessLock(library_dir / LOCK_NAME, what=f"library {library_dir}")
         lock.acquire()
+        network = network_filesystem(library_dir)
         try:
             conn = cls._connect(str(path), path, uri=False)
             try:
-                # WAL lets readers run alongside the writer; NORMAL sync is crash-safe in WAL
-                # (a power cut may lose the last commits, never corrupt the file).
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")
+                cls._set_journal(conn, path, network)
                 migrations.migrate(conn, where=str(path))
             except sqlite3.DatabaseError as exc:
                 conn.close()
                 raise CatalogError(f"{path} is not a usable catalog: {exc}") from exc
+            except BaseException:
+                conn.close()
+                raise
         except BaseException:
             lock.release()
             raise
-        return cls(conn, path, readonly=False, lock=lock)
+        catalog = cls(conn, path, readonly=False, lock=lock)
+        catalog.network_fs = network
+        return catalog
+
+    @staticmethod
+    def _set_journal(conn: sqlite3.Connection, path: Path, network: str | None) -> None:
+        if network is None:
+            # WAL lets readers run alongside the writer; NORMAL sync is crash-safe in WAL
+            # (a power cut may lose the last commits, never corrupt the file).
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            return
+        # WAL's shared-memory index (-shm) is mapped by each machine separately over a
+        # network file system, so readers and the writer stop seeing each other: SQLite
+        # documents that as corrupting. The rollback journal only needs file locks.
+        try:
+            mode = conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0]
+            conn.execute("PRAGMA synchronous = FULL")
+        except sqlite3.OperationalError:  # busy: another connection holds it in WAL mode
+            mode = "wal"
+        if str(mode).lower() != "delete":
+            raise CatalogError(
+                f"{path} is on a network file system ({network}) and still in WAL mode, "
+                "which is unsafe there; close every other photofind using this library "
+                "and try again"
+            )
+        log.warning(
+            "%s is on a network file system (%s): the catalog uses SQLite's rollback "
+            "journal instead of WAL (WAL does not work over a network); searches wait "
+            "while photos are written, and only one machine at a time may use it",
+            path,
+            network,
+        )
+
+    @classmethod
+    def _connect_readonly(cls, path: Path) -> sqlite3.Connection:
+        """A read-only connection, also on read-only media.
+
+        A WAL catalog opened with ``mode=ro`` still needs its ``-shm`` file, which SQLite
+        cannot create on a read-only mount, or in a folder this user may not write: "unable
+        to open database file". Where nothing can be writing it (nothing may write there,
+        and no ``-wal`` is left over) the catalog is opened ``immutable``, which needs no
+        ``-shm`` and takes no locks.
+        """
+        uri = path.resolve().as_uri()
+        conn = cls._connect(uri + "?mode=ro", path, uri=True)
+        try:
+            migrations.schema_version(conn)
+            return conn
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            first = exc
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise CatalogError(f"{path} is not a usable catalog: {exc}") from exc
+        folder = path.parent
+        if not (mounted_readonly(folder) or not os.access(folder, os.W_OK)):
+            raise CatalogError(f"cannot open catalog {path} read-only: {first}")
+        wal = path.with_name(path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise CatalogError(
+                f"cannot open catalog {path}: it is on read-only media (or in a folder you "
+                f"may not write) with an unfinished write-ahead log ({wal.name}), which "
+                "SQLite can only read where it may write; open the library once where it "
+                "is writable, and close it, to fold the log in"
+            )
+        log.info("%s: read-only media, opening the catalog immutable", path)
+        return cls._connect(uri + "?immutable=1", path, uri=True)
 
     @staticmethod
     def _connect(target: str, path: Path, *, uri: bool) -> sqlite3.Connection:
@@ -265,17 +347,49 @@ class Catalog:
             raise CatalogError(f"{self.path} is open read-only")
         with self._lock:
             conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    # SQLite rolls a transaction back by itself on some errors (a full
+                    # disk, an I/O error): a second ROLLBACK would then fail with "cannot
+                    # rollback - no transaction is active" and hide the real error.
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.DatabaseError as exc:
+                raise self._error(exc) from exc
 
     def _query(self, sql: str, params: Sequence = ()) -> list:
         with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise self._error(exc) from exc
+
+    def _error(self, exc: sqlite3.DatabaseError) -> CatalogError:
+        """A SQLite error as one line that names the catalog and what to do."""
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code (3.11+)
+        text = str(exc)
+        if code == _SQLITE_FULL or "disk is full" in text:
+            return CatalogError(
+                f"the disk holding {self.path} is full: the change was not saved (the "
+                "catalog is as it was); free some space and run again"
+            )
+        if code == _SQLITE_IOERR:
+            return CatalogError(
+                f"cannot write {self.path} ({exc}: is the disk full, gone or failing?); the "
+                "change was not saved (the catalog is as it was)"
+            )
+        if code in _SQLITE_DAMAGED or "malformed" in text or "not a database" in text:
+            return CatalogError(
+                f"{self.path} is damaged ({exc}); it cannot be repaired in place: restore "
+                "it from a backup, or move it away and index your folders again"
+            )
+        return CatalogError(f"catalog {self.path}: {exc}")
 
     def _pages(self, sql: str, params: Sequence, chunk: int) -> Iterator[list]:
         """The rows of ``sql`` page by page in key order, the lock held for one page at a
@@ -378,13 +492,6 @@ class Catalog:
             self._clear_staged(conn)
             conn.execute("UPDATE meta SET value = ? WHERE key = 'staged_model_id'", (model_id,))
             return True
-
-    def cancel_staged_model(self) -> bool:
-        """Drop the staged change and its vectors; True when there was one."""
-        with self._write() as conn:
-            had = self._staged_id(conn) is not None
-            self._clear_staged(conn)
-            return had
 
     @staticmethod
     def _staged_id(conn) -> str | None:
@@ -663,9 +770,11 @@ class Catalog:
                 conn.execute(
                     "UPDATE photos SET status = 'offline' WHERE folder_id = ?", (folder_id,)
                 )
+            # A move changes a path that folder filters read, so it is a new generation
+            # too: the search engine's filter table is keyed on it.
             generation = (
                 self._bump_generation(conn)
-                if dropped
+                if dropped or scan.moved
                 else int(
                     conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
                 )
@@ -701,6 +810,7 @@ class Catalog:
             cur = conn.execute(f"UPDATE photos SET {sets} WHERE id = ?", (*params, photo_id))
             if cur.rowcount != 1:
                 raise CatalogError(f"no photo with id {photo_id} in {self.path}")
+            self._bump_generation(conn)  # folder filters read the path
 
     # ----------------------------------------------------------------- the pipeline's side
 
@@ -842,6 +952,13 @@ class Catalog:
         ):
             for r in rows:
                 yield _photo(r)
+
+    def has_photos(self) -> bool:
+        return bool(self._query("SELECT EXISTS (SELECT 1 FROM photos)")[0][0])
+
+    def max_photo_id(self) -> int:
+        """The largest photo id in use (0 when there is none)."""
+        return self._query("SELECT COALESCE(MAX(id), 0) FROM photos")[0][0]
 
     def embedding_count(self) -> int:
         return self._query("SELECT COUNT(*) FROM photos WHERE embedding IS NOT NULL")[0][0]

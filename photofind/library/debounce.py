@@ -53,11 +53,6 @@ class DirtyFolders:
             self._full_reasons.append(reason)
             self._cond.notify_all()
 
-    def wake(self) -> None:
-        """Wake the waiting worker without marking anything (e.g. a folder came back)."""
-        with self._cond:
-            self._cond.notify_all()
-
     def stop(self) -> None:
         with self._cond:
             self._stopped = True
@@ -104,7 +99,3 @@ class DirtyFolders:
             if self._full_reasons:
                 return float("inf")
             return 0.0 if self._first is None else self._clock() - self._first
-
-    @property
-    def stopped(self) -> bool:
-        return self._stopped

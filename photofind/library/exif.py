@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
+
+from photofind.clip.preprocess import open_photo
+from photofind.errors import ImageError
 
 _EXIF_IFD = 0x8769
 _DATETIME_ORIGINAL = 0x9003
@@ -27,7 +30,7 @@ def _parse(value) -> str | None:
 def capture_date(path) -> str | None:
     """ISO 8601 local date and time the photo was taken, or None when unknown."""
     try:
-        with Image.open(path) as img:
+        with open_photo(path) as img:
             exif = img.getexif()
             sub = exif.get_ifd(_EXIF_IFD)
             for value in (
@@ -37,6 +40,6 @@ def capture_date(path) -> str | None:
             ):
                 if (parsed := _parse(value)) is not None:
                     return parsed
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+    except (OSError, ImageError, UnidentifiedImageError, ValueError, SyntaxError):
         return None
     return None

@@ -31,6 +31,7 @@ from watchdog import events as wd_events
 from watchdog.observers.polling import PollingObserver
 
 from photofind.library.catalog import Folder
+from photofind.library.filesystems import filesystem_type
 from photofind.library.scanner import SYSTEM_FOLDERS, is_image_name
 
 log = logging.getLogger(__name__)
@@ -467,23 +468,3 @@ def max_user_watches() -> int | None:
             return int(f.read())
     except (OSError, ValueError):
         return None
-
-
-def filesystem_type(path: str) -> str | None:
-    """The file system type of the mount holding ``path`` (Linux ``/proc/self/mountinfo``)."""
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    real = os.path.realpath(path)
-    best, best_type = "", None
-    for line in lines:
-        left, _, right = line.partition(" - ")
-        fields = left.split()
-        if len(fields) < 5 or not right:
-            continue
-        mount_point = fields[4].replace("\\040", " ")
-        if _inside(real, mount_point) and len(mount_point) >= len(best):
-            best, best_type = mount_point, right.split()[0]
-    return best_type

@@ -11,16 +11,20 @@ from __future__ import annotations
 import hashlib
 import os
 
+from photofind.clip.preprocess import open_regular_file
+
 CHUNK = 64 * 1024
 
 
 def partial_hash(path: str | bytes | os.PathLike, size: int | None = None) -> str:
     """Hex digest (32 chars) of ``size`` + the first and last ``CHUNK`` bytes of ``path``.
 
-    Raises ``OSError`` when the file cannot be read; the scanner records that as the reason.
+    Raises ``OSError`` when the file cannot be read (or is no longer a regular file: a
+    named pipe put in its place would block a plain ``open``); the scanner records that as
+    the reason.
     """
     h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
+    with open_regular_file(path) as f:
         if size is None:
             size = os.fstat(f.fileno()).st_size
         h.update(size.to_bytes(8, "little"))

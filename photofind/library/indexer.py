@@ -9,7 +9,8 @@ never waits for the decoder:
 
 Decoding runs a bounded window ahead of the encoder (the look-ahead of rclip): while a
 batch is being encoded, the next ones are decoded. A photo that fails is recorded as
-``failed`` with its reason and never retried until its file changes. Because a photo
+``failed`` with its reason and never retried until its file changes; so is one whose read
+and decode take longer than ``photo_time_limit_s`` (see :mod:`photofind.library.decode_pool`). Because a photo
 stays ``pending`` until its vector is committed, a crash or a kill loses at most the batch
 in flight, and the next run starts where this one stopped.
 """
@@ -22,13 +23,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from photofind.clip.providers import cpu_threads
 from photofind.errors import ImageError
+from photofind.library.decode_pool import DecodePool, DecodeStuck, Job, PhotoOverran
 from photofind.library.exif import capture_date
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,7 @@ class Indexer:
         progress: Callable[[Progress], None] | None = None,
         control: IndexControl | None = None,
         staged_model_id: str | None = None,
+        photo_time_limit_s: float | None = 120.0,
     ):
         self.catalog = catalog
         self.index = index
@@ -133,6 +135,8 @@ class Indexer:
         self.progress = progress
         self.control = control or IndexControl()
         self.staged_model_id = staged_model_id
+        #: a photo whose read and decode take longer is recorded failed (None: no limit)
+        self.photo_time_limit_s = photo_time_limit_s
         self._error: BaseException | None = None
 
     # -- stages ---------------------------------------------------------------------------
@@ -147,6 +151,21 @@ class Indexer:
         except Exception as exc:  # noqa: BLE001 - a photo must never stop the run
             log.exception("decoding %s failed unexpectedly", photo.path)
             return photo.id, None, None, f"{photo.path}: unexpected {type(exc).__name__}: {exc}"
+
+    def _decoded(self, pool: DecodePool, photo, job: Job):
+        """The job's ``_decode`` result, or a failure when it overran the time limit."""
+        try:
+            return pool.wait(job, self.photo_time_limit_s)
+        except PhotoOverran:
+            log.warning("%s: no decode within %g s; skipped", photo.path, self.photo_time_limit_s)
+            return (
+                photo.id,
+                None,
+                None,
+                f"Cannot read image {photo.path}: reading and decoding it took over "
+                f"{self.photo_time_limit_s:g} s (a hung disk or share, or a pathological "
+                "file); skipped until it changes",
+            )
 
     def _photos(self):
         """Pending photos, paged so that the catalog is never read whole."""
@@ -223,31 +242,37 @@ class Indexer:
         )
         writer.start()
         self._report(0, total, 0, started)
-        pending: deque[Future] = deque()
+        pending: deque[tuple[object, Job]] = deque()
+        pool = DecodePool(self.decode_workers)
         try:
-            with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode") as pool:
-                photos = self._photos()
-                exhausted = False
-                while True:
-                    self.control.wait_while_paused()
-                    if self.control.cancelled:
-                        break
-                    while not exhausted and len(pending) < self.window:
-                        photo = next(photos, None)
-                        if photo is None:
-                            exhausted = True
-                        else:
-                            pending.append(pool.submit(self._decode, photo))
-                    if not pending:
-                        break
-                    batch = [
-                        pending.popleft().result()
-                        for _ in range(min(len(pending), self.batch_size))
-                    ]
+            photos = self._photos()
+            exhausted = False
+            while True:
+                self.control.wait_while_paused()
+                if self.control.cancelled:
+                    break
+                while not exhausted and len(pending) < self.window:
+                    photo = next(photos, None)
+                    if photo is None:
+                        exhausted = True
+                    else:
+                        pending.append((photo, pool.submit(self._decode, photo)))
+                if not pending:
+                    break
+                batch = []
+                try:
+                    for _ in range(min(len(pending), self.batch_size)):
+                        batch.append(self._decoded(pool, *pending.popleft()))
+                except DecodeStuck:
+                    # What was decoded (and the photos that overran, as failures) is kept:
+                    # the next run must not wait for those photos again.
                     self._encode_and_hand_over(batch, results)
-                for future in pending:
-                    future.cancel()
+                    raise
+                self._encode_and_hand_over(batch, results)
         finally:
+            for _, job in pending:
+                job.cancel()
+            pool.shutdown()
             results.put(_DONE)
             writer.join()
         if self.library_dir and self.save_at_end:

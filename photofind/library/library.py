@@ -1,7 +1,8 @@
 """One object over a library folder: catalog, vector index, scanning and indexing.
 
 The CLI, the watcher and the GUI all go through :class:`Library`; dependencies come in
-as arguments (the model is passed to :meth:`Library.index`), never from globals.
+as arguments (the model is passed to :meth:`Library.index_pending` and
+:meth:`Library.reindex_staged`), never from globals.
 
 Changing the model of an indexed library is staged (:meth:`Library.begin_model_change`):
 searches keep using the active model's vectors while :meth:`Library.reindex_staged` collects
@@ -23,10 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from photofind.atomic import fsync_dir
-from photofind.library.catalog import Catalog, Folder, ScanApplied
+from photofind.errors import PhotofindError
+from photofind.library.catalog import CATALOG_NAME, Catalog, Folder, ScanApplied
 from photofind.library.indexer import IndexControl, Indexer, IndexStats, Progress
-from photofind.library.scanner import ScanResult, scan
-from photofind.library.vector_index import INDEX_NAME, SIDECAR_NAME, VectorIndex
+from photofind.library.scanner import ScanResult, is_library_folder, scan
+from photofind.library.vector_index import (
+    INDEX_NAME,
+    SIDECAR_NAME,
+    CatalogLostError,
+    VectorIndex,
+    lost_catalog_message,
+    saved_count,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +116,10 @@ class Library:
         :class:`photofind.library.LibraryLockedError`. Readers never block.
         """
         root = Path(root)
+        count, _, held = saved_count(root)
+        if count > 0 and not (root / CATALOG_NAME).exists():
+            # Not even an empty catalog is made in its place (see refuse_if_catalog_lost).
+            raise CatalogLostError(lost_catalog_message(root, count, held))
         catalog = Catalog.open(root, readonly=readonly)
         try:
             if not readonly:
@@ -135,9 +148,12 @@ class Library:
     def add_folder(self, path: str | os.PathLike) -> Folder:
         path = Path(path).expanduser()
         if not path.is_dir():
-            from photofind.errors import PhotofindError
-
             raise PhotofindError(f"{path} is not a folder")
+        if is_library_folder(path, self.root):
+            raise PhotofindError(
+                f"{path} is photofind's own library folder, where it keeps its catalog and "
+                "thumbnails: choose a folder of photos (one holding the library is fine)"
+            )
         return self.catalog.add_folder(path)
 
     def remove_folder(self, path: str | os.PathLike) -> int:
@@ -202,11 +218,6 @@ class Library:
             self.staged_index = None
             return False
         return True
-
-    def cancel_model_change(self) -> bool:
-        """Drop a staged change and the vectors it collected; True when one ran."""
-        self.staged_index = None
-        return self.catalog.cancel_staged_model()
 
     def reindex_staged(
         self, model, *, progress=None, control: IndexControl | None = None, **options

@@ -7,7 +7,9 @@ take it: SQLite's WAL mode lets them read while the writer writes.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 
 from photofind.errors import PhotofindError
@@ -29,6 +31,10 @@ class LibraryLockedError(PhotofindError):
         self.pid = pid
 
 
+class LockFileError(PhotofindError):
+    """The lock file is something photofind must not write through (a link, a pipe)."""
+
+
 class ProcessLock:
     """Non-blocking exclusive lock on ``path``; :meth:`acquire` raises when it is held."""
 
@@ -38,7 +44,7 @@ class ProcessLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._open()
         try:
             self._lock(fd)
         except OSError:
@@ -55,6 +61,46 @@ class ProcessLock:
         os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+
+    def _open(self) -> int:
+        """The lock file, opened for writing only when it is a plain file of its own.
+
+        The holder truncates it and writes its pid: through a symbolic link (or a hard
+        link) planted in the library folder that would overwrite whatever file it points
+        to. ``O_NOFOLLOW`` refuses a link in the last component at open time, with no race
+        between a check and the open; the type and link count are checked on the opened
+        descriptor. ``O_NONBLOCK`` keeps a named pipe put there from blocking the open.
+        """
+        if os.name == "nt" and self.path.is_symlink():  # pragma: no cover - no O_NOFOLLOW
+            raise LockFileError(self._refusal("is a symbolic link"))
+        nonblock = getattr(os, "O_NONBLOCK", 0)
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        flags |= nonblock | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP or self.path.is_symlink():
+                raise LockFileError(self._refusal("is a symbolic link")) from None
+            raise LockFileError(f"cannot open the lock file {self.path}: {exc.strerror}") from exc
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise LockFileError(self._refusal("is not a regular file"))
+            if st.st_nlink > 1:
+                raise LockFileError(self._refusal(f"has {st.st_nlink} hard links"))
+            if nonblock:
+                os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _refusal(self, what: str) -> str:
+        return (
+            f"{self.path} {what}: photofind will not use it as the lock file of "
+            f"{self.what}, since writing it would change another file; remove it (photofind "
+            "makes a new one)"
+        )
 
     def release(self) -> None:
         if self._fd is None:

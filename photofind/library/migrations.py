@@ -102,5 +102,8 @@ def migrate(conn: sqlite3.Connection, *, where: str = "catalog") -> int:
             conn.execute("COMMIT")
             applied += 1
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite may have rolled back already (a full disk): a second ROLLBACK would
+            # raise "no transaction is active" and hide the real error.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise

@@ -21,6 +21,7 @@ What the walk tolerates, because real disks have all of it:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -111,17 +112,21 @@ def is_image_name(name: str) -> bool:
 
 
 def _skip_folder(entry: os.DirEntry) -> bool:
+    """Hidden and system folders. Raises ``OSError`` when the entry cannot be looked at."""
     name = entry.name
     if name.startswith(".") or name.lower() in SYSTEM_FOLDERS:
         return True
-    try:
-        attrs = getattr(entry.stat(follow_symlinks=False), "st_file_attributes", 0)
-    except OSError:
-        return True  # gone (or unreadable) since its parent was listed: nothing to walk
+    attrs = getattr(entry.stat(follow_symlinks=False), "st_file_attributes", 0)
     return bool(attrs & _WIN_HIDDEN_OR_SYSTEM)
 
 
 def _reason(exc: OSError, path: str) -> str:
+    if exc.errno == errno.ENAMETOOLONG:
+        return (
+            f"its path is {len(os.fsencode(path)):,} bytes long, more than this system lets "
+            "a program name (PATH_MAX, 4,096 bytes on Linux): photofind cannot read it or "
+            "what is inside; move it to a shorter path"
+        )
     if exc.errno == errno.ELOOP:
         return "symbolic link loop"
     if exc.errno == errno.ENOENT and os.path.islink(path):
@@ -164,11 +169,14 @@ def walk_folder(
             except OSError:
                 is_dir = False
             if is_dir:
-                if _skip_folder(entry) or os.path.normcase(entry.path) in excluded:
-                    continue
                 try:
+                    if _skip_folder(entry) or os.path.normcase(entry.path) in excluded:
+                        continue
                     st = entry.stat()
+                except FileNotFoundError:
+                    continue  # gone since its parent was listed: nothing to walk
                 except OSError as exc:
+                    # Not silently: a folder too deep for a path, or unreadable, hides photos.
                     out.problems.append(ScanProblem(entry.path, _reason(exc, entry.path)))
                     continue
                 key = (st.st_dev, st.st_ino)
@@ -209,12 +217,24 @@ def scan(
     result = ScanResult()
     missing: dict[str, KnownFile] = {}
     candidates: list[FileInfo] = []
+    # The library's own folder (thumbnails, models) is never walked, even when it lies in
+    # a photo folder: marked seen by its identity, it is skipped whichever path leads in
+    # (a photo folder inside it, like the demo's, is walked from below it and never meets it).
+    library_dir = catalog.path.parent
     visited: set = set()
+    with contextlib.suppress(OSError):
+        library_st = os.stat(library_dir)
+        visited.add((library_st.st_dev, library_st.st_ino))
     for folder in folders:
         known = catalog.known_files(folder.id)
         if not os.path.isdir(folder.path):
             result.offline_folders.append(folder.id)
             result.problems.append(ScanProblem(folder.path, "folder is not reachable (offline)"))
+            continue
+        if is_library_folder(folder.path, library_dir):
+            result.problems.append(
+                ScanProblem(folder.path, "it is photofind's own library folder; not indexed")
+            )
             continue
         others = [
             f.path for f in all_folders if f.id != folder.id and _is_inside(f.path, folder.path)
@@ -281,6 +301,14 @@ def scan(
             result.updated[i] = (photo_id, h if isinstance(h, FileInfo) else info)
     result.removed = [k.id for k in missing.values()]
     return result
+
+
+def is_library_folder(path: str | os.PathLike, library_dir: str | os.PathLike) -> bool:
+    """Whether ``path`` is the library folder ``library_dir`` itself (after resolving
+    links). Photo folders may lie inside it (the demo's do) or around it, never be it:
+    walked from there, the library's own thumbnails would be indexed."""
+    real, library = os.path.realpath(path), os.path.realpath(library_dir)
+    return os.path.normcase(real) == os.path.normcase(library)
 
 
 def _is_inside(path: str, folder: str) -> bool:

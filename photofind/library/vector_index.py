@@ -26,6 +26,8 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
@@ -34,8 +36,10 @@ from pathlib import Path
 import hnswlib
 import numpy as np
 
-from photofind.atomic import atomic_path, atomic_write_text
+from photofind.atomic import atomic_path, fsync_dir
 from photofind.errors import PhotofindError
+from photofind.library.catalog import CATALOG_NAME
+from photofind.library.hnsw_file import structure_problem
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,13 @@ _GROWTH = 1.5
 
 # Label states in the dense per-id table (photo ids are SQLite rowids: dense and small).
 _ABSENT, _LIVE, _DELETED = 0, 1, 2
+
+# What a sidecar may claim: a larger dimension or graph parameter is a damaged sidecar.
+_MAX_DIM = 1 << 16
+_MAX_PARAM = 1 << 16
+# How far above the catalog's largest photo id an index label may lie (photos removed from
+# the top since the index was saved) before the index is taken for damaged.
+_ID_SLACK = 1 << 20
 
 # Vectors replaced in place per hold of the index lock (see VectorIndex.add).
 _UPDATES_PER_LOCK = 4
@@ -173,6 +184,7 @@ class VectorIndex:
         library_dir = Path(library_dir)
         if save is None:
             save = not catalog.readonly
+        refuse_if_catalog_lost(library_dir, catalog)
         idx, problem = cls._load_checked(library_dir, catalog, params)
         changed = False
         if idx is None:
@@ -205,7 +217,12 @@ class VectorIndex:
             idx = cls.build(catalog, params=params)
             changed = True
         if changed and save:
-            idx.save(library_dir)
+            try:
+                idx.save(library_dir)
+            except VectorIndexError as exc:
+                # Derived data: the repaired copy serves this process from memory all the
+                # same, and the next open repairs it again.
+                log.warning("%s", exc)
         return idx
 
     @classmethod
@@ -216,17 +233,17 @@ class VectorIndex:
         if not index_path.exists():
             return None, f"{index_path.name} is missing"
         try:
-            meta = json.loads(sidecar_path.read_text(encoding="utf-8"))
-            if meta.get("format") != SIDECAR_FORMAT:
-                return None, f"{sidecar_path.name} has unknown format {meta.get('format')!r}"
+            meta = _read_sidecar(sidecar_path)
             size, digest = int(meta["file_size"]), str(meta["sha256"])
             dim, generation, count = int(meta["dim"]), int(meta["generation"]), int(meta["count"])
-            deleted = [int(x) for x in meta["deleted"]]
+            deleted = np.asarray(_int_list(meta["deleted"]), dtype=np.int64)
             model_id = meta["model_id"]
-            saved_params = HnswParams(**meta["params"])
+            saved_params = _params(meta["params"])
+            if not 0 < dim <= _MAX_DIM or count < 0:
+                raise ValueError(f"dimension {dim}, count {count}")
         except FileNotFoundError:
             return None, f"{sidecar_path.name} is missing"
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, OverflowError) as exc:
             return None, f"{sidecar_path.name} is unreadable ({exc})"
         if model_id != catalog.model_id:
             return None, f"it holds vectors of model {model_id!r}, the catalog {catalog.model_id!r}"
@@ -234,11 +251,18 @@ class VectorIndex:
             return None, (
                 f"it claims catalog generation {generation}, the catalog is at {catalog.generation}"
             )
+        if catalog.dim is not None and dim != catalog.dim:
+            return None, f"it holds {dim}-dimensional vectors, the catalog {catalog.dim}"
         actual = index_path.stat().st_size
         if actual != size:
             return None, f"{index_path.name} is {actual} bytes, {size} expected (truncated?)"
         if _sha256(index_path) != digest:
             return None, f"{index_path.name} does not match its checksum (corrupt)"
+        # The checksum vouches for the bytes, not for the sidecar's dimension that hnswlib
+        # would read them with.
+        problem = structure_problem(index_path, dim)
+        if problem is not None:
+            return None, problem
         if params is not None and (params.M, params.ef_construction) != (
             saved_params.M,
             saved_params.ef_construction,
@@ -254,12 +278,20 @@ class VectorIndex:
         index.set_ef(idx.params.ef)
         idx._index = index
         labels = np.asarray(index.get_ids_list(), dtype=np.int64)
-        idx._grow_state(int(labels.max()) + 1 if labels.size else 0)
+        # Ids index a dense table: one far beyond the photos the catalog has would make a
+        # huge one. Deleted ids come from the sidecar alone: each must be a label here.
+        top = int(labels.max()) if labels.size else -1
+        if labels.size and (labels.min() < 0 or top > catalog.max_photo_id() + _ID_SLACK):
+            return None, f"it holds photo id {top}, far beyond the catalog's photos"
+        if deleted.size and (
+            np.unique(deleted).size != deleted.size or not np.isin(deleted, labels).all()
+        ):
+            return None, f"{sidecar_path.name} lists deleted ids that the index does not hold"
+        idx._grow_state(top + 1)
         idx._state[labels] = _LIVE
-        if deleted:
-            idx._state[np.asarray(deleted, dtype=np.int64)] = _DELETED
-        idx._live = int(labels.size) - len(deleted)
-        idx._deleted = len(deleted)
+        idx._state[deleted] = _DELETED
+        idx._live = int(labels.size) - int(deleted.size)
+        idx._deleted = int(deleted.size)
         idx.generation = generation
         if idx._live != count:
             return None, f"it holds {idx._live} vectors, its sidecar says {count}"
@@ -477,9 +509,12 @@ class VectorIndex:
         """Write index and sidecar atomically (temp file + ``os.replace``).
 
         ``generation`` records which catalog generation the saved index reflects; by
-        default the one it was built or synced at. The index file goes first: a crash
-        before the sidecar is written leaves a checksum mismatch, i.e. a rebuild, never a
-        wrong index.
+        default the one it was built or synced at. Both are written to temporary files
+        and checked (the index file's structure: hnswlib does not report a failed write)
+        before either replaces its old copy, so a full disk leaves the previous index and
+        sidecar in place, together (:class:`VectorIndexError`). Then the index file goes
+        first: a crash before the sidecar follows leaves a checksum mismatch, i.e. a
+        rebuild, never a wrong index.
 
         The index lock is held only while hnswlib writes the temporary file (queries wait
         that long): the temporary file is private, so fsync, checksum and rename run
@@ -497,23 +532,138 @@ class VectorIndex:
                         with contextlib.suppress(FileNotFoundError):
                             (library_dir / name).unlink()
                     return
-            with atomic_path(library_dir / INDEX_NAME) as tmp:
-                with self._lock:
-                    # hnswlib holds the GIL for the whole write (~1 ms per 1,000 vectors).
-                    self._index.save_index(os.fspath(tmp))
-                    meta = {
-                        "format": SIDECAR_FORMAT,
-                        "model_id": self.model_id,
-                        "dim": self.dim,
-                        "space": "ip",
-                        "params": asdict(self.params),
-                        "generation": self.generation,
-                        "count": self._live,
-                        "deleted": np.flatnonzero(self._state == _DELETED).tolist(),
-                    }
-                meta["file_size"] = tmp.stat().st_size
-                meta["sha256"] = _sha256(tmp)
-            atomic_write_text(library_dir / SIDECAR_NAME, json.dumps(meta, indent=1))
+            sidecar_tmp: Path | None = None
+            try:
+                with atomic_path(library_dir / INDEX_NAME) as tmp:
+                    with self._lock:
+                        # hnswlib holds the GIL for the whole write (~1 ms per 1,000 vectors).
+                        self._index.save_index(os.fspath(tmp))
+                        meta = {
+                            "format": SIDECAR_FORMAT,
+                            "model_id": self.model_id,
+                            "dim": self.dim,
+                            "space": "ip",
+                            "params": asdict(self.params),
+                            "generation": self.generation,
+                            "count": self._live,
+                            "deleted": np.flatnonzero(self._state == _DELETED).tolist(),
+                        }
+                    # hnswlib ignores write errors: on a full disk it "saves" an empty or a
+                    # cut-off file, which a checksum taken now would then vouch for.
+                    problem = structure_problem(tmp, self.dim)
+                    if problem is not None:
+                        raise VectorIndexError(self._not_saved(library_dir, problem))
+                    meta["file_size"] = tmp.stat().st_size
+                    meta["sha256"] = _sha256(tmp)
+                    # Written before the index file is replaced: on a full disk this fails
+                    # too, and the previous index and sidecar stay as they were, together.
+                    sidecar_tmp = _write_private(
+                        library_dir / SIDECAR_NAME, json.dumps(meta, indent=1)
+                    )
+                os.replace(sidecar_tmp, library_dir / SIDECAR_NAME)
+                sidecar_tmp = None
+                fsync_dir(library_dir)
+            except (OSError, RuntimeError) as exc:  # RuntimeError: hnswlib's own complaint
+                why = getattr(exc, "strerror", None) or str(exc)
+                raise VectorIndexError(self._not_saved(library_dir, why)) from exc
+            finally:
+                if sidecar_tmp is not None:
+                    with contextlib.suppress(OSError):
+                        sidecar_tmp.unlink()
+
+    @staticmethod
+    def _not_saved(library_dir: Path, why) -> str:
+        try:
+            free = f"{shutil.disk_usage(library_dir).free:,} bytes free"
+        except OSError:
+            free = "free space unknown"
+        return (
+            f"cannot save the vector index in {library_dir}: {why} ({free}; is the disk "
+            "full?); the previous index file is kept, and every vector is safe in the catalog"
+        )
+
+
+def _write_private(target: Path, text: str) -> Path:
+    """``text`` in a new temporary file beside ``target``, flushed to disk."""
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        raise
+    return Path(name)
+
+
+def _read_sidecar(path: Path) -> dict:
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(meta, dict):
+        raise ValueError(f"a JSON {type(meta).__name__}, not an object")
+    if meta.get("format") != SIDECAR_FORMAT:
+        raise ValueError(f"unknown format {meta.get('format')!r}")
+    return meta
+
+
+def _int_list(value) -> list[int]:
+    if not isinstance(value, list) or not all(type(v) is int for v in value):
+        raise ValueError("the deleted ids are not a list of whole numbers")
+    if value and (min(value) < 0 or max(value) >= 1 << 62):
+        raise ValueError("a deleted id out of range")
+    return value
+
+
+def _params(value) -> HnswParams:
+    if not isinstance(value, dict):
+        raise ValueError("params is not an object")
+    params = HnswParams(**value)
+    for name, v in asdict(params).items():
+        if type(v) is not int or not 0 < v <= _MAX_PARAM:
+            raise ValueError(f"params.{name} = {v!r}")
+    return params
+
+
+def saved_count(library_dir: str | os.PathLike) -> tuple[int, int, str | None]:
+    """``(vectors, generation, model id)`` that the saved index's sidecar claims, or
+    ``(0, 0, None)`` when there is no readable sidecar. Unverified: for telling whether a
+    catalog lost photos, not for trusting the index."""
+    try:
+        meta = _read_sidecar(Path(library_dir) / SIDECAR_NAME)
+        return int(meta["count"]), int(meta["generation"]), meta.get("model_id")
+    except (OSError, ValueError, KeyError, TypeError, OverflowError):
+        return 0, 0, None
+
+
+class CatalogLostError(VectorIndexError):
+    """The catalog holds no photos where the saved index says it had some."""
+
+
+def refuse_if_catalog_lost(library_dir: str | os.PathLike, catalog) -> None:
+    """Raise :class:`CatalogLostError` when the catalog looks emptied behind our back.
+
+    Rebuilding an index from an empty catalog deletes every vector; when the catalog is
+    empty because it lost its data (its ``-wal`` file deleted, the file replaced or
+    restored from long ago), that would finish the loss and hide it. An empty catalog is
+    trusted only when it moved on since the index was saved (every removal of photos
+    bumps its generation) or the index had nothing to lose.
+    """
+    count, generation, model = saved_count(library_dir)
+    if count <= 0 or catalog.has_photos() or catalog.generation > generation:
+        return
+    raise CatalogLostError(lost_catalog_message(library_dir, count, model))
+
+
+def lost_catalog_message(library_dir, count: int, model: str | None) -> str:
+    held = f" of model {model.rpartition('@')[0] or model}" if model else ""
+    return (
+        f"the catalog of the library {library_dir} holds no photos, but its vector index "
+        f"holds {count:,} vectors{held}: the catalog has lost its contents (its "
+        f"{CATALOG_NAME}-wal file deleted, or the file replaced?). Nothing was changed. "
+        f"Restore {CATALOG_NAME} and its -wal file from a backup; or, to start this library "
+        f"over, delete {INDEX_NAME} and {SIDECAR_NAME} and index your folders again"
+    )
 
 
 def _sha256(path: Path) -> str:

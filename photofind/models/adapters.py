@@ -32,17 +32,22 @@ What differs from a photofind package, and what this adapter does about it:
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from photofind.clip.model import check_batch_axes
 from photofind.clip.package import (
     MANIFEST,
+    MAX_CONTEXT_LENGTH,
+    MAX_EMBED_DIM,
+    MAX_IMAGE_SIZE,
+    MAX_VOCAB_SIZE,
     ModelSpec,
     PackageFile,
+    read_json_object,
     sha256_file,
     write_manifest,
 )
@@ -86,21 +91,23 @@ def find_package_root(folder: Path) -> tuple[Path, str]:
     )
 
 
-def _json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ModelError(f"{path} cannot be read as JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ModelError(f"{path} should hold a JSON object")
-    return data
+# CLIP's tokenizer.json is 3.5 MB; the catalogue allows 64 MB for the download.
+MAX_TOKENIZER_JSON = 64 << 20
 
 
-def _positive_int(value, what: str, path: Path) -> int:
+def _json(path: Path, max_bytes: int | None = None) -> dict:
+    return read_json_object(path, max_bytes) if max_bytes else read_json_object(path)
+
+
+def _positive_int(value, what: str, path: Path, most: int, least: int = 1) -> int:
     if isinstance(value, list) and len(value) == 2 and value[0] == value[1]:
         value = value[0]  # OpenCLIP allows image_size as [H, W]
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ModelError(f"{path}: {what} should be a positive integer, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not least <= value <= most:
+        text = repr(value)
+        raise ModelError(
+            f"{path}: {what} should be an integer in {least:,}..{most:,}, got "
+            f"{text if len(text) <= 80 else text[:77] + '...'}"
+        )
     return value
 
 
@@ -108,7 +115,7 @@ def _positive_int(value, what: str, path: Path) -> int:
 
 
 def _merges_from_tokenizer(path: Path) -> tuple[list[tuple[str, str]], dict[str, int]]:
-    data = _json(path)
+    data = _json(path, MAX_TOKENIZER_JSON)
     model = data.get("model")
     if not isinstance(model, dict) or model.get("type") != "BPE":
         raise ModelError(
@@ -182,6 +189,11 @@ def inspect_graph(path: Path, want_dim: int) -> dict:
     out_shape = outputs[0].shape
     if len(out_shape) != 2 or (isinstance(out_shape[1], int) and out_shape[1] != want_dim):
         raise ModelError(f"{path}: output shape {out_shape}, expected [N, {want_dim}]")
+    check_batch_axes(
+        path,
+        [d if isinstance(d, int) else None for d in inputs[0].shape],
+        [d if isinstance(d, int) else None for d in out_shape],
+    )
     return {
         "session": session,
         "input": inputs[0].name,
@@ -240,18 +252,24 @@ def adapt_immich(
                 f"{config_path}: the text tower uses the Hugging Face model/tokenizer "
                 f"{text_cfg[key]!r}; photofind's runtime only has CLIP's own BPE tokenizer"
             )
-    embed_dim = _positive_int(config.get("embed_dim"), "embed_dim", config_path)
-    image_size = _positive_int(vision_cfg.get("image_size"), "vision_cfg.image_size", config_path)
+    embed_dim = _positive_int(config.get("embed_dim"), "embed_dim", config_path, MAX_EMBED_DIM)
+    image_size = _positive_int(
+        vision_cfg.get("image_size"), "vision_cfg.image_size", config_path, MAX_IMAGE_SIZE
+    )
     context_length = _positive_int(
-        text_cfg.get("context_length", 77), "text_cfg.context_length", config_path
+        text_cfg.get("context_length", 77),
+        "text_cfg.context_length",
+        config_path,
+        MAX_CONTEXT_LENGTH,
+        2,
     )
     vocab_size = _positive_int(
-        text_cfg.get("vocab_size", 49408), "text_cfg.vocab_size", config_path
+        text_cfg.get("vocab_size", 49408), "text_cfg.vocab_size", config_path, MAX_VOCAB_SIZE, 514
     )
 
     pre_path = src / "visual" / "preprocess_cfg.json"
     pre = _json(pre_path)
-    size = _positive_int(pre.get("size", image_size), "size", pre_path)
+    size = _positive_int(pre.get("size", image_size), "size", pre_path, MAX_IMAGE_SIZE)
     if size != image_size:
         raise ModelError(f"{pre_path}: size {size} differs from config.json's {image_size}")
     resize, interp = pre.get("resize_mode", "shortest"), pre.get("interpolation", "bicubic")
@@ -262,26 +280,30 @@ def adapt_immich(
         )
     mean, std = pre.get("mean"), pre.get("std")
     for key, value in (("mean", mean), ("std", std)):
-        if not (isinstance(value, list) and len(value) == 3):
-            raise ModelError(f"{pre_path}: {key} should be three numbers, got {value!r}")
+        numbers = isinstance(value, list) and len(value) == 3
+        numbers = numbers and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+            for v in value
+        )
+        if not numbers or (key == "std" and any(v <= 0 for v in value)):
+            raise ModelError(f"{pre_path}: {key} should be three numbers, got {value!r:.80}")
 
     out.mkdir(parents=True)
     merges = write_clip_vocab(src / "textual" / "tokenizer.json", out / VOCAB_FILE, vocab_size)
     place = shutil.move if move else shutil.copyfile
-    place(os.fspath(src / "visual" / "model.onnx"), os.fspath(out / "visual.onnx"))
-    place(os.fspath(src / "textual" / "model.onnx"), os.fspath(out / "textual.onnx"))
+    placed = [*_place_graph(src, out, "visual", place), *_place_graph(src, out, "textual", place)]
+    visual_path, textual_path = out / dict(placed)["visual"], out / dict(placed)["textual"]
 
-    visual = inspect_graph(out / "visual.onnx", embed_dim)
-    textual = inspect_graph(out / "textual.onnx", embed_dim)
+    visual = inspect_graph(visual_path, embed_dim)
+    textual = inspect_graph(textual_path, embed_dim)
     if visual["type"] != "tensor(float)":
-        raise ModelError(f"{out / 'visual.onnx'}: input type {visual['type']}, expected float")
+        raise ModelError(f"{visual_path}: input type {visual['type']}, expected float")
     if textual["type"] not in _ONNX_TYPES:
-        raise ModelError(f"{out / 'textual.onnx'}: input type {textual['type']}, expected int")
+        raise ModelError(f"{textual_path}: input type {textual['type']}, expected int")
     shape = textual["shape"]
     if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != context_length):
         raise ModelError(
-            f"{out / 'textual.onnx'}: input shape {textual['shape']}, expected "
-            f"[N, {context_length}]"
+            f"{textual_path}: input shape {textual['shape']}, expected [N, {context_length}]"
         )
 
     spec = ModelSpec(
@@ -292,11 +314,7 @@ def adapt_immich(
         vocab_size=vocab_size,
         files={
             role: PackageFile(path, sha256_file(out / path))
-            for role, path in (
-                ("visual", "visual.onnx"),
-                ("textual", "textual.onnx"),
-                ("vocab", VOCAB_FILE),
-            )
+            for role, path in (*placed, ("vocab", VOCAB_FILE))
         },
         mean=tuple(float(v) for v in mean),
         std=tuple(float(v) for v in std),
@@ -320,6 +338,38 @@ def adapt_immich(
     probe_graphs(visual, textual, spec, ids)
     write_manifest(out, spec)
     return spec
+
+
+def _place_graph(src: Path, out: Path, tower: str, place) -> list[tuple[str, str]]:
+    """Move or copy one tower's graph and its external-data files; (role, path) of each.
+
+    A graph without external data becomes ``TOWER.onnx``. One with external data keeps a
+    folder of its own (``TOWER/model.onnx`` beside its data files), since the graph names
+    them relative to itself; each data file is listed in model.json, so it is hashed.
+    """
+    from photofind.clip.onnx_external import external_locations
+
+    graph = src / tower / "model.onnx"
+    locations = external_locations(graph)
+    if not locations:
+        place(os.fspath(graph), os.fspath(out / f"{tower}.onnx"))
+        return [(tower, f"{tower}.onnx")]
+    pairs = [(tower, f"{tower}/model.onnx")]
+    for number, location in enumerate(locations, start=1):
+        rel = PurePosixPath(location.replace("\\", "/"))
+        bad = rel.is_absolute() or ".." in rel.parts or rel == PurePosixPath("model.onnx")
+        if bad or not (src / tower / rel).is_file():
+            raise ModelError(
+                f"{graph}: its external data {location!r} is not a file beside the graph"
+            )
+        target = out / tower / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        place(os.fspath(src / tower / rel), os.fspath(target))
+        pairs.append(
+            (f"{tower}_data" if number == 1 else f"{tower}_data{number}", f"{tower}/{rel}")
+        )
+    place(os.fspath(graph), os.fspath(out / tower / "model.onnx"))
+    return pairs
 
 
 def _arch_guess(vision_cfg: dict) -> str:

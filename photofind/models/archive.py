@@ -4,24 +4,48 @@ An archive from the internet may try to write outside the target folder (``../``
 names, a symlink pointing out followed by a file "inside" it), to exhaust the disk (a
 small file that inflates to terabytes), or to plant device files. Model packages are plain
 files in plain folders, so anything else is refused outright: no links of any kind, no
-devices, no absolute or ``..`` names, and a cap on the number of entries and on the bytes
-actually written (counted while copying, not taken from the archive's own headers).
+devices, no absolute or ``..`` names, and caps (:mod:`photofind.models.budget`) on the
+number of entries and on the bytes: the declared sizes are checked against the cap and the
+free space before anything is written, and the bytes are counted again while copying.
+
+Compression checksums only protect what is read: tar stops at its end-of-archive marker,
+before the gzip/xz trailer that holds the checksum, so the rest of the stream is read too
+and a corrupt archive is refused instead of unpacking without a word.
 """
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
 import shutil
 import stat
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from photofind.errors import PhotofindError
+from photofind.models.budget import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_ENTRIES,
+    FreeSpace,
+    WriteBudget,
+    free_space,
+    is_disk_full,
+    ratio_cap,
+)
 
-# A ViT-L/14 package is about 1.7 GB; this leaves room without inviting a disk filler.
-DEFAULT_MAX_BYTES = 8 << 30
-DEFAULT_MAX_ENTRIES = 10_000
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+# Deflate's output per read is bounded by zipfile; bzip2 and LZMA members are decompressed
+# a whole read at a time (one megabyte of LZMA zeros is gigabytes), and nobody zips a model
+# with them, so only these two methods are unpacked.
+_ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+_ZIP_METHOD_NAMES = {9: "deflate64", 12: "bzip2", 14: "lzma", 93: "zstandard", 99: "AES"}
+# Everything the decompressors raise on damaged input.
+_DAMAGE = (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error, lzma.LZMAError)
+
+__all__ = ["ARCHIVE_SUFFIXES", "DEFAULT_MAX_BYTES", "ArchiveError", "extract", "is_archive"]
 
 
 class ArchiveError(PhotofindError):
@@ -32,6 +56,12 @@ def is_archive(path: str | Path) -> bool:
     return str(path).lower().endswith(ARCHIVE_SUFFIXES)
 
 
+def suffix_of(name: str) -> str | None:
+    """The archive suffix ``name`` ends with (lower case), or None."""
+    lower = name.lower()
+    return next((s for s in ARCHIVE_SUFFIXES if lower.endswith(s)), None)
+
+
 def _safe_relative(archive: Path, name: str) -> PurePosixPath:
     # Zip names use '/', tar names too; a backslash is a Windows separator in disguise.
     rel = PurePosixPath(name.replace("\\", "/"))
@@ -40,33 +70,10 @@ def _safe_relative(archive: Path, name: str) -> PurePosixPath:
         raise ArchiveError(f"{archive}: entry {name!r} has an absolute path; refused")
     if any(part == ".." for part in rel.parts):
         raise ArchiveError(f"{archive}: entry {name!r} leaves the archive folder (..); refused")
+    if "\0" in name:
+        raise ArchiveError(f"{archive}: entry {name!r} has a NUL in its name; refused")
     parts = [p for p in rel.parts if p not in ("", ".")]
     return PurePosixPath(*parts) if parts else PurePosixPath(".")
-
-
-class _Budget:
-    def __init__(self, archive: Path, max_bytes: int, max_entries: int):
-        self.archive, self.max_bytes, self.max_entries = archive, max_bytes, max_entries
-        self.bytes = 0
-        self.entries = 0
-
-    def entry(self) -> None:
-        self.entries += 1
-        if self.entries > self.max_entries:
-            raise ArchiveError(
-                f"{self.archive}: more than {self.max_entries:,} entries; refused as unsafe"
-            )
-
-    def copy(self, source, target: Path) -> None:
-        with open(target, "xb") as out:
-            while block := source.read(1 << 20):
-                self.bytes += len(block)
-                if self.bytes > self.max_bytes:
-                    raise ArchiveError(
-                        f"{self.archive}: unpacks to more than {self.max_bytes:,} bytes; "
-                        "refused as unsafe"
-                    )
-                out.write(block)
 
 
 def _target(dest: Path, rel: PurePosixPath) -> Path:
@@ -83,16 +90,26 @@ def extract(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_entries: int = DEFAULT_MAX_ENTRIES,
+    free: FreeSpace = free_space,
 ) -> Path:
     """Unpack ``archive`` into the (new or empty) folder ``dest``; return ``dest``.
 
-    On any refusal the partly written ``dest`` is removed and :class:`ArchiveError` raised.
+    At most ``max_bytes`` (and at most :data:`~photofind.models.budget.MAX_RATIO` times the
+    archive's size) and ``max_entries`` entries. On any refusal the partly written ``dest``
+    is removed and :class:`ArchiveError` raised.
     """
     archive, dest = Path(archive), Path(dest)
     if not archive.is_file():
         raise ArchiveError(f"archive {archive} does not exist or is not a file")
     dest.mkdir(parents=True, exist_ok=True)
-    budget = _Budget(archive, max_bytes, max_entries)
+    budget = WriteBudget(
+        str(archive),
+        dest,
+        max_bytes=ratio_cap(archive.stat().st_size, max_bytes),
+        max_entries=max_entries,
+        free=free,
+        error=ArchiveError,
+    )
     try:
         if archive.name.lower().endswith(".zip"):
             _extract_zip(archive, dest, budget)
@@ -108,10 +125,18 @@ def extract(
     return dest
 
 
-def _extract_tar(archive: Path, dest: Path, budget: _Budget) -> None:
+def _damaged(archive: Path, budget: WriteBudget, exc: BaseException) -> ArchiveError:
+    if isinstance(exc, FileExistsError):
+        return ArchiveError(f"{archive}: entry {exc.filename} appears twice")
+    if is_disk_full(exc):
+        return budget.disk_full(exc)
+    return ArchiveError(f"{archive} is damaged or truncated: {exc}")
+
+
+def _extract_tar(archive: Path, dest: Path, budget: WriteBudget) -> None:
     try:
         tar = tarfile.open(archive, mode="r:*")  # noqa: SIM115 (closed by the with below)
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except _DAMAGE as exc:
         raise ArchiveError(f"{archive} cannot be read as a tar archive: {exc}") from exc
     with tar:
         try:
@@ -130,27 +155,62 @@ def _extract_tar(archive: Path, dest: Path, budget: _Budget) -> None:
                     raise ArchiveError(
                         f"{archive}: entry {member.name!r} is not a plain file or folder; refused"
                     )
+                # Sparse members declare their full size here, which is what they unpack to.
+                budget.declare(member.size)
                 target = _target(dest, rel)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 source = tar.extractfile(member)
                 if source is None:
                     raise ArchiveError(f"{archive}: entry {member.name!r} cannot be read")
                 with source:
-                    budget.copy(source, target)
-        except (tarfile.TarError, EOFError, OSError) as exc:
-            if isinstance(exc, FileExistsError):
-                raise ArchiveError(f"{archive}: entry {exc.filename} appears twice") from exc
-            raise ArchiveError(f"{archive} is damaged or truncated: {exc}") from exc
+                    budget.copy(source, target, declared=member.size)
+            _drain(tar, budget)
+        except _DAMAGE as exc:
+            raise _damaged(archive, budget, exc) from exc
 
 
-def _extract_zip(archive: Path, dest: Path, budget: _Budget) -> None:
+def _drain(tar: tarfile.TarFile, budget: WriteBudget) -> None:
+    """Read the compressed stream to its end, so its checksum (gzip CRC, xz check) is
+    verified; what follows the tar's end counts towards the cap like any other byte."""
+    stream = tar.fileobj
+    if not isinstance(stream, (gzip.GzipFile, lzma.LZMAFile, bz2.BZ2File)):
+        return  # a plain tar has no checksum to reach
+    rest = 0
+    while block := stream.read(1 << 20):
+        rest += len(block)
+        if budget.written + rest > budget.max_bytes:
+            raise ArchiveError(
+                f"{budget.what}: more than {budget.max_bytes:,} bytes of data; refused as unsafe"
+            )
+
+
+def _check_zip_entry(archive: Path, info: zipfile.ZipInfo) -> None:
+    if info.flag_bits & 0x1:
+        raise ArchiveError(
+            f"{archive}: entry {info.filename!r} is encrypted; model packages cannot be "
+            "password-protected, refused"
+        )
+    if info.compress_type not in _ZIP_METHODS:
+        method = _ZIP_METHOD_NAMES.get(info.compress_type, f"method {info.compress_type}")
+        raise ArchiveError(
+            f"{archive}: entry {info.filename!r} is compressed with {method}, which photofind "
+            "does not unpack; repack the archive with plain deflate (zip's default)"
+        )
+
+
+def _extract_zip(archive: Path, dest: Path, budget: WriteBudget) -> None:
     try:
         zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except _DAMAGE as exc:
         raise ArchiveError(f"{archive} cannot be read as a zip archive: {exc}") from exc
     with zf:
+        infos = zf.infolist()
+        for info in infos:
+            _check_zip_entry(archive, info)
+        # The central directory lists every size before any byte is written.
+        budget.declare(sum(info.file_size for info in infos if not info.is_dir()))
         try:
-            for info in zf.infolist():
+            for info in infos:
                 budget.entry()
                 rel = _safe_relative(archive, info.filename)
                 mode = info.external_attr >> 16
@@ -170,8 +230,6 @@ def _extract_zip(archive: Path, dest: Path, budget: _Budget) -> None:
                 target = _target(dest, rel)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as source:
-                    budget.copy(source, target)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
-            if isinstance(exc, FileExistsError):
-                raise ArchiveError(f"{archive}: entry {exc.filename} appears twice") from exc
-            raise ArchiveError(f"{archive} is damaged or truncated: {exc}") from exc
+                    budget.copy(source, target, declared=info.file_size)
+        except (zipfile.LargeZipFile, *_DAMAGE) as exc:
+            raise _damaged(archive, budget, exc) from exc

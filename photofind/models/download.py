@@ -13,6 +13,15 @@ but photofind installed.
   code) and a hash pinned in our catalogue is the only other defence. Tests serve over
   127.0.0.1 without TLS, so they set :data:`ALLOW_HTTP_ENV` to ``1``; nothing else should.
   Redirects are followed only to https (or http under the same switch).
+* A server must keep the bytes coming (:class:`DownloadLimits`): each read waits at most
+  ``timeout``, the rate over each ``rate_window`` must reach ``min_rate`` and the whole call
+  ends at ``deadline``, so a server that drips a byte every few seconds cannot hold the
+  install for ever. The ``.part`` is kept: the next call resumes it.
+* The space is checked against the announced size before the first byte is written, and a
+  disk that fills anyway loses its ``.part``: a full disk must not stay full of a download
+  that can never finish.
+* The name of the file written is the caller's ``dest``: never a name from the URL or from
+  a header (Content-Disposition is not read at all).
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from urllib.parse import urlsplit
 
 from photofind import __version__
 from photofind.errors import PhotofindError
+from photofind.models.budget import FREE_SPACE_RESERVE, FreeSpace, free_space, is_disk_full
 
 ALLOW_HTTP_ENV = "PHOTOFIND_ALLOW_HTTP_FOR_TESTS"
 DEFAULT_TIMEOUT = 30.0
@@ -51,6 +61,17 @@ class DownloadInterrupted(DownloadError):
 
 class ChecksumMismatch(DownloadError):
     """The bytes arrived but are not the expected ones; they were deleted."""
+
+
+@dataclass(frozen=True)
+class DownloadLimits:
+    """How long and how slowly a server may send one file."""
+
+    timeout: float = DEFAULT_TIMEOUT  # seconds one read may wait for a byte
+    # A whole call: ViT-L/14's 1.7 GB at 200 KB/s takes 2.4 h; anything slower resumes.
+    deadline: float = 4 * 3600.0
+    min_rate: float = 4096.0  # bytes per second, averaged over each window
+    rate_window: float = 60.0  # seconds
 
 
 @dataclass(frozen=True)
@@ -112,7 +133,7 @@ def _part_paths(dest: Path) -> tuple[Path, Path]:
 def _read_sidecar(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -156,6 +177,8 @@ def download(
     timeout: float = DEFAULT_TIMEOUT,
     max_bytes: int | None = None,
     attempts: int = 3,
+    limits: DownloadLimits | None = None,
+    free: FreeSpace = free_space,
 ) -> DownloadResult:
     """Fetch ``url`` into ``dest``, resuming a ``.part`` left by an earlier try.
 
@@ -163,17 +186,21 @@ def download(
     :class:`DownloadError` is raised, so ``dest`` only ever holds verified bytes. When None
     the digest is computed and returned for the caller to show (never to pretend it was
     checked). ``attempts``: how many times a dropped connection is resumed within this call;
-    after the last one the ``.part`` stays for the next call to continue.
+    after the last one the ``.part`` stays for the next call to continue. ``limits``: the
+    timeouts and the minimum rate (``timeout`` is its ``timeout`` when not given).
+    ``free``: the free-space function (injectable, so a test can play a small disk).
     """
+    limits = limits or DownloadLimits(timeout=timeout)
     check_url(url)
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     expected = sha256.lower() if sha256 else None
     part, sidecar = _part_paths(dest)
     last_error: DownloadError | None = None
+    clock = _Clock(url, limits)
     for _ in range(max(1, attempts)):
         try:
-            return _attempt(url, dest, part, sidecar, expected, progress, timeout, max_bytes)
+            return _attempt(url, dest, part, sidecar, expected, progress, clock, max_bytes, free)
         except _Interrupted as exc:
             last_error = DownloadInterrupted(str(exc))
     assert last_error is not None
@@ -184,7 +211,70 @@ class _Interrupted(Exception):
     """The connection dropped; the bytes so far are kept and the next attempt resumes."""
 
 
-def _attempt(url, dest, part, sidecar, expected, progress, timeout, max_bytes) -> DownloadResult:
+class _Clock:
+    """The deadline of one call and the rate over the current window."""
+
+    def __init__(self, url: str, limits: DownloadLimits):
+        self.url, self.limits = url, limits
+        self.began = time.monotonic()
+        self.window_start, self.window_done = self.began, 0
+
+    def new_attempt(self, done: int) -> None:
+        self.window_start, self.window_done = time.monotonic(), done
+
+    def check(self, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        limits = self.limits
+        of = f" of {total:,}" if total else ""
+        if now - self.began > limits.deadline:
+            raise DownloadError(
+                f"download of {self.url} took longer than the {limits.deadline:g} s allowed "
+                f"({done:,}{of} bytes so far); run the same command again to resume"
+            )
+        elapsed = now - self.window_start
+        if elapsed >= limits.rate_window:
+            rate = (done - self.window_done) / elapsed
+            if rate < limits.min_rate:
+                raise DownloadError(
+                    f"download of {self.url} is too slow: {rate:,.0f} bytes/s over the last "
+                    f"{elapsed:.0f} s, less than the {limits.min_rate:,.0f} required "
+                    f"({done:,}{of} bytes so far); run the same command again to resume"
+                )
+            self.window_start, self.window_done = now, done
+
+
+def _discard(part: Path, sidecar: Path) -> None:
+    for path in (part, sidecar):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _check_space(url: str, part: Path, sidecar: Path, needed: int, free: FreeSpace) -> None:
+    available = free(part.parent) - FREE_SPACE_RESERVE
+    if needed > available:
+        # An earlier attempt's bytes go too: they cannot become a whole file on this disk,
+        # and left there they would take the space from the next install.
+        earlier = part.stat().st_size if part.is_file() else 0
+        _discard(part, sidecar)
+        kept = f" (the {earlier:,} bytes of an earlier attempt were deleted)" if earlier else ""
+        raise DownloadError(
+            f"{url} needs {needed:,} more bytes but the disk holding {part.parent} has only "
+            f"{max(available, 0):,} free; nothing was downloaded{kept}"
+        )
+
+
+def _disk_full(url: str, part: Path, sidecar: Path, done: int, exc: OSError) -> DownloadError:
+    _discard(part, sidecar)
+    return DownloadError(
+        f"the disk holding {part.parent} filled up ({exc.strerror}) after {done:,} bytes of "
+        f"{url}; the partial download was deleted"
+    )
+
+
+def _attempt(
+    url, dest, part, sidecar, expected, progress, clock, max_bytes, free
+) -> DownloadResult:
+    timeout = clock.limits.timeout
     meta = _read_sidecar(sidecar)
     start = part.stat().st_size if part.is_file() else 0
     if start and meta.get("url") != url:
@@ -222,29 +312,36 @@ def _attempt(url, dest, part, sidecar, expected, progress, timeout, max_bytes) -
             raise DownloadError(
                 f"{url} is {total:,} bytes, more than the {max_bytes:,} allowed for it"
             )
+        if total is not None:
+            _check_space(url, part, sidecar, total - start, free)
         headers = response.headers
-        sidecar.write_text(
-            json.dumps(
-                {
-                    "url": url,
-                    "etag": headers.get("ETag"),
-                    "last_modified": headers.get("Last-Modified"),
-                    "total": total,
-                }
-            ),
-            encoding="utf-8",
-        )
         done = start
         began = time.monotonic()
+        clock.new_attempt(done)
         try:
+            sidecar.write_text(
+                json.dumps(
+                    {
+                        "url": url,
+                        "etag": headers.get("ETag"),
+                        "last_modified": headers.get("Last-Modified"),
+                        "total": total,
+                    }
+                ),
+                encoding="utf-8",
+            )
             with open(part, mode) as out:
                 while True:
-                    block = response.read(CHUNK)
+                    # read1: whatever has arrived, so that a trickle is seen (and timed)
+                    # instead of blocking until a whole chunk is there.
+                    block = response.read1(CHUNK)
                     if not block:
                         break
                     out.write(block)
                     done += len(block)
                     if max_bytes is not None and done > max_bytes:
+                        out.close()
+                        _discard(part, sidecar)  # it can never become a good file
                         raise DownloadError(
                             f"{url} sent more than the {max_bytes:,} bytes allowed for it"
                         )
@@ -253,7 +350,18 @@ def _attempt(url, dest, part, sidecar, expected, progress, timeout, max_bytes) -
                         progress(
                             DownloadProgress(url, done, total, (done - start) / elapsed, start)
                         )
+                    clock.check(done, total)
         except (http.client.IncompleteRead, ConnectionError, TimeoutError) as exc:
+            raise _Interrupted(_interrupted_message(url, done, total, exc)) from None
+        except http.client.HTTPException as exc:
+            # e.g. a chunk-size line longer than http.client's 64 KB limit (LineTooLong).
+            raise DownloadError(
+                f"{url}: the server sent a malformed response after {done:,} bytes "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise _disk_full(url, part, sidecar, done, exc) from None
             raise _Interrupted(_interrupted_message(url, done, total, exc)) from None
         if total is not None and done < total:
             raise _Interrupted(_interrupted_message(url, done, total, "connection closed early"))

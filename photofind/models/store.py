@@ -34,10 +34,18 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from photofind.atomic import atomic_write_text, fsync_dir
-from photofind.clip.package import ModelSpec, read_manifest, verify_files
+from photofind.clip.package import (
+    ModelSpec,
+    read_json_object,
+    read_manifest,
+    sha256_file,
+    verify_files,
+)
 from photofind.errors import ModelError, PhotofindError
 from photofind.models import adapters, archive, catalogue
-from photofind.models.download import ProgressCallback, check_url, download
+from photofind.models.budget import DEFAULT_MAX_BYTES
+from photofind.models.download import DownloadLimits, ProgressCallback, check_url, download
+from photofind.models.folder_copy import copy_package_folder
 from photofind.paths import bundled_models_dir, models_dir
 
 SETTINGS_FILE = "settings.json"
@@ -57,12 +65,10 @@ def read_settings(library: Path) -> dict:
     if not path.exists():
         return {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise PhotofindError(f"{path} cannot be read as JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise PhotofindError(f"{path} should hold a JSON object")
-    return data
+        # Settings may grow (GUI state, saved searches) but stay far below this.
+        return read_json_object(path, max_bytes=16 << 20)
+    except ModelError as exc:
+        raise PhotofindError(str(exc)) from None
 
 
 def write_settings(library: Path, data: dict) -> None:
@@ -117,10 +123,12 @@ def check_name(name: str) -> str:
 class ModelStore:
     """The model packages of one library folder."""
 
-    def __init__(self, library: Path, *, provider: str = "cpu"):
+    def __init__(self, library: Path, *, provider: str = "cpu", max_bytes: int = DEFAULT_MAX_BYTES):
         self.library = Path(library)
         self.root = models_dir(self.library)
         self.provider = provider
+        # The most one install may write (a folder's files, an archive's contents).
+        self.max_bytes = max_bytes
 
     # listing and choosing -------------------------------------------------------------
 
@@ -198,12 +206,16 @@ class ModelStore:
         replace: bool = False,
         progress: ProgressCallback | None = None,
         timeout: float = 30.0,
+        limits: DownloadLimits | None = None,
     ) -> InstallReport:
         """Install a package folder, an archive, an https URL of an archive, or a catalogue
         entry (by name, or a :class:`~photofind.models.catalogue.CatalogueEntry`).
 
-        ``sha256``: the expected hash of a downloaded archive (URL sources only).
+        ``sha256``: the expected hash of the archive (a downloaded or a local one); an
+        archive without one has its hash computed and reported in ``unpinned``.
+        ``limits``: how slow a download may be (``timeout`` is its per-read wait).
         """
+        limits = limits or DownloadLimits(timeout=timeout)
         text = source.name if isinstance(source, catalogue.CatalogueEntry) else os.fspath(source)
         local = Path(text).expanduser()
         if name is not None:
@@ -226,16 +238,14 @@ class ModelStore:
                         "name in the catalogue (`photofind models list --catalogue`)"
                     )
             if entry is not None:
-                fetched = self._fetch_catalogue(entry, content, progress, timeout, report_extra)
+                fetched = self._fetch_catalogue(entry, content, progress, limits, report_extra)
                 downloaded.extend(fetched)
             elif text.lower().startswith(("https://", "http://")):
                 downloaded.append(
-                    self._fetch_archive(text, content, sha256, progress, timeout, report_extra)
+                    self._fetch_archive(text, content, sha256, progress, limits, report_extra)
                 )
             else:
-                if sha256:
-                    raise ModelError("--sha256 applies to downloads only")
-                self._copy_local(local, content)
+                self._copy_local(local, content, sha256, report_extra)
             root, layout = adapters.find_package_root(content)
             if layout == "immich":
                 package = staging / "package"
@@ -273,12 +283,23 @@ class ModelStore:
             if child.name.startswith(TRASH_PREFIX) or stale:
                 shutil.rmtree(child, ignore_errors=True)
 
-    def _copy_local(self, local: Path, content: Path) -> None:
+    def _copy_local(self, local: Path, content: Path, sha256: str | None, report) -> None:
         if local.is_dir():
-            # Symlinks are followed: the user's own folder, copied as plain files.
-            shutil.copytree(local, content)
+            if sha256:
+                raise ModelError("--sha256 applies to archives only, not to a folder")
+            copy_package_folder(local, content, library=self.library, max_bytes=self.max_bytes)
         elif archive.is_archive(local):
-            archive.extract(local, content)
+            # Hashed like a download: an Immich-layout archive carries no hashes of its own,
+            # so this is what the user can compare with the publisher's listing.
+            actual = sha256_file(local)
+            if sha256 and actual != sha256.lower():
+                raise ModelError(
+                    f"{local}: its sha256 is {actual}, expected {sha256.lower()}; "
+                    "nothing was installed"
+                )
+            if not sha256:
+                report["unpinned"][str(local)] = actual
+            archive.extract(local, content, max_bytes=self.max_bytes)
         else:
             raise ModelError(
                 f"{local} is neither a model package folder nor an archive "
@@ -290,10 +311,13 @@ class ModelStore:
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
-    def _fetch_archive(self, url, content, sha256, progress, timeout, report) -> Path:
+    def _fetch_archive(self, url, content, sha256, progress, limits, report) -> Path:
         check_url(url)
-        filename = unquote(Path(urlsplit(url).path).name)
-        if not archive.is_archive(filename):
+        # The URL's last segment only tells the archive type; the file written is always
+        # "download<suffix>", so no name from the URL (whose %2F decodes to "/") can reach
+        # the file system.
+        suffix = archive.suffix_of(unquote(urlsplit(url).path))
+        if suffix is None:
             raise ModelError(
                 f"{url}: the URL should name an archive ({', '.join(archive.ARCHIVE_SUFFIXES)})"
             )
@@ -302,18 +326,18 @@ class ModelStore:
         folder = self._download_dir(key)
         result = download(
             url,
-            folder / filename,
+            folder / f"download{suffix}",
             sha256=sha256,
             progress=progress,
-            timeout=timeout,
-            max_bytes=archive.DEFAULT_MAX_BYTES,
+            limits=limits,
+            max_bytes=self.max_bytes,
         )
         if not sha256:
             report["unpinned"][url] = result.sha256
-        archive.extract(result.path, content)
+        archive.extract(result.path, content, max_bytes=self.max_bytes)
         return folder
 
-    def _fetch_catalogue(self, entry, content, progress, timeout, report) -> list[Path]:
+    def _fetch_catalogue(self, entry, content, progress, limits, report) -> list[Path]:
         if entry.kind == "checkpoint":
             raise ModelError(
                 f"{entry.name} is an original checkpoint, which needs torch to convert: with "
@@ -323,13 +347,16 @@ class ModelStore:
             )
         folder = self._download_dir(check_name(entry.name))
         for remote in entry.files:
-            local = folder / remote.path.replace("/", "__")
+            parts = remote.path.split("/")
+            if any(p in ("", ".", "..") or "\\" in p for p in parts):
+                raise ModelError(f"{entry.name}: catalogue file path {remote.path!r} is unsafe")
+            local = folder / "__".join(parts)
             result = download(
                 entry.url_of(remote),
                 local,
                 sha256=remote.sha256,
                 progress=progress,
-                timeout=timeout,
+                limits=limits,
                 max_bytes=remote.max_bytes,
             )
             if not remote.sha256:

@@ -127,6 +127,30 @@ def run_pyinstaller(dist: Path, work: Path, models: list[Path], gpu: bool) -> No
     subprocess.run(command, check=True, cwd=REPO)
 
 
+def check_qt_bindings() -> dict:
+    """Refuse to freeze a PySide6 that loses references (qt_refcount.py; 6.12.0 on Python
+    3.11 drops one to None on every void Qt call and the app aborts minutes in)."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    command = [sys.executable, str(HERE / "qt_refcount.py")]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
+    try:
+        report = json.loads(done.stdout)
+    except ValueError:
+        report = None
+    if done.returncode != 0 or not report or not report.get("ok"):
+        detail = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+        # From the report's first line on (Qt's own warnings come before it).
+        first = [i for i, line in enumerate(detail) if line.startswith("PySide6 ")]
+        detail = detail[first[0] :] if first else detail
+        if len(detail) > 8:
+            detail = [*detail[:6], f"  ... {len(detail) - 7} more", detail[-1]]
+        raise SystemExit(
+            "build.py: the Qt bindings of this environment fail the reference-count check "
+            "(resources/installer/qt_refcount.py), so the bundle would crash:\n" + "\n".join(detail)
+        )
+    return {k: report[k] for k in ("python", "pyside6", "immortal")}
+
+
 def make_tar(app: Path, target: Path) -> None:
     tmp = target.with_name(target.name + ".part")
     # Level 6: within a few per cent of 9 on these binaries, at half the time.
@@ -222,8 +246,11 @@ def build(dist: Path, work: Path, models: list[Path], gpu: bool, packages: bool 
     start = time.monotonic()
     dist.mkdir(parents=True, exist_ok=True)
     (dist / STAMP).unlink(missing_ok=True)
+    bindings = check_qt_bindings()
+    timings["qt_refcount_check_s"] = round(time.monotonic() - start, 1)
+    step = time.monotonic()
     run_pyinstaller(dist, work, models, gpu)
-    timings["pyinstaller_s"] = round(time.monotonic() - start, 1)
+    timings["pyinstaller_s"] = round(time.monotonic() - step, 1)
     app = dist / names["app"]
     linux = sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")
     if packages and linux:
@@ -239,6 +266,7 @@ def build(dist: Path, work: Path, models: list[Path], gpu: bool, packages: bool 
         "gpu": gpu,
         "models": sorted(p.name for p in (app / "_internal/resources/models").glob("*")),
         "fingerprint": fingerprint(models, gpu),
+        "qt_refcount_check": bindings,
         "artefacts": {
             k: v for k, v in names.items() if (dist / v).exists() and (k == "app" or packages)
         },

@@ -8,6 +8,9 @@
         (photofind.gui.app.run), prints ``shown <seconds since the process started>`` as
         soon as the event loop runs with the window shown, saves the window to OUT.png and
         quits.
+    photofind --bundle-selftest refcount [--calls N]
+        The Qt reference-count check of qt_refcount.py on the bundled Python and PySide6
+        (JSON; exit 1 when a kind of Qt call loses references, as 6.12.0 on 3.11 does).
 
 The tests (tests/test_bundle.py) drive it with QT_QPA_PLATFORM=offscreen.
 """
@@ -101,6 +104,12 @@ def gui(args: argparse.Namespace) -> int:
     return status
 
 
+def refcount(args: argparse.Namespace) -> int:
+    import qt_refcount
+
+    return qt_refcount.main(["--calls", str(args.calls)])
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="photofind --bundle-selftest")
     sub = parser.add_subparsers(dest="check", required=True)
@@ -109,5 +118,7 @@ def main(argv: list[str]) -> int:
     g.add_argument("out", type=Path)
     g.add_argument("--library", type=Path, required=True)
     g.add_argument("--model")
+    r = sub.add_parser("refcount")
+    r.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args(argv)
-    return info() if args.check == "info" else gui(args)
+    return {"info": lambda _: info(), "gui": gui, "refcount": refcount}[args.check](args)

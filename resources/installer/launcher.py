@@ -5,7 +5,13 @@ One hidden first argument, ``--bundle-selftest``, runs the checks of the built a
 it exists for the release smoke test only.
 """
 
+import os
 import sys
+
+# Before anything can load onnxruntime (the self-test imports it ahead of photofind): its
+# telemetry writes a device id and an events database unless this is set when it loads.
+# photofind/__init__.py says what and why.
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
 
 def main() -> int:

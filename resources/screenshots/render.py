@@ -4,13 +4,17 @@
 
 Builds the demo library (generated photos, the bundled tiny-synthetic model) in a
 temporary folder, searches, waits until every visible thumbnail is painted, and saves
-``resources/screenshots/main-window.png`` (and ``-similar.png`` after Find similar, and
-``-unreadable.png``: the list of photos that could not be read, opened from the status bar).
+``resources/screenshots/main-window.png`` (the results, with "Show all N" for those below
+the relevance cut-off), ``-similar.png`` after Find similar, ``-nothing-found.png`` (a date
+filter under which nothing stands out: Show all and Clear the filters),
+``-search-failed.png`` (``img:`` of a missing picture) and ``-unreadable.png`` (the list of
+photos that could not be read, opened from the status bar).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -35,6 +39,21 @@ def save_small(pixmap, path: Path) -> None:
             rgb = image.convert("RGB")
         rgb.quantize(colors=colours, method=Image.Quantize.FASTOCTREE).save(path, optimize=True)
         colours //= 2
+
+
+def _month_where_nothing_stands_out(engine, query: str):
+    """The first month of the demo with photos but none above the query's cut-off."""
+    from datetime import date
+
+    from photofind.search import SearchFilter
+
+    for year in range(2019, 2025):
+        for month in range(1, 13):
+            day = f"{year}-{month:02d}"
+            found = engine.search(query, k=50, filter=SearchFilter(after=day, before=day))
+            if len(found) == 0 and found.below >= 3:
+                return date(year, month, 1)
+    raise SystemExit(f"no month of the demo where nothing stands out for {query!r}")
 
 
 def shoot_unreadable(window, root: Path, out: Path, settle) -> None:
@@ -87,10 +106,18 @@ def main() -> int:
     parser.add_argument("--size", default="1280x800", help="the PNG's size in pixels")
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    if os.environ["QT_QPA_PLATFORM"] == "offscreen":
+        # A screen of the PNG's size, without window frames: the window fits its screen's
+        # free area (gui/placement.py), and offscreen's own screen is 800x800.
+        config = Path(tempfile.mkdtemp()) / "offscreen.json"
+        screen = {"name": "shot", "x": 0, "y": 0, "width": width, "height": height, "dpr": 1}
+        config.write_text(json.dumps({"windowFrameMargins": False, "screens": [screen]}))
+        os.environ["QT_QPA_PLATFORM"] = f"offscreen:configfile={config}"
     os.environ["QT_SCALE_FACTOR"] = args.scale
 
-    from PySide6.QtCore import QEventLoop, QTimer
+    from PySide6.QtCore import QDate, QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
     from photofind.clip import load_model
@@ -99,7 +126,6 @@ def main() -> int:
 
     app = QApplication.instance() or QApplication([])
     model = load_model(args.model, provider="cpu")
-    width, height = (int(v) for v in args.size.split("x"))
     suffix = "" if args.scale == "1" else f"@{args.scale}x"
 
     def settle(window, until, msecs=20_000):
@@ -144,12 +170,37 @@ def main() -> int:
         window.find_similar_action.trigger()
         settle(window, lambda: bool(done) and thumbnails_painted(window))
         save_small(window.grab(), args.out / f"main-window-similar{suffix}.png")
+
+        month = _month_where_nothing_stands_out(window.engine, args.query)
+        bar = window.filter_bar
+        bar.blockSignals(True)
+        bar.after.setDate(QDate(month.year, month.month, 1))
+        bar.before.setDate(QDate(month.year, month.month, 1).addMonths(1).addDays(-1))
+        bar.blockSignals(False)
+        window.search_box.setText(args.query)
+        done.clear()
+        window.run_search()
+        settle(window, lambda: bool(done))
+        save_small(window.grab(), args.out / f"main-window-nothing-found{suffix}.png")
+
+        bar.clear()
+        window.search_box.setText("img:~/Pictures/holiday.jpg")
+        done.clear()
+        window.run_search()
+        settle(window, lambda: bool(done))
+        save_small(window.grab(), args.out / f"main-window-search-failed{suffix}.png")
+
+        window.search_box.setText(args.query)  # the results behind the list
+        done.clear()
+        window.run_search()
+        settle(window, lambda: bool(done) and thumbnails_painted(window))
         shoot_unreadable(window, root, args.out / f"main-window-unreadable{suffix}.png", settle)
         window.shutdown()
         window.close()
         window.library.close()
     app.processEvents()
-    print(f"saved {args.out}/main-window{suffix}.png, -similar and -unreadable")
+    shots = "{,-similar,-nothing-found,-search-failed,-unreadable}"
+    print(f"saved {args.out}/main-window{shots}{suffix}.png")
     return 0
 
 

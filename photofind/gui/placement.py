@@ -1,0 +1,150 @@
+"""Where the main window opens: inside the screen's free area, where it was last time.
+
+The window used to ask for 1280×800 whatever the screen: on a 1280×800 screen with a panel,
+the title bar and the panel pushed the status bar (indexing progress, Pause, "Search
+failed") below the edge. Now its *frame* — the window with its title bar and borders — is
+fitted into the screen's available geometry (the screen less panels and docks), before it
+is shown with a guess of the frame and, once shown, with the real one.
+
+The size, position and maximised state are kept in the library's ``settings.json`` under
+``"gui"`` → ``"window"`` (:mod:`photofind.gui.settings` keeps the file), written when the
+window closes; a position on a screen that is gone is moved onto one that is there.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QEvent, QMargins, QObject, QRect, QSize, Qt, QTimer
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QWidget
+
+from photofind.models.store import read_settings, write_settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIZE = QSize(1280, 800)
+#: Room kept for the frame before the window is shown (title bar and borders are only
+#: known afterwards, and differ by desktop); the real frame is fitted once it is shown.
+FRAME_GUESS = QMargins(4, 36, 4, 4)
+# A window manager frames a new window a little after it is shown: look again then.
+RECHECK_MS = 300
+_KEYS = ("x", "y", "width", "height")
+
+
+def fitted(frame: QRect, available: QRect) -> QRect:
+    """``frame`` shrunk to fit ``available`` and moved inside it (the nearest place)."""
+    width = min(frame.width(), available.width())
+    height = min(frame.height(), available.height())
+    x = min(max(frame.x(), available.x()), available.x() + available.width() - width)
+    y = min(max(frame.y(), available.y()), available.y() + available.height() - height)
+    return QRect(x, y, width, height)
+
+
+def saved_placement(library: Path) -> dict | None:
+    """The window's last geometry stored in ``library`` (None: none, or not usable)."""
+    try:
+        gui = read_settings(library).get("gui")
+    except Exception as exc:  # noqa: BLE001 - a broken settings file must not stop the app
+        log.warning("window placement ignored: %s", exc)
+        return None
+    value = gui.get("window") if isinstance(gui, dict) else None
+    if not isinstance(value, dict):
+        return None
+    if not all(isinstance(value.get(k), int) and not isinstance(value.get(k), bool) for k in _KEYS):
+        return None
+    if value["width"] < 100 or value["height"] < 100:
+        return None
+    return value
+
+
+def save_placement(window: QWidget, library: Path) -> None:
+    """Store ``window``'s geometry (its normal one when maximised) in ``library``."""
+    maximized = bool(window.windowState() & Qt.WindowState.WindowMaximized)
+    rect = window.normalGeometry() if maximized else window.geometry()
+    if rect.width() <= 0 or rect.height() <= 0:
+        rect = window.geometry()
+    try:
+        data = read_settings(library)
+        gui = data.get("gui") if isinstance(data.get("gui"), dict) else {}
+        gui["window"] = {
+            "x": rect.x(),
+            "y": rect.y(),
+            "width": rect.width(),
+            "height": rect.height(),
+            "maximized": maximized,
+        }
+        data["gui"] = gui
+        write_settings(library, data)
+    except Exception as exc:  # noqa: BLE001 - closing must not fail over a settings file
+        log.warning("window placement not saved: %s", exc)
+
+
+def _screen_for(rect: QRect | None, window: QWidget):
+    if rect is not None:
+        screen = QGuiApplication.screenAt(rect.center())
+        if screen is not None:
+            return screen
+    return window.screen() or QGuiApplication.primaryScreen()
+
+
+def place(window: QWidget, saved: dict | None) -> None:
+    """Size and position ``window`` before it is shown: where it was (``saved``), else the
+    default size centred; either way inside its screen's available geometry."""
+    rect = None
+    if saved is not None:
+        rect = QRect(saved["x"], saved["y"], saved["width"], saved["height"])
+    screen = _screen_for(rect, window)
+    if screen is None:  # no screen at all (never on a desktop): the size alone
+        window.resize(DEFAULT_SIZE)
+        return
+    available = screen.availableGeometry()
+    if rect is None:
+        size = DEFAULT_SIZE.grownBy(FRAME_GUESS)
+        rect = QRect(0, 0, size.width(), size.height())
+        rect.moveCenter(available.center())
+    else:
+        rect = rect.marginsAdded(FRAME_GUESS)
+    client = fitted(rect, available).marginsRemoved(FRAME_GUESS)
+    window.setGeometry(client)
+    if saved is not None and saved.get("maximized") is True:
+        window.setWindowState(window.windowState() | Qt.WindowState.WindowMaximized)
+    window.installEventFilter(_FitOnShow(window))
+
+
+def keep_on_screen(window: QWidget) -> None:
+    """Fit the shown window's real frame into its screen's available geometry."""
+    if window.windowState() & (Qt.WindowState.WindowMaximized | Qt.WindowState.WindowFullScreen):
+        return  # the window manager fits those
+    screen = window.screen()
+    if screen is None or not window.isVisible():
+        return
+    frame = window.frameGeometry()
+    target = fitted(frame, screen.availableGeometry())
+    if target == frame:
+        return
+    margins = QMargins(
+        window.geometry().left() - frame.left(),
+        window.geometry().top() - frame.top(),
+        frame.right() - window.geometry().right(),
+        frame.bottom() - window.geometry().bottom(),
+    )
+    client = target.marginsRemoved(margins)
+    window.resize(client.size())
+    window.move(target.topLeft())  # move() places the frame's corner
+
+
+class _FitOnShow(QObject):
+    """Fits the frame once it is known: when the window shows, and a little later."""
+
+    def __init__(self, window: QWidget):
+        super().__init__(window)
+        self._window = window
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt naming
+        if watched is self._window and event.type() == QEvent.Type.Show:
+            window = self._window
+            QTimer.singleShot(0, window, lambda: keep_on_screen(window))
+            QTimer.singleShot(RECHECK_MS, window, lambda: keep_on_screen(window))
+        return False
