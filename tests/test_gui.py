@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
+import time
 
 import pytest
 
@@ -20,11 +22,18 @@ from photofind.gui import create_window  # noqa: E402
 
 
 def photos(folder, n):
+    """``n`` photos written a minute ago, as in a folder the user already has: fresh files
+    wait until they have settled (WatchOptions.settle_s), and a write slower than that would
+    split the first pass in two rounds at random."""
     folder.mkdir(parents=True, exist_ok=True)
-    return [
+    written = [
         write_photo_jpeg(folder / f"photo_{i:02d}.jpg", width=200, height=150, seed=i)
         for i in range(n)
     ]
+    past = time.time() - 60
+    for path in written:
+        os.utime(path, (past, past))
+    return written
 
 
 def index_folder(qtbot, window, folder):
