@@ -36,7 +36,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -190,8 +190,6 @@ class Settings(Mapping):
 
     values: dict[str, Any]
     version: int = VERSION
-    #: Where each value that is not the stored one came from, by key (for messages).
-    notes: dict[str, str] = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
@@ -217,7 +215,7 @@ def _lookup(data: Mapping, key: str) -> tuple[bool, Any]:
 
 
 def _checked(data: Mapping, path: Path, report: bool) -> Settings:
-    values, notes = {}, {}
+    values = {}
     for key, option in OPTIONS.items():
         found, stored = _lookup(data, key)
         if not found or stored is None:
@@ -230,15 +228,13 @@ def _checked(data: Mapping, path: Path, report: bool) -> Settings:
         else:
             if note is not None:
                 note = f"{note}; {values[key]!r} is used"
-        if note is not None:
-            notes[key] = note
-            if report:
-                log.warning("%s: %s %s", path, key, note)
+        if note is not None and report:
+            log.warning("%s: %s %s", path, key, note)
     if report:
         for parent in {key.partition(".")[0] for key in OPTIONS if "." in key}:
             if parent in data and not isinstance(data[parent], Mapping):
                 log.warning("%s: %s should be an object; its defaults are used", path, parent)
-    return Settings(values, file_version(data), notes)
+    return Settings(values, file_version(data))
 
 
 class _Unusable(Exception):
@@ -335,7 +331,8 @@ def load(library: Path) -> Settings:
     except _Unusable as exc:
         try:
             with locked(library):
-                _current(path)  # sets it aside, unless another process just replaced it
+                # Sets it aside, unless another process replaced it meanwhile.
+                return _checked(_current(path), path, report=True)
         except OSError as err:  # read-only media: the file stays, the defaults are used
             log.warning("%s %s; the default settings are used (%s)", path, exc, err)
         return _checked({}, path, report=False)
@@ -371,7 +368,10 @@ def update(library: Path, changes: Mapping[str, Any]) -> Settings:
     for key, value in changes.items():
         option = OPTIONS[key]  # KeyError: not a declared option
         if value is not None:
-            _, note = option.parse(value)
+            try:
+                _, note = option.parse(value)
+            except BadValue as exc:
+                raise BadValue(f"{key}: {value!r} {exc}") from None
             if note is not None:
                 raise BadValue(f"{key}: {note}")
     library = Path(library)
