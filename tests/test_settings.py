@@ -282,6 +282,9 @@ def test_two_processes_writing_at_once_lose_no_key(tmp_path):
 
 def test_the_dialog_and_models_use_read_and_write_the_same_settings(qtbot, tmp_path):
     pytest.importorskip("PySide6.QtWidgets")
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QDialogButtonBox
+
     from photofind.cli import main
     from photofind.cli_gui import _saved_provider
     from photofind.gui.settings import GuiSettings, SettingsDialog
@@ -304,8 +307,10 @@ def test_the_dialog_and_models_use_read_and_write_the_same_settings(qtbot, tmp_p
     assert main(["--library", str(lib), "models", "use", "tiny-copy"]) == 0
     dialog.thumbnail.setValue(200)
     dialog.provider.setCurrentIndex(dialog.provider.findData("auto"))
-    dialog.accept()
-    dialog.value().save(lib, since=before)
+    ok = dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.StandardButton.Ok)
+    qtbot.mouseClick(ok, Qt.MouseButton.LeftButton)
+    assert dialog.result() == SettingsDialog.DialogCode.Accepted
+    dialog.value().save(lib, since=before)  # as MainWindow.apply_settings stores it
 
     assert _stored(lib)["model"] == "tiny-copy"  # not the dialog's old view
     assert _stored(lib)["gui"] == {
