@@ -64,6 +64,8 @@ FORMATS = ("jpg", "png")
 # unrelated scenes, so no `synth --seed` can ever reproduce the training images.
 STREAM_PUBLIC = 0
 STREAM_TRAIN = 1
+# The demo's planted scenes (photofind.demo_scenes): apart from both of the above.
+STREAM_DEMO = 2
 
 # Fraction of the central square's side an object spans, by size.
 _SPAN = {"small": (0.17, 0.21), "large": (0.29, 0.33)}

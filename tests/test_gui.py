@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
+import time
 
 import pytest
 
@@ -20,11 +22,18 @@ from photofind.gui import create_window  # noqa: E402
 
 
 def photos(folder, n):
+    """``n`` photos written a minute ago, as in a folder the user already has: fresh files
+    wait until they have settled (WatchOptions.settle_s), and a write slower than that would
+    split the first pass in two rounds at random."""
     folder.mkdir(parents=True, exist_ok=True)
-    return [
+    written = [
         write_photo_jpeg(folder / f"photo_{i:02d}.jpg", width=200, height=150, seed=i)
         for i in range(n)
     ]
+    past = time.time() - 60
+    for path in written:
+        os.utime(path, (past, past))
+    return written
 
 
 def index_folder(qtbot, window, folder):
@@ -429,9 +438,8 @@ def test_uncaught_errors_in_any_thread_are_logged_and_shown(qtbot, window, tmp_p
 def demo(tmp_path_factory):
     """The demo library (300 generated photos) indexed with the trained tiny model."""
     from photofind.clip import resolve_model
-    from photofind.demo import DEMO_COUNT, DEMO_SEED, build_demo_library, demo_photo_path
+    from photofind.demo import build_demo_library, demo_scenes
     from photofind.errors import PhotofindError
-    from photofind.synthetic import STREAM_PUBLIC, generate
 
     try:
         resolve_model("tiny-synthetic")
@@ -439,11 +447,7 @@ def demo(tmp_path_factory):
         pytest.skip("resources/models/tiny-synthetic is not there yet")
     tiny = load_model("tiny-synthetic", provider="cpu")
     root = build_demo_library(tmp_path_factory.mktemp("demo"), tiny)
-    scenes = {}
-    for index in range(DEMO_COUNT):
-        scene, _, _ = generate(DEMO_SEED, index, STREAM_PUBLIC, captions_per_image=1)
-        scenes[str(demo_photo_path(root, index, scene.format))] = scene
-    return root, tiny, scenes
+    return root, tiny, demo_scenes(root)
 
 
 def test_typing_a_red_circle_fills_the_grid_with_red_circles_first(qtbot, demo):

@@ -163,9 +163,8 @@ def test_a_failed_search_replaces_the_results_with_the_reason(qtbot, window, tmp
 def demo(tmp_path_factory):
     """The demo library (300 generated photos) indexed with the trained tiny model."""
     from photofind.clip import load_model, resolve_model
-    from photofind.demo import DEMO_COUNT, DEMO_SEED, build_demo_library, demo_photo_path
+    from photofind.demo import build_demo_library, demo_scenes
     from photofind.errors import PhotofindError
-    from photofind.synthetic import STREAM_PUBLIC, generate
 
     try:
         resolve_model("tiny-synthetic")
@@ -173,11 +172,7 @@ def demo(tmp_path_factory):
         pytest.skip("resources/models/tiny-synthetic is not there yet")
     tiny = load_model("tiny-synthetic", provider="cpu")
     root = build_demo_library(tmp_path_factory.mktemp("demo"), tiny)
-    scenes = {}
-    for index in range(DEMO_COUNT):
-        scene, _, _ = generate(DEMO_SEED, index, STREAM_PUBLIC, captions_per_image=1)
-        scenes[str(demo_photo_path(root, index, scene.format))] = scene
-    return root, tiny, scenes
+    return root, tiny, demo_scenes(root)
 
 
 def test_show_all_lifts_the_cut_off_and_says_how_many_lay_below(qtbot, demo):

@@ -23,8 +23,10 @@ from PySide6.QtWidgets import (
 class FolderRow:
     path: str
     photos: int  # catalogued photos (indexed, pending, failed, offline)
-    pending: int
-    state: str  # "indexing", "watching", "polling", "offline", "not watched"
+    pending: int  # photos still to index (0: none, or not known yet)
+    #: "scanning", "indexing", "re-indexing" (for a new model), "paused", "watching",
+    #: "polling", "offline", "not watched", "needs a model"
+    state: str
 
 
 def count_photos(catalog) -> dict[int, Counter]:
@@ -38,25 +40,72 @@ def count_photos(catalog) -> dict[int, Counter]:
     }
 
 
-def folder_rows(folders, counts: dict[int, Counter], watch_status: dict | None) -> list[FolderRow]:
-    """Join the catalog's folders, their counts and the watcher's view of them."""
+def folder_rows(
+    folders,
+    counts: dict[int, Counter],
+    watch_status: dict | None,
+    progress=None,
+    *,
+    reconciling: bool = False,
+    has_model: bool = True,
+) -> list[FolderRow]:
+    """Join the catalog's folders, their counts and the watcher's view of them.
+
+    ``watch_status`` is the watcher's last :meth:`~photofind.library.watcher.Watcher.status`
+    ({}: a watcher that has not reported yet; None: no watcher). ``reconciling``: the
+    watcher scans every folder now, so one not counted yet is being scanned. ``has_model``:
+    without one nothing is indexed (and the watcher does not run). ``progress`` is the index pass running now (a :class:`~photofind.library.indexer.Progress`),
+    or the last one to run. The counts were read a moment ago and lag a pass, so the pass
+    decides what is being indexed: a folder with pending photos, or one not counted yet
+    (just added: its photos were scanned in for this pass). With one such folder, its photos
+    left are the pass's own, exact to the batch. Once the pass is done, what the counts
+    still call pending was done by it.
+    """
     modes = {f["path"]: f["mode"] for f in (watch_status or {}).get("folders", [])}
+    running = progress is not None and progress.done < progress.total
+    caught_up = progress is not None and not running
+    # A model change re-indexes every photo (its progress names the new model).
+    restaging = running and bool(getattr(progress, "model", ""))
+
+    def pending_of(folder_id: int) -> int:
+        return 0 if caught_up else counts.get(folder_id, Counter())["pending"]
+
+    busy = {f.id for f in folders if pending_of(f.id) or (running and f.id not in counts)}
     rows = []
     for folder in folders:
         c = counts.get(folder.id, Counter())
         mode = modes.get(folder.path)
+        pending = pending_of(folder.id)
         if mode == "offline" or (mode is None and not os.path.isdir(folder.path)):
             state = "offline"
-        elif c["pending"]:
-            state = "indexing"
+        elif not has_model:
+            state = "needs a model"
+        elif restaging:
+            pending = progress.total - progress.done if len(folders) == 1 else 0
+            state = "paused" if progress.paused else "re-indexing"
+        elif folder.id in busy and (running or pending):
+            if running and len(busy) == 1:
+                pending = progress.total - progress.done
+            state = "paused" if running and progress.paused else "indexing"
+        elif watch_status is not None and (
+            mode is None or (reconciling and folder.id not in counts)
+        ):
+            state = "scanning"  # added since the watcher last counted: this round scans it
         elif mode in ("inotify", "native"):
             state = "watching"
         elif mode == "polling":
             state = "polling"
         else:
             state = "not watched"
-        rows.append(FolderRow(folder.path, sum(c.values()), c["pending"], state))
+        rows.append(FolderRow(folder.path, sum(c.values()), pending, state))
     return rows
+
+
+def state_text(row: FolderRow) -> str:
+    """The State column: what happens to the folder, with its photos left to index."""
+    if row.state in ("indexing", "re-indexing", "paused") and row.pending:
+        return f"{row.state} ({row.pending:,} left)"
+    return row.state
 
 
 class FoldersPanel(QWidget):
@@ -135,8 +184,7 @@ class FoldersPanel(QWidget):
         self.tree.clear()
         for row in rows:
             name = os.path.basename(row.path.rstrip(os.sep)) or row.path
-            state = row.state if row.state != "indexing" else f"indexing ({row.pending:,} left)"
-            item = QTreeWidgetItem([name, f"{row.photos:,}", state])
+            item = QTreeWidgetItem([name, f"{row.photos:,}", state_text(row)])
             item.setData(0, Qt.ItemDataRole.UserRole, row.path)
             item.setToolTip(0, row.path)
             item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)

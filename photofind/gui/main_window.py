@@ -210,6 +210,9 @@ class MainWindow(QMainWindow):
             for button in (self.add_folder_button, self.empty_button):
                 button.setEnabled(False)
                 button.setToolTip("Another photofind writes this library")
+        from photofind.gui.first_run import ModelSetup
+
+        self.model_setup = ModelSetup(self)  # first run, installs, "no model yet"
 
     def _make_indexing_job(self) -> None:
         """The watcher runs only on a writable library with a model (see gui/watching.py)."""
@@ -351,7 +354,12 @@ class MainWindow(QMainWindow):
         self.watch_label.setAccessibleName("Folder watching")
         for label in (self.index_label, self.watch_label, self.model_label):
             label.setContentsMargins(6, 0, 6, 0)
-        status.addWidget(self.index_label, 1)
+        from photofind.gui.unreadable_dialog import UnreadableReport
+
+        self.unreadable = UnreadableReport(self)  # "N could not be read": opens the list
+        status.addWidget(self.index_label)
+        status.addWidget(self.unreadable.button)
+        status.addWidget(QWidget(status), 1)
         status.addPermanentWidget(self.progress)
         status.addPermanentWidget(self.pause_button)
         status.addPermanentWidget(self.watch_label)
@@ -456,6 +464,7 @@ class MainWindow(QMainWindow):
             self.clear_search()
             return
         if self.engine is None:
+            self.model_setup.missing("search")
             return
         self._last_query = text
         self._rerun = self.run_search
@@ -469,6 +478,7 @@ class MainWindow(QMainWindow):
 
     def find_similar(self, photo_id: int | None, path: str) -> None:
         if self.engine is None:
+            self.model_setup.missing("similar")
             return
         self.search_box.setText("")
         self._last_query = ""
@@ -488,6 +498,7 @@ class MainWindow(QMainWindow):
 
     def search_by_image(self, path: str) -> None:
         if self.engine is None:
+            self.model_setup.missing("similar")
             return
         self._rerun = lambda: self.search_by_image(path)
         cutoff = self._cutoff_for(("image", path))
@@ -766,6 +777,8 @@ class MainWindow(QMainWindow):
             self._refresh_empty_state()
             self.refresh_folders()
             self.start_indexing()
+            if self.model is None:
+                self.model_setup.missing("folder")
 
         self.tasks.run(work, done, pool=self.tasks.io_pool)
 
@@ -862,7 +875,17 @@ class MainWindow(QMainWindow):
         return sum(c["indexed"] for c in self._folder_counts.values())
 
     def _show_folders(self) -> None:
-        rows = folder_rows(self._folders, self._folder_counts, self._watch_status)
+        job = self.indexing
+        running = job is not None and job.running
+        self.unreadable.set_count(sum(c["failed"] for c in self._folder_counts.values()))
+        rows = folder_rows(
+            self._folders,
+            self._folder_counts,
+            self._watch_status if self._watch_status is not None or job is None else {},
+            job.last_progress if running else None,
+            reconciling=running and job.reconciling,
+            has_model=self.model is not None,
+        )
         self.folders_panel.set_rows(rows)
         self.filter_bar.set_folders([r.path for r in rows])
         self.foldersShown.emit()
@@ -889,6 +912,8 @@ class MainWindow(QMainWindow):
         if running:
             self.progress.setRange(0, 0)
             self.index_label.setText("Looking for new photos…")
+            self.refresh_folders()  # the pass's photos are catalogued now: count them
+        self._show_folders()
 
     def _on_watch_health(self, status: dict) -> None:
         self._watch_status = status
@@ -908,6 +933,7 @@ class MainWindow(QMainWindow):
     def _on_index_progress(self, p) -> None:
         if not self._recount_timer.isActive():
             self._recount_timer.start()
+        self._show_folders()  # photos left, from the pass itself (the counts lag it)
         if self._rerun is not None and not self._live_refresh.isActive():
             self._live_refresh.start()
         self.progress.setRange(0, max(1, p.total))
@@ -931,11 +957,12 @@ class MainWindow(QMainWindow):
             self.report_error("Indexing failed", str(error))
             return
         counts = self.indexing.last_counts  # counted on the watcher's thread
+        if self.indexing.last_folder_counts is not None:
+            self._folder_counts = self.indexing.last_folder_counts
         if counts is not None:
-            self.index_label.setText(
-                f"{counts['indexed']:,} photos indexed"
-                + (f" · {counts['failed']} could not be read" if counts["failed"] else "")
-            )
+            # (What could not be read is the status bar's button beside it: it opens the list.)
+            self.index_label.setText(f"{counts['indexed']:,} photos indexed")
+        self.unreadable.refresh()
         self._refresh_empty_state()
         self.refresh_folders()
         self._live_refresh.stop()
@@ -975,10 +1002,10 @@ class MainWindow(QMainWindow):
 
     def _examples(self) -> tuple[str, ...]:
         """Searches to click on the first screen: the demo model knows only its shapes."""
-        from photofind.demo import DEMO_MODEL, EXAMPLE_SEARCHES
+        from photofind.demo import DEMO_MODEL, FIRST_SCREEN_EXAMPLES
 
         if self.model is not None and self.model.info.name == DEMO_MODEL:
-            return EXAMPLE_SEARCHES[:3]
+            return FIRST_SCREEN_EXAMPLES
         return ("a dog on a beach", "a birthday cake", "snow in the mountains")
 
     def _try_example(self, text: str) -> None:
@@ -1031,66 +1058,18 @@ class MainWindow(QMainWindow):
             self._rerun()
 
     def offer_model(self) -> None:
-        """The first-run dialog: download, import, or the demo library."""
-        from photofind.gui.first_run import FirstRunDialog
-
-        dialog = FirstRunDialog(self)
-        if dialog.exec() != FirstRunDialog.DialogCode.Accepted:
-            return
-        if dialog.choice == "import":
-            folder = QFileDialog.getExistingDirectory(self, "Import a model folder")
-            if folder:
-                self._install_model(folder)
-        elif dialog.choice == "download":
-            from photofind.gui.first_run import RECOMMENDED
-
-            self._install_model(RECOMMENDED)
-        elif dialog.choice == "demo":
-            self.open_demo()
+        """The first-run dialog: download, import, or the demo library (gui/first_run.py)."""
+        self.model_setup.offer()
 
     def _install_model(self, source: str) -> None:
-        from PySide6.QtWidgets import QProgressDialog
-
-        from photofind.clip import load_model
-        from photofind.gui.first_run import InstallRelay
-        from photofind.models.store import ModelStore
-
-        progress = QProgressDialog("Getting the model…", "Hide", 0, 0, self)
-        progress.setObjectName("installProgress")
-        progress.setMinimumDuration(0)
-        relay = InstallRelay(self)
-
-        def show(done: int, total: int) -> None:
-            progress.setMaximum(max(total // 1024, 0))
-            progress.setValue(done // 1024)
-            progress.setLabelText(f"Downloading the model: {done / 1e6:.0f} MB")
-
-        relay.progress.connect(show)
-        store = ModelStore(self.library.root, provider="auto")
-
-        def work():
-            report = store.install(
-                source, progress=lambda p: relay.progress.emit(p.done, p.total or 0)
-            )
-            store.use(report.name)
-            return load_model(report.name, library=self.library.root)
-
-        def done(model, error):
-            progress.close()
-            relay.deleteLater()
-            if error is not None:
-                self.report_error("The model could not be installed", str(error))
-                return
-            self.set_model(model)
-
-        self.tasks.run(work, done, pool=self.tasks.io_pool)
+        self.model_setup.install(source)
 
     def open_demo(self) -> None:
         """Build (once) and open the demo library in a new window; close this one."""
         from photofind.clip import load_model
-        from photofind.demo import DEMO_MODEL, build_demo_library
+        from photofind.demo import DEMO_MODEL, build_demo_library, demo_root
 
-        root = self.library.root / "demo"
+        root = demo_root(self.library.root)
         self.index_label.setText("Making the demo library…")
 
         def work():
@@ -1131,9 +1110,12 @@ class MainWindow(QMainWindow):
 
         store = ModelStore(self.library.root)
         names = [m.name for m in store.list() if m.problem is None]
-        current = self.settings
-        if self.model is not None and current.model is None:
-            current = dataclasses.replace(current, model=self.model.info.name)
+        # The model the status bar names (the one being re-indexed for, during a change),
+        # not whatever settings.json says: --model or the demo may have chosen another.
+        shown = self.staged_model or self.model
+        current = dataclasses.replace(
+            self.settings, model=shown.info.name if shown is not None else None
+        )
         dialog = SettingsDialog(current, names, self)
         if dialog.exec() == SettingsDialog.DialogCode.Accepted:
             self.apply_settings(dialog.value())
@@ -1144,7 +1126,7 @@ class MainWindow(QMainWindow):
         old, self.settings = self.settings, new
         if not self.library.readonly:
             try:
-                new.save(self.library.root)
+                new.save(self.library.root, since=old)
             except Exception as exc:  # noqa: BLE001 - shown, the settings still apply now
                 self.statusBar().showMessage(f"Settings not saved: {exc}", 8000)
         self._set_zoom(new.thumbnail_size)

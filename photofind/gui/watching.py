@@ -155,6 +155,9 @@ class WatcherJob(QObject):
         #: photos by status after the last round, counted on the watcher's thread (the GUI
         #: thread never waits on the catalog's lock, which the writer may hold)
         self.last_counts: dict[str, int] | None = None
+        #: photos per folder id and status after the last round (as count_photos), likewise
+        self.last_folder_counts: dict | None = None
+        self._reconciling = self._full_seen = False
         self._indexing = False
         # Worker-thread callbacks only emit; Qt queues them onto the GUI thread.
         self._progress_from_worker.connect(self._on_progress)
@@ -173,7 +176,14 @@ class WatcherJob(QObject):
     def indexing(self) -> bool:
         return self._indexing
 
+    @property
+    def reconciling(self) -> bool:
+        """A full reconcile was asked for (start, a folder added) and has not reported yet:
+        folders not counted since are being scanned."""
+        return self._reconciling and self.watcher is not None
+
     def start(self) -> None:
+        self._reconciling, self._full_seen = True, False
         if self.watcher is not None:
             self.watcher.request_full_reconcile("asked by the app")
             return
@@ -247,13 +257,25 @@ class WatcherJob(QObject):
 
     def _report_batch(self, batch: BatchReport) -> None:
         """On the watcher's thread: the round's report, with the catalog's counts."""
-        self._batch_from_worker.emit((batch, self.library.catalog.counts()))
+        from photofind.gui.folders_panel import count_photos
 
-    def _on_batch(self, report: tuple[BatchReport, dict[str, int]]) -> None:
+        catalog = self.library.catalog
+        self._batch_from_worker.emit((batch, catalog.counts(), count_photos(catalog)))
+
+    def _on_batch(self, report: tuple[BatchReport, dict[str, int], dict]) -> None:
         if self.watcher is None:
             return
-        batch, self.last_counts = report
+        batch, self.last_counts, self.last_folder_counts = report
+        # Files still being written wait for a later round (not a full one) to be added.
+        self._full_seen = self._full_seen or batch.full
+        if self._full_seen and not batch.unsettled:
+            self._reconciling = False
+        # The folders' watch state as of this round (a folder added since the last poll is
+        # watched by now): the window shows it with the round's end, not a second later.
+        self._poll_health()
         self.batchDone.emit(batch)
+        if self.watcher is None:
+            return  # the health check found the watcher failed, and said so
         if batch.pending_after == 0 and not batch.unsettled:
             self._set_indexing(False)
             self.finished.emit(batch, None)

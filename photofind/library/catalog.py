@@ -1161,6 +1161,28 @@ class Catalog:
         )
         return [_photo(r, None) for r in rows]
 
+    def recheck_failed(self, photo_ids: Iterable[int] | None = None) -> int:
+        """Have the next scan look again at failed photos (all, or ``photo_ids``) as if
+        their files had changed: a photo fixed on disk, or one a newer decoder reads, is then
+        indexed; one still broken fails again with its reason. Only the recorded mtime
+        changes (to a value no file has), so the watcher, which writes everything else,
+        may be running meanwhile. Returns how many photos will be looked at again."""
+        ids = None if photo_ids is None else [int(i) for i in photo_ids]
+        with self._write() as conn:
+            if ids is None:
+                cur = conn.execute("UPDATE photos SET mtime_ns = -1 WHERE status = 'failed'")
+                return cur.rowcount
+            changed = 0
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                cur = conn.execute(
+                    "UPDATE photos SET mtime_ns = -1 WHERE status = 'failed' "
+                    f"AND id IN ({','.join('?' * len(part))})",
+                    part,
+                )
+                changed += cur.rowcount
+            return changed
+
     # ----------------------------------------------------------------- reading
 
     def counts(self) -> dict[str, int]:

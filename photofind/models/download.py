@@ -50,7 +50,17 @@ USER_AGENT = f"photofind/{__version__} (+model store)"
 
 
 class DownloadError(PhotofindError):
-    """A download failed, was refused, or its bytes are not what was expected."""
+    """A download failed, was refused, or its bytes are not what was expected. The error
+    that caused it (a socket's, an HTTP answer's) is kept as ``__cause__`` for
+    :func:`photofind.models.failures.explain` to put in words."""
+
+
+class DownloadInterrupted(DownloadError):
+    """The connection dropped mid-file on every attempt; the ``.part`` stays to resume."""
+
+
+class ChecksumMismatch(DownloadError):
+    """The bytes arrived but are not the expected ones; they were deleted."""
 
 
 @dataclass(frozen=True)
@@ -192,7 +202,7 @@ def download(
         try:
             return _attempt(url, dest, part, sidecar, expected, progress, clock, max_bytes, free)
         except _Interrupted as exc:
-            last_error = DownloadError(str(exc))
+            last_error = DownloadInterrupted(str(exc))
     assert last_error is not None
     raise last_error
 
@@ -282,13 +292,13 @@ def _attempt(
         if exc.code == 416 and start:
             # Nothing left to send: the .part may already be whole. The hash decides.
             return _finish(url, dest, part, sidecar, expected, start)
-        raise DownloadError(f"{url}: the server answered {exc.code} {exc.reason}") from None
+        raise DownloadError(f"{url}: the server answered {exc.code} {exc.reason}") from exc
     except urllib.error.URLError as exc:
-        raise DownloadError(f"{url}: cannot connect ({exc.reason})") from None
+        raise DownloadError(f"{url}: cannot connect ({exc.reason})") from exc
     except TimeoutError as exc:
-        raise DownloadError(f"{url}: no answer within {timeout:g} s ({exc})") from None
+        raise DownloadError(f"{url}: no answer within {timeout:g} s ({exc})") from exc
     except (OSError, http.client.HTTPException) as exc:
-        raise DownloadError(f"{url}: the connection failed ({exc})") from None
+        raise DownloadError(f"{url}: the connection failed ({exc})") from exc
 
     with response:
         status = response.status
@@ -376,7 +386,7 @@ def _finish(url, dest, part, sidecar, expected, resumed_from) -> DownloadResult:
         part.unlink()
         with contextlib.suppress(FileNotFoundError):
             sidecar.unlink()
-        raise DownloadError(
+        raise ChecksumMismatch(
             f"{url}: the downloaded file's sha256 is {actual}, expected {expected}; "
             "the file was deleted and nothing was installed"
         )

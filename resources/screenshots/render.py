@@ -6,8 +6,9 @@ Builds the demo library (generated photos, the bundled tiny-synthetic model) in 
 temporary folder, searches, waits until every visible thumbnail is painted, and saves
 ``resources/screenshots/main-window.png`` (the results, with "Show all N" for those below
 the relevance cut-off), ``-similar.png`` after Find similar, ``-nothing-found.png`` (a date
-filter under which nothing stands out: Show all and Clear the filters) and
-``-search-failed.png`` (``img:`` of a missing picture).
+filter under which nothing stands out: Show all and Clear the filters),
+``-search-failed.png`` (``img:`` of a missing picture) and ``-unreadable.png`` (the list of
+photos that could not be read, opened from the status bar).
 """
 
 from __future__ import annotations
@@ -53,6 +54,48 @@ def _month_where_nothing_stands_out(engine, query: str):
             if len(found) == 0 and found.below >= 3:
                 return date(year, month, 1)
     raise SystemExit(f"no month of the demo where nothing stands out for {query!r}")
+
+
+def shoot_unreadable(window, root: Path, out: Path, settle) -> None:
+    """Break two demo photos the way real ones break (a copy cut short, a file that is no
+    picture), open the list from the status bar, and save the window with it on top."""
+    from PySide6.QtCore import QPoint
+    from PySide6.QtGui import QPainter
+
+    from photofind.demo import ALBUMS, PHOTOS_DIR
+
+    album = root / PHOTOS_DIR / ALBUMS[0]
+    whole = next(album.glob("demo_*.jpg")).read_bytes()
+    broken = (album / "from the camera card.jpg", root / PHOTOS_DIR / ALBUMS[1] / "receipt.jpg")
+    broken[0].write_bytes(whole[: len(whole) // 2])
+    broken[1].write_text("not a photo\n")
+    for path in broken:  # written long ago: no wait for the files to settle
+        os.utime(path, (1_600_000_000, 1_600_000_000))
+    window.start_indexing()  # a full reconcile now, as "Try again" asks for
+    report = window.unreadable
+    settle(window, lambda: report.count == 2)
+    shown = []
+    report.listShown.connect(lambda: shown.append(True))
+    report.button.click()
+    settle(window, lambda: bool(shown))
+    dialog = report.dialog
+    dialog.select(str(album / "from the camera card.jpg"))
+    dialog.resize(round(window.width() * 0.62), round(window.height() * 0.42))
+    settle(window, lambda: False, msecs=200)  # the layout of the resized dialog
+    picture = window.grab()
+    on_top = dialog.grab()
+    painter = QPainter(picture)
+    ratio = picture.devicePixelRatio()
+    corner = QPoint(
+        round((picture.width() / ratio - on_top.width() / ratio) / 2),
+        round((picture.height() / ratio - on_top.height() / ratio) * 0.42),
+    )
+    painter.drawPixmap(corner, on_top)
+    painter.setPen(window.palette().color(window.palette().ColorRole.Mid))
+    painter.drawRect(corner.x(), corner.y(), on_top.width() / ratio, on_top.height() / ratio)
+    painter.end()
+    save_small(picture, out)
+    dialog.close()
 
 
 def main() -> int:
@@ -146,11 +189,18 @@ def main() -> int:
         window.run_search()
         settle(window, lambda: bool(done))
         save_small(window.grab(), args.out / f"main-window-search-failed{suffix}.png")
+
+        window.search_box.setText(args.query)  # the results behind the list
+        done.clear()
+        window.run_search()
+        settle(window, lambda: bool(done) and thumbnails_painted(window))
+        shoot_unreadable(window, root, args.out / f"main-window-unreadable{suffix}.png", settle)
         window.shutdown()
         window.close()
         window.library.close()
     app.processEvents()
-    print(f"saved {args.out}/main-window{{,-similar,-nothing-found,-search-failed}}{suffix}.png")
+    shots = "{,-similar,-nothing-found,-search-failed,-unreadable}"
+    print(f"saved {args.out}/main-window{shots}{suffix}.png")
     return 0
 
 

@@ -26,11 +26,10 @@ import numpy as np
 from bench_cutoff import _best, _evaluate, _library, _oracle, mixture_threshold
 
 from photofind.clip import load_model
-from photofind.demo import DEMO_COUNT, DEMO_SEED, build_demo_library, demo_photo_path
+from photofind.demo import build_demo_library, demo_scenes
 from photofind.library.library import Library
 from photofind.relevance import gap_threshold, policy_for, robust_threshold, sample_ids
 from photofind.search import SearchEngine
-from photofind.synthetic import STREAM_PUBLIC, generate
 
 READINGS = {
     # query scene, other scene -> alike?
@@ -54,10 +53,7 @@ def _generated_attributes(photos: Path) -> dict[str, dict]:
 
 def _demo(work: Path, model) -> tuple[Path, dict[str, dict]]:
     root = build_demo_library(work / f"demo-{model.info.name}", model)
-    attributes = {}
-    for index in range(DEMO_COUNT):
-        scene, _, _ = generate(DEMO_SEED, index, STREAM_PUBLIC, captions_per_image=1)
-        attributes[demo_photo_path(root, index, scene.format).name] = scene.attributes()
+    attributes = {Path(p).name: scene.attributes() for p, scene in demo_scenes(root).items()}
     return root, attributes
 
 
