@@ -215,6 +215,8 @@ def test_a_v2_library_upgrades_searches_alike_and_nothing_is_encoded_again(v2_li
         columns = {r[1] for r in conn.execute("PRAGMA table_info(photos)")}
         assert not columns & {"embedding", "model_id", "embedding_gen"}
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        # The rebuilt tables' old pages were given back (VACUUM), not left as free pages.
+        assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
         # The saved index was trusted as it was: not rebuilt, not even saved again.
         assert (lib / INDEX_NAME).read_bytes() == index_bytes
         assert (lib / SIDECAR_NAME).read_bytes() == sidecar
