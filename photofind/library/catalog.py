@@ -99,6 +99,7 @@ class Photo:
     status: str
     error: str | None
     capture_date: str | None
+    #: the library's model when the photo is indexed (its vectors are that model's), else None
     model_id: str | None
 
 

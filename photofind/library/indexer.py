@@ -107,7 +107,8 @@ class _Work:
 
 
 class Indexer:
-    """Encode every pending photo of ``catalog`` with ``model``; keep ``index`` in step.
+    """Run the analysers over the items of ``catalog`` that wait for them: the CLIP
+    embedding with ``model`` (keeping ``index`` in step) first, then ``analysers``.
 
     ``progress`` is a plain callable taking a :class:`Progress`; it is called from the
     writer thread after each committed batch.
