@@ -592,6 +592,37 @@ class Catalog:
                 known[path] = (photo_id, fid, path, size, mtime_ns, phash, status)
         return KnownFiles(known)
 
+    def files_with_content(self, size: int, phash: str) -> list[KnownFile]:
+        """Catalogued files of ``size`` and partial hash ``phash`` in any folder (by the
+        ``photos_hash`` index): where the scanner looks for the old place of a new file."""
+        rows = self._query(
+            "SELECT id, folder_id, path, size, mtime_ns, phash, status FROM photos "
+            "WHERE size = ? AND phash = ?",
+            (size, phash),
+        )
+        return [KnownFile(r[0], r[1], _dec(r[2]), *r[3:]) for r in rows]
+
+    def vectors_of(
+        self, photo_ids: Iterable[int], *, chunk: int = 500
+    ) -> list[tuple[int, int, str, str, np.ndarray, str | None]]:
+        """``(id, size, phash, model id, vector, capture date)`` of those of ``photo_ids``
+        that have a vector and a partial hash: what a reconcile keeps of the photos it is
+        about to remove, to recognise them if they turn up again."""
+        ids = list(photo_ids)
+        out = []
+        for start in range(0, len(ids), chunk):
+            part = ids[start : start + chunk]
+            rows = self._query(
+                "SELECT id, size, phash, model_id, embedding, capture_date FROM photos "
+                f"WHERE id IN ({','.join('?' * len(part))}) "
+                "AND embedding IS NOT NULL AND phash IS NOT NULL",
+                part,
+            )
+            for photo_id, size, phash, mid, blob, date in rows:
+                vector = np.frombuffer(blob, dtype="<f4").astype(np.float32)
+                out.append((photo_id, size, phash, mid, vector, date))
+        return out
+
     def apply_scan(self, scan) -> ScanApplied:
         """Write a :class:`photofind.library.scanner.ScanResult` in one transaction."""
         added_ids: list[int] = []

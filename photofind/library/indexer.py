@@ -12,11 +12,18 @@ batch is being encoded, the next ones are decoded. A photo that fails is recorde
 ``failed`` with its reason and never retried until its file changes. Because a photo
 stays ``pending`` until its vector is committed, a crash or a kill loses at most the batch
 in flight, and the next run starts where this one stopped.
+
+Only the file the catalog describes is encoded. A file rewritten between the scan that
+recorded its size and mtime and its decoding is left pending, unencoded (``changed``):
+its vector would be filed under the old size and mtime, so the next scan would see the
+change and encode the same picture a second time. The next scan takes the new version
+once it is complete (the watcher's settling) and it is encoded once.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -50,6 +57,10 @@ class IndexStats:
     failed: int
     seconds: float
     cancelled: bool
+    #: photos left pending because their file changed since the scan; the library folders
+    #: holding them need a reconcile before they can be encoded
+    changed: int = 0
+    changed_folders: frozenset[int] = frozenset()
 
     @property
     def images_per_s(self) -> float:
@@ -137,16 +148,24 @@ class Indexer:
 
     # -- stages ---------------------------------------------------------------------------
 
-    def _decode(self, photo) -> tuple[int, np.ndarray | None, str | None, str | None]:
-        """(photo id, tensor, capture date, error reason); never raises."""
+    def _decode(self, photo) -> tuple[object, np.ndarray | None, str | None, str | None]:
+        """(photo, tensor, capture date, error reason); never raises. Both tensor and
+        reason are None when the file changed since the scan (see the module docstring)."""
         try:
+            # Checked before and after the read: what was decoded in between is the file
+            # the catalog describes.
+            if _changed_since_scan(photo):
+                return photo, None, None, None
             tensor = self.model.preprocess(photo.path)
-            return photo.id, tensor, capture_date(photo.path), None
+            date = capture_date(photo.path)
+            if _changed_since_scan(photo):
+                return photo, None, None, None
+            return photo, tensor, date, None
         except ImageError as exc:
-            return photo.id, None, None, str(exc)
+            return photo, None, None, str(exc)
         except Exception as exc:  # noqa: BLE001 - a photo must never stop the run
             log.exception("decoding %s failed unexpectedly", photo.path)
-            return photo.id, None, None, f"{photo.path}: unexpected {type(exc).__name__}: {exc}"
+            return photo, None, None, f"{photo.path}: unexpected {type(exc).__name__}: {exc}"
 
     def _photos(self):
         """Pending photos, paged so that the catalog is never read whole."""
@@ -164,7 +183,7 @@ class Indexer:
         last_save = time.monotonic()
         try:
             while (item := results.get()) is not _DONE:
-                ids, vectors, dates, failures = item
+                ids, vectors, dates, failures, changed = item
                 for photo_id, reason in failures:
                     if self.staged_model_id:
                         self.catalog.record_staged_failure(self.staged_model_id, photo_id, reason)
@@ -181,8 +200,9 @@ class Indexer:
                     keep = np.isin(np.asarray(ids), np.asarray(written))
                     self.index.add(np.asarray(ids)[keep], vectors[keep])
                     self.index.generation = generation
-                done += len(ids) + len(failures)
+                done += len(ids) + len(failures) + len(changed)
                 failed += len(failures)
+                self.changed.extend(changed)
                 if (
                     self.library_dir
                     and self.save_every_s is not None
@@ -217,6 +237,7 @@ class Indexer:
             total = self.catalog.counts().get("pending", 0)
         started = time.monotonic()
         self.done = self.failed = 0
+        self.changed: list = []  # photos whose file changed since the scan
         results: queue.Queue = queue.Queue(maxsize=2)
         writer = threading.Thread(
             target=self._writer, args=(results, total, started), name="photofind-writer"
@@ -254,19 +275,38 @@ class Indexer:
             self.index.save(self.library_dir)
         if self._error is not None:
             raise self._error
+        if self.changed:
+            log.info(
+                "%d photo(s) changed since the scan, left for the next one: %s",
+                len(self.changed),
+                ", ".join(p.path for p in self.changed[:5]),
+            )
         return IndexStats(
-            indexed=self.done - self.failed,
+            indexed=self.done - self.failed - len(self.changed),
             failed=self.failed,
             seconds=time.monotonic() - started,
             cancelled=self.control.cancelled,
+            changed=len(self.changed),
+            changed_folders=frozenset(p.folder_id for p in self.changed),
         )
 
     def _encode_and_hand_over(self, batch, results: queue.Queue) -> None:
-        good = [(pid, t, d) for pid, t, d, err in batch if err is None]
-        failures = [(pid, err) for pid, _, _, err in batch if err is not None]
+        good = [(p.id, t, d) for p, t, d, err in batch if t is not None]
+        failures = [(p.id, err) for p, _, _, err in batch if err is not None]
+        changed = [p for p, t, _, err in batch if t is None and err is None]
         if good:
             vectors = self.model.encode_pixels(np.stack([t for _, t, _ in good]))
-            item = ([pid for pid, _, _ in good], vectors, [d for _, _, d in good], failures)
+            item = ([pid for pid, _, _ in good], vectors, [d for _, _, d in good])
         else:
-            item = ([], np.zeros((0, 0), np.float32), [], failures)
-        results.put(item)
+            item = ([], np.zeros((0, 0), np.float32), [])
+        results.put((*item, failures, changed))
+
+
+def _changed_since_scan(photo) -> bool:
+    """Whether ``photo``'s file no longer has the size and mtime the scan recorded. A file
+    that cannot be looked at counts as unchanged: decoding it gives the reason."""
+    try:
+        st = os.stat(photo.path)
+    except OSError:
+        return False
+    return (st.st_size, st.st_mtime_ns) != (photo.size, photo.mtime_ns)

@@ -252,7 +252,14 @@ class Library:
         stats = indexer.run()
         swapped = not stats.cancelled and self._swap(mid)
         return ReindexStats(
-            stats.indexed, stats.failed, stats.seconds, stats.cancelled, swapped, mid
+            stats.indexed,
+            stats.failed,
+            stats.seconds,
+            stats.cancelled,
+            stats.changed,
+            stats.changed_folders,
+            swapped=swapped,
+            model_id=mid,
         )
 
     def _staged_index_for(self, model, mid: str) -> VectorIndex:
@@ -356,8 +363,10 @@ class Library:
             staged.failed + stats.failed,
             staged.seconds + stats.seconds,
             stats.cancelled,
-            True,
-            staged.model_id,
+            staged.changed + stats.changed,
+            staged.changed_folders | stats.changed_folders,
+            swapped=True,
+            model_id=staged.model_id,
         )
 
     # -- reading --------------------------------------------------------------------------

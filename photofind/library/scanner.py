@@ -16,7 +16,11 @@ What the walk tolerates, because real disks have all of it:
 - hidden (dot) and system folders (``@eaDir``, ``$RECYCLE.BIN``, ``lost+found`` ...) are
   skipped, and so are folders registered as library folders of their own;
 - a library folder whose root is gone (unplugged drive) turns its photos ``offline``;
-  they are not removed.
+  they are not removed;
+- files moved while the walk runs: a file that vanishes between the listing and its
+  hashing is left out (it is no longer there, it is not unreadable), and a new file whose
+  content matches a catalogued file that is gone by then is that file moved, wherever the
+  walk met the old path (already walked, or in a folder not scanned this time).
 """
 
 from __future__ import annotations
@@ -260,27 +264,57 @@ def scan(
         except OSError as exc:
             return FailedFile(info.folder_id, info.path, _reason(exc, info.path))
 
+    moved_ids: set[int] = set()
     for info in candidates:
         if not hash_new and info.size not in sizes_missing:
             result.added.append(info)
             continue
         h = hashed(info)
         if isinstance(h, FailedFile):
-            result.failed.append(h)
+            if not _vanished(h.path):
+                result.failed.append(h)
             continue
         twins = by_content.get((h.size, h.phash))
         if twins:
             old = twins.pop()
             del missing[old.path]
-            result.moved.append((old.id, h))
         else:
+            old = _moved_away(catalog, h, moved_ids)
+        if old is None:
             result.added.append(h)
+        else:
+            result.moved.append((old.id, h))
+            moved_ids.add(old.id)
     if hash_new:
         for i, (photo_id, info) in enumerate(result.updated):
             h = hashed(info)
             result.updated[i] = (photo_id, h if isinstance(h, FileInfo) else info)
     result.removed = [k.id for k in missing.values()]
     return result
+
+
+def _vanished(path: str) -> bool:
+    """Gone since the walk listed it (moved or deleted meanwhile; a broken link is still
+    there, and unreadable)."""
+    return not os.path.lexists(path)
+
+
+def _moved_away(catalog: Catalog, new: FileInfo, taken: set[int]) -> KnownFile | None:
+    """The catalogued file that ``new`` is, moved while the scan ran: same size and partial
+    hash, and its path gone now. The walk missed the move when it saw the old path before
+    the file left it, or when the old path lies in a library folder not scanned this time
+    (the watcher scans the folders that had events); either way the photo keeps its vector
+    instead of being encoded again under the new path and removed under the old. Offline
+    photos stay where they are: their paths are gone with their drive."""
+    for old in catalog.files_with_content(new.size, new.phash):
+        if (
+            old.id not in taken
+            and old.path != new.path
+            and old.status != "offline"
+            and _vanished(old.path)
+        ):
+            return old
+    return None
 
 
 def _is_inside(path: str, folder: str) -> bool:
