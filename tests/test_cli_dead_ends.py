@@ -222,30 +222,48 @@ def test_demo_with_a_command_reads_a_demo_the_app_holds(demo_home, random_packag
         assert f'search "{text}"' in done.stdout
 
 
-def test_demo_without_a_command_opens_the_app_and_prints_nothing(demo_home, random_package):
-    """The README: `--demo` builds, indexes and opens the demo; only with a COMMAND does it
-    print example searches. The app logs to its file, not to the terminal."""
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PHOTOFIND_HOME": str(demo_home)}
-    log_file = demo_home / "logs" / "photofind.log"
+def run_app_until_it_watches(home: Path, *argv) -> tuple[str, str]:
+    """``python -m photofind ARGV`` (the app, offscreen, logging under ``home``) until its
+    log file says the watcher runs (so a model was loaded and indexing began); then it is
+    terminated. Its stdout and stderr."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PHOTOFIND_HOME": str(home)}
+    log_file = home / "logs" / "photofind.log"
+    before = log_file.read_text() if log_file.is_file() else ""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "photofind", "--library", str(demo_home), "--provider", "cpu"]
-        + ["--model", str(random_package), "--demo"],
+        [sys.executable, "-m", "photofind", "--provider", "cpu", *map(str, argv)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
     )
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 60
         tick = threading.Event()
-        # The app is up and its watcher running once the log file tells so.
-        while not (log_file.is_file() and "watcher: folder" in log_file.read_text()):
+        while (
+            "watcher: folder"
+            not in (log_file.read_text() if log_file.is_file() else "")[len(before) :]
+        ):
             assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the app did not start"
+            assert time.monotonic() < deadline, "the app did not start watching"
             tick.wait(0.1)
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=60)
+    return out, err
+
+
+def test_the_app_opens_an_indexed_library_with_its_model(lib, tmp_path):
+    copy = tmp_path / "lib"
+    shutil.copytree(lib, copy)
+    run_app_until_it_watches(tmp_path, "--library", copy)  # no --model, no `models use`
+
+
+def test_demo_without_a_command_opens_the_app_and_prints_nothing(demo_home, random_package):
+    """The README: `--demo` builds, indexes and opens the demo; only with a COMMAND does it
+    print example searches. The app logs to its file, not to the terminal."""
+    out, err = run_app_until_it_watches(
+        demo_home, "--library", demo_home, "--model", random_package, "--demo"
+    )
     assert out == ""
     assert not [line for line in err.splitlines() if line.startswith(("INFO", "DEBUG"))], err
     assert "building the demo library" not in err  # built already
