@@ -592,6 +592,10 @@ class Catalog:
                 known[path] = (photo_id, fid, path, size, mtime_ns, phash, status)
         return KnownFiles(known)
 
+    def file_sizes(self) -> set[int]:
+        """The sizes of every catalogued file (an index-only scan of ``photos_hash``)."""
+        return {r[0] for r in self._query("SELECT DISTINCT size FROM photos")}
+
     def files_with_content(self, size: int, phash: str) -> list[KnownFile]:
         """Catalogued files of ``size`` and partial hash ``phash`` in any folder (by the
         ``photos_hash`` index): where the scanner looks for the old place of a new file."""

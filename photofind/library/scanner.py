@@ -265,6 +265,7 @@ def scan(
             return FailedFile(info.folder_id, info.path, _reason(exc, info.path))
 
     moved_ids: set[int] = set()
+    sizes: list[set[int]] = []  # the catalog's file sizes, read once if a lookup is due
     for info in candidates:
         if not hash_new and info.size not in sizes_missing:
             result.added.append(info)
@@ -279,7 +280,9 @@ def scan(
             old = twins.pop()
             del missing[old.path]
         else:
-            old = _moved_away(catalog, h, moved_ids)
+            if not sizes:
+                sizes.append(catalog.file_sizes())
+            old = _moved_away(catalog, h, moved_ids) if h.size in sizes[0] else None
         if old is None:
             result.added.append(h)
         else:
