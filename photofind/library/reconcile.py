@@ -212,7 +212,10 @@ def reconcile(
     _retry_failed_moves(library.catalog, result)
     settler.forget(report.unsettled)
 
-    doomed = library.catalog.vectors_of(result.removed) if removed is not None else []
+    doomed = []
+    if removed is not None:
+        # The newest ones only: a deleted folder of 100,000 photos is not read whole.
+        doomed = library.catalog.vectors_of(result.removed[-removed.limit :])
     applied = library.catalog.apply_scan(result)
     if applied.dropped_ids:
         library.index.remove(applied.dropped_ids)

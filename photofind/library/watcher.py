@@ -390,7 +390,7 @@ class Watcher:
             self._save_index()
             if stats.cancelled:
                 return False  # changes are waiting (or we are stopping): reconcile first
-            if self._changed_since_scan(stats):
+            if self._left_for_next_reconcile(stats):
                 return False
         return False
 
@@ -414,15 +414,16 @@ class Watcher:
                 self.say(f"re-indexed for model {staged.info.name}: it is now in use")
                 self._index_pending(batch)  # photos that had no new vector at the swap
                 return
-            if stats.cancelled or self._changed_since_scan(stats):
+            if stats.cancelled or self._left_for_next_reconcile(stats):
                 return
 
-    def _changed_since_scan(self, stats) -> bool:
+    def _left_for_next_reconcile(self, stats) -> bool:
         """Photos the pass left pending because their files changed after the reconcile
-        wait for the next one; their folders are marked so that it comes even where no
-        event announces the change (a polled folder). Passing again now would only find
-        them changed again."""
-        for folder_id in stats.changed_folders:
+        wait for the next one (passing again now would only find them changed again).
+        Their folders are marked so that it comes even where no event announces the
+        change (a polled folder), unless files still settling there bring it anyway."""
+        settling = set(self._unsettled.values())
+        for folder_id in stats.changed_folders - settling:
             self.dirty.mark(folder_id)
         return bool(stats.changed)
 
