@@ -8,6 +8,7 @@ as a content encoded more often than it was placed in the library.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -538,6 +539,35 @@ def test_a_file_moved_away_before_it_is_hashed_is_not_unreadable(tmp_path, count
 
         result = scan(library.catalog, hasher=moved_first)
         assert result.failed == [] and result.added == []
+
+
+def test_a_photo_renamed_as_the_walk_lists_its_folder_keeps_its_vector(
+    tmp_path, counting, monkeypatch
+):
+    import photofind.library.scanner as scanner
+
+    library = indexed_library(tmp_path, counting, {"a/p.jpg": 1})
+    with library:
+        photo = library.catalog.photo_by_path(str(tmp_path / "a" / "p.jpg"))
+        new = tmp_path / "a" / "renamed.jpg"
+        scandir = os.scandir
+
+        def renamed_after_listing(path):
+            entries = list(scandir(path))  # the walk listed p.jpg ...
+            if photo.path in [e.path for e in entries]:
+                os.rename(photo.path, new)  # ... which is renamed before its stat
+            return contextlib.nullcontext(iter(entries))
+
+        monkeypatch.setattr(scanner.os, "scandir", renamed_after_listing)
+        removed = RecentlyRemoved()
+        report = reconcile(library, None, Settler(0.5), removed)
+        monkeypatch.undo()
+        assert report.failed == 0  # not "No such file or directory"
+        reconcile(library, None, Settler(0.5), removed)  # the next round finds renamed.jpg
+        assert library.catalog.photo_by_path(str(new)).status == "indexed"
+        assert library.catalog.counts()["failed"] == 0
+        assert library.index_pending(counting).indexed == 0 and not counting.encoded
+        agree(library)
 
 
 def test_a_photo_moved_to_a_folder_not_walked_yet_keeps_its_vector(tmp_path, counting):

@@ -18,7 +18,7 @@ What the walk tolerates, because real disks have all of it:
 - a library folder whose root is gone (unplugged drive) turns its photos ``offline``;
   they are not removed;
 - files moved while the walk runs: a file that vanishes between the listing and its
-  hashing is left out (it is no longer there, it is not unreadable), and a new file whose
+  stat or hashing is left out (it is no longer there, it is not unreadable), and a new file whose
   content matches a catalogued file that is gone by then is that file moved, wherever the
   walk met the old path (already walked, or in a folder not scanned this time).
 """
@@ -189,7 +189,8 @@ def walk_folder(
                     out.failed.append(FailedFile(folder_id, entry.path, "not a regular file"))
                     continue
             except OSError as exc:
-                out.failed.append(FailedFile(folder_id, entry.path, _reason(exc, entry.path)))
+                if not _vanished(entry.path):
+                    out.failed.append(FailedFile(folder_id, entry.path, _reason(exc, entry.path)))
                 continue
             out.found[entry.path] = (st.st_size, st.st_mtime_ns)
     return out
