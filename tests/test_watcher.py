@@ -570,6 +570,29 @@ def test_a_photo_renamed_as_the_walk_lists_its_folder_keeps_its_vector(
         agree(library)
 
 
+def test_a_photo_this_scan_found_broken_is_not_also_taken_for_moved(tmp_path, counting):
+    """Failed and moved at once, the photo would follow the new path still failed, and
+    never be retried there (the churn test timed out on "everything indexed")."""
+    from photofind.library.hashing import partial_hash
+    from photofind.library.scanner import scan
+
+    library = indexed_library(tmp_path, counting, {"a/p.jpg": 1})
+    with library:
+        old = Path(library.catalog.photo_by_path(str(tmp_path / "a" / "p.jpg")).path)
+        moved = tmp_path / "a" / "q.jpg"
+        os.rename(old, moved)
+        os.symlink(tmp_path / "nowhere.jpg", old)  # p.jpg is now a broken link
+
+        def link_gone_meanwhile(path, size):
+            if os.path.lexists(old):
+                os.unlink(old)  # after the walk reported the broken link
+            return partial_hash(path, size)
+
+        result = scan(library.catalog, hasher=link_gone_meanwhile)
+        assert [f.path for f in result.failed] == [str(old)]
+        assert result.moved == [] and [i.path for i in result.added] == [str(moved)]
+
+
 def test_a_photo_moved_to_a_folder_not_walked_yet_keeps_its_vector(tmp_path, counting):
     library = indexed_library(tmp_path, counting, {"a/p.jpg": 1, "b/q.jpg": 2})
     with library:

@@ -266,6 +266,9 @@ def scan(
             return FailedFile(info.folder_id, info.path, _reason(exc, info.path))
 
     moved_ids: set[int] = set()
+    # A photo recorded as failed in this scan stays where it is: taken for moved as well,
+    # it would follow the new path still marked failed, and never be retried there.
+    failed_paths = {f.path for f in result.failed}
     sizes: list[set[int]] = []  # the catalog's file sizes, read once if a lookup is due
     for info in candidates:
         if not hash_new and info.size not in sizes_missing:
@@ -275,6 +278,7 @@ def scan(
         if isinstance(h, FailedFile):
             if not _vanished(h.path):
                 result.failed.append(h)
+                failed_paths.add(h.path)
             continue
         twins = by_content.get((h.size, h.phash))
         if twins:
@@ -283,7 +287,7 @@ def scan(
         else:
             if not sizes:
                 sizes.append(catalog.file_sizes())
-            old = _moved_away(catalog, h, moved_ids) if h.size in sizes[0] else None
+            old = _moved_away(catalog, h, moved_ids, failed_paths) if h.size in sizes[0] else None
         if old is None:
             result.added.append(h)
         else:
@@ -303,7 +307,9 @@ def _vanished(path: str) -> bool:
     return not os.path.lexists(path)
 
 
-def _moved_away(catalog: Catalog, new: FileInfo, taken: set[int]) -> KnownFile | None:
+def _moved_away(
+    catalog: Catalog, new: FileInfo, taken: set[int], failed: set[str]
+) -> KnownFile | None:
     """The catalogued file that ``new`` is, moved while the scan ran: same size and partial
     hash, and its path gone now. The walk missed the move when it saw the old path before
     the file left it, or when the old path lies in a library folder not scanned this time
@@ -314,6 +320,7 @@ def _moved_away(catalog: Catalog, new: FileInfo, taken: set[int]) -> KnownFile |
         if (
             old.id not in taken
             and old.path != new.path
+            and old.path not in failed
             and old.status != "offline"
             and _vanished(old.path)
         ):
