@@ -276,7 +276,8 @@ def _revive(library, added: list[FileInfo], ids: list[int], removed) -> int:
     if not batch:
         return 0
     written, generation = library.catalog.record_embeddings(batch)
-    keep = [row for row in batch if row[0] in set(written)]
+    written = set(written)
+    keep = [row for row in batch if row[0] in written]
     if keep:
         library.index.add(np.asarray([row[0] for row in keep]), np.stack([row[1] for row in keep]))
     library.index.generation = generation

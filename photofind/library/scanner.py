@@ -17,10 +17,10 @@ What the walk tolerates, because real disks have all of it:
   skipped, and so are folders registered as library folders of their own;
 - a library folder whose root is gone (unplugged drive) turns its photos ``offline``;
   they are not removed;
-- files moved while the walk runs: a file that vanishes between the listing and its
-  stat or hashing is left out (it is no longer there, it is not unreadable), and a new file whose
-  content matches a catalogued file that is gone by then is that file moved, wherever the
-  walk met the old path (already walked, or in a folder not scanned this time).
+- files moved while the walk runs: a file that vanishes between the listing and its stat
+  or hashing is left out (it is no longer there, it is not unreadable), and a new file
+  whose content matches a catalogued file that is gone by then is that file moved,
+  wherever the walk met the old path (already walked, or in a folder not scanned now).
 """
 
 from __future__ import annotations
