@@ -160,8 +160,8 @@ class PhotoActions(QObject):
         QGuiApplication.clipboard().setText(path)
 
     def copy_image(self, path: str) -> None:
-        """Put the photo's picture on the clipboard; the file is read on a pool thread
-        (QImage may be built off the GUI thread; the clipboard is set on it)."""
+        """Put the photo's picture on the clipboard; the file is read and decoded on a pool
+        thread (a QImage may be, unlike a QPixmap), the clipboard set on the GUI thread."""
         w = self.window
         self._copy_serial += 1
         serial = self._copy_serial
@@ -177,7 +177,14 @@ class PhotoActions(QObject):
                     w.statusBar().showMessage(f"Cannot copy {path}: not readable", 5000)
             self.imageCopied.emit(path, ok and serial == self._copy_serial)
 
-        w.tasks.run(lambda: QImage(path), done, pool=w.tasks.io_pool)
+        def work():
+            # The bytes first, by Python: QImage(path) would wait on a slow file inside Qt's
+            # image reader, holding its plugin lock, and every other decode (the GUI
+            # thread's too) would queue behind it.
+            with open(path, "rb") as file:
+                return QImage.fromData(file.read())
+
+        w.tasks.run(work, done, pool=w.tasks.io_pool)
 
     def paste_image(self) -> None:
         path = image_path(QGuiApplication.clipboard().mimeData())

@@ -89,8 +89,6 @@ class ModelController(QObject):
         # The watcher of the old model must not write any more; it is stopped (a join
         # that waits for the batch in flight) off the GUI thread, before the change.
         watcher = job.detach() if job is not None else None
-        if job is not None:
-            job.deleteLater()
         library = w.library
 
         def work():
@@ -101,6 +99,8 @@ class ModelController(QObject):
 
         def done(result, error):
             self._changes.pop(0)
+            if job is not None:
+                job.deleteLater()  # only now: its watcher emitted through it until stopped
             if w._closing:
                 return
             if error is not None:
