@@ -113,12 +113,15 @@ class FoldersController(QObject):
         job = w.indexing
         watcher = job.detach() if job is not None else None
         w.index_label.setText(f"Removing {os.path.basename(path)}…")
-        library = w.library
+        library, engine = w.library, w.engine
 
         def work():
             if watcher is not None:
                 watcher.stop()
-            return library.remove_folder(path)
+            n = library.remove_folder(path)
+            if engine is not None:
+                engine.refresh()  # its photo table has the folder's (it takes a search's lock)
+            return n
 
         def done(n, error):
             if w._closing:
@@ -127,8 +130,6 @@ class FoldersController(QObject):
                 w.report_error("Cannot remove folder", str(error))
             else:
                 w.index_label.setText(f"Removed {path} ({n:,} photos forgotten)")
-                if w.engine is not None:
-                    w.engine.refresh()
             self.refresh()
             w.search.refresh_empty_state()
             w.search.run_again()
