@@ -15,14 +15,9 @@ def _gui_args(p: argparse.ArgumentParser) -> None:
 
 def _saved_provider(library) -> str:
     """The provider chosen in the app's settings (``--provider`` other than auto wins)."""
-    from photofind.models.store import read_settings
+    from photofind import settings
 
-    try:
-        gui = read_settings(library).get("gui") or {}
-    except PhotofindError:
-        return "auto"
-    provider = gui.get("provider") if isinstance(gui, dict) else None
-    return provider if provider in ("auto", "cpu", "cuda") else "auto"
+    return settings.load(library)["gui.provider"]
 
 
 @command("gui", "open the desktop app")

@@ -19,6 +19,7 @@ from local_http import LocalServer, Served  # noqa: E402
 from PySide6.QtCore import QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication, QPushButton  # noqa: E402
 
+from photofind import settings  # noqa: E402
 from photofind.clip.package import read_manifest  # noqa: E402
 from photofind.demo import demo_root, write_demo_photos  # noqa: E402
 from photofind.gui import create_window  # noqa: E402
@@ -31,7 +32,7 @@ from photofind.models.download import (  # noqa: E402
     download,
 )
 from photofind.models.failures import explain  # noqa: E402
-from photofind.models.store import ModelStore, write_settings  # noqa: E402
+from photofind.models.store import ModelStore  # noqa: E402
 
 
 def _wrapped(cause: BaseException) -> DownloadError:
@@ -238,7 +239,7 @@ def test_settings_shows_the_model_the_status_bar_shows(qtbot, bare, tmp_path, ra
     lib = tmp_path / "other"
     store = ModelStore(lib)
     store.install(random_package)
-    write_settings(lib, {"model": "tiny-synthetic"})
+    settings.update(lib, {"model": "tiny-synthetic"})
     win = create_window(lib, read_manifest(random_package).name, provider="cpu")
     qtbot.addWidget(win)
     try:

@@ -23,10 +23,10 @@ import pytest
 from photofind.cli import main
 from photofind.clip import load_model
 from photofind.clip.package import CLIP_MEAN, CLIP_STD, read_manifest
-from photofind.errors import ModelError, PhotofindError
+from photofind.errors import ModelError
 from photofind.models import adapters, archive, catalogue
 from photofind.models.download import ALLOW_HTTP_ENV, DownloadError
-from photofind.models.store import ModelStore, active_model, read_settings
+from photofind.models.store import ModelStore, active_model
 from tests.local_http import LocalServer, Served
 
 # -- builders ------------------------------------------------------------------------------
@@ -510,7 +510,7 @@ def test_cli_models_commands(tmp_path, random_package, capsys):
     assert "models use NAME" in capsys.readouterr().err
     assert main(["--library", lib, "models", "use", "m1"]) == 0
     capsys.readouterr()
-    assert read_settings(Path(lib)) == {"model": "m1"}
+    assert json.loads((Path(lib) / "settings.json").read_text()) == {"model": "m1", "version": 1}
     assert main(["--library", lib, "embed", "--text", "hi"]) == 0
     assert json.loads(capsys.readouterr().out)["model"] == read_manifest(random_package).name
 
@@ -522,7 +522,8 @@ def test_cli_models_commands(tmp_path, random_package, capsys):
     assert "ViT-B-32__openai" in out and "NOT pinned" in out and "python -m export convert" in out
 
 
-def test_settings_errors_name_the_file(tmp_path):
+def test_a_broken_settings_file_is_named_and_set_aside(tmp_path, caplog):
     (tmp_path / "settings.json").write_text("{broken")
-    with pytest.raises(PhotofindError, match="settings.json cannot be read"):
-        active_model(tmp_path)
+    assert active_model(tmp_path) is None
+    assert "settings.json is not JSON" in caplog.text and "settings.json.bad-1" in caplog.text
+    assert (tmp_path / "settings.json.bad-1").read_text() == "{broken"

@@ -368,7 +368,7 @@ class MainWindow(QMainWindow):
         old, self.settings = self.settings, new
         if not self.library.readonly:
             try:
-                new.save(self.library.root)
+                new.save(self.library.root, since=old)
             except Exception as exc:  # noqa: BLE001 - shown, the settings still apply now
                 self.statusBar().showMessage(f"Settings not saved: {exc}", 8000)
         self._set_zoom(new.thumbnail_size)

@@ -6,9 +6,9 @@ failed") below the edge. Now its *frame* — the window with its title bar and b
 fitted into the screen's available geometry (the screen less panels and docks), before it
 is shown with a guess of the frame and, once shown, with the real one.
 
-The size, position and maximised state are kept in the library's ``settings.json`` under
-``"gui"`` → ``"window"`` (:mod:`photofind.gui.settings` keeps the file), written when the
-window closes; a position on a screen that is gone is moved onto one that is there.
+The size, position and maximised state are the library's ``gui.window`` setting
+(:mod:`photofind.settings` checks it), written when the window closes; a position on a
+screen that is gone is moved onto one that is there.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from PySide6.QtCore import QEvent, QMargins, QObject, QRect, QSize, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QWidget
 
-from photofind.models.store import read_settings, write_settings
+from photofind import settings
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,6 @@ DEFAULT_SIZE = QSize(1280, 800)
 FRAME_GUESS = QMargins(4, 36, 4, 4)
 # A window manager frames a new window a little after it is shown: look again then.
 RECHECK_MS = 300
-_KEYS = ("x", "y", "width", "height")
 
 
 def fitted(frame: QRect, available: QRect) -> QRect:
@@ -44,19 +43,7 @@ def fitted(frame: QRect, available: QRect) -> QRect:
 
 def saved_placement(library: Path) -> dict | None:
     """The window's last geometry stored in ``library`` (None: none, or not usable)."""
-    try:
-        gui = read_settings(library).get("gui")
-    except Exception as exc:  # noqa: BLE001 - a broken settings file must not stop the app
-        log.warning("window placement ignored: %s", exc)
-        return None
-    value = gui.get("window") if isinstance(gui, dict) else None
-    if not isinstance(value, dict):
-        return None
-    if not all(isinstance(value.get(k), int) and not isinstance(value.get(k), bool) for k in _KEYS):
-        return None
-    if value["width"] < 100 or value["height"] < 100:
-        return None
-    return value
+    return settings.load(library)["gui.window"]
 
 
 def save_placement(window: QWidget, library: Path) -> None:
@@ -65,18 +52,15 @@ def save_placement(window: QWidget, library: Path) -> None:
     rect = window.normalGeometry() if maximized else window.geometry()
     if rect.width() <= 0 or rect.height() <= 0:
         rect = window.geometry()
+    geometry = {
+        "x": rect.x(),
+        "y": rect.y(),
+        "width": rect.width(),
+        "height": rect.height(),
+        "maximized": maximized,
+    }
     try:
-        data = read_settings(library)
-        gui = data.get("gui") if isinstance(data.get("gui"), dict) else {}
-        gui["window"] = {
-            "x": rect.x(),
-            "y": rect.y(),
-            "width": rect.width(),
-            "height": rect.height(),
-            "maximized": maximized,
-        }
-        data["gui"] = gui
-        write_settings(library, data)
+        settings.update(library, {"gui.window": geometry})
     except Exception as exc:  # noqa: BLE001 - closing must not fail over a settings file
         log.warning("window placement not saved: %s", exc)
 

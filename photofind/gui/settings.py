@@ -1,9 +1,9 @@
-"""The app's settings and their dialog.
+"""The Settings dialog: a view over the library's settings (:mod:`photofind.settings`).
 
-Stored in the library's ``settings.json`` (:func:`photofind.models.store.read_settings`),
-beside the active model that ``photofind models use`` writes: one file per library, so a
-demo library and a real one keep their own choices, and the CLI sees the same model. The
-app's own keys live under ``"gui"``; unknown keys are kept untouched.
+The settings module owns the file, the types, defaults and bounds; this shows the options a
+user changes here with those bounds, and stores only the ones changed, so a choice made
+meanwhile elsewhere (``photofind models use`` in a terminal) is not overwritten with the
+value this window read at start.
 
 Applied without restart: thumbnail size, relevance cut-off, reconcile interval (from the
 watcher's next round), and model and provider (the model is reloaded off the GUI thread; a
@@ -12,7 +12,7 @@ different model re-indexes the library, as it must).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from PySide6.QtWidgets import (
@@ -25,44 +25,59 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from photofind.models.store import read_settings, write_settings
+from photofind import settings
+from photofind.settings import OPTIONS
 
-PROVIDERS = (("Automatic (GPU when it works)", "auto"), ("CPU", "cpu"), ("CUDA (GPU)", "cuda"))
+_LABELS = {"auto": "Automatic (GPU when it works)", "cpu": "CPU", "cuda": "CUDA (GPU)"}
+PROVIDERS = tuple((_LABELS[key], key) for key in OPTIONS["gui.provider"].choices)
+
+#: The dialog's fields and the settings they show.
+KEYS = {
+    "model": "model",
+    "provider": "gui.provider",
+    "thumbnail_size": "gui.thumbnail_size",
+    "reconcile_minutes": "gui.reconcile_minutes",
+    "relevance_cutoff": "gui.relevance_cutoff",
+}
 
 
 @dataclass
 class GuiSettings:
-    model: str | None = None  # the library's active model (shared with the CLI)
-    provider: str = "auto"
-    thumbnail_size: int = 160
-    reconcile_minutes: int = 10
-    relevance_cutoff: bool = True
+    """What the window uses of the settings; the defaults are the settings module's."""
+
+    model: str | None = OPTIONS["model"].default  # the library's model (shared with the CLI)
+    provider: str = OPTIONS["gui.provider"].default
+    thumbnail_size: int = OPTIONS["gui.thumbnail_size"].default
+    reconcile_minutes: int = OPTIONS["gui.reconcile_minutes"].default
+    relevance_cutoff: bool = OPTIONS["gui.relevance_cutoff"].default
 
     @classmethod
     def load(cls, library: Path) -> GuiSettings:
-        data = read_settings(library)
-        gui = data.get("gui") if isinstance(data.get("gui"), dict) else {}
-        known = {f.name: f for f in fields(cls)}
-        values = {k: v for k, v in gui.items() if k in known and k != "model"}
-        model = data.get("model")
-        try:
-            out = cls(model=model if isinstance(model, str) and model else None, **values)
-        except TypeError:
-            out = cls(model=model if isinstance(model, str) else None)
-        out.thumbnail_size = int(max(64, min(320, out.thumbnail_size)))
-        out.reconcile_minutes = int(max(1, min(24 * 60, out.reconcile_minutes)))
-        if out.provider not in {p for _, p in PROVIDERS}:
-            out.provider = "auto"
+        stored = settings.load(library)
+        return cls(**{name: stored[key] for name, key in KEYS.items()})
+
+    def changes(self, since: GuiSettings | None = None) -> dict:
+        """The settings to store: those that differ from ``since`` (all without it). No
+        model is stored as none: the library keeps its choice until another is made."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if since is not None and value == getattr(since, f.name):
+                continue
+            if f.name == "model" and not value:
+                continue
+            out[KEYS[f.name]] = value
         return out
 
-    def save(self, library: Path) -> None:
-        data = read_settings(library)
-        gui = asdict(self)
-        model = gui.pop("model")
-        if model:
-            data["model"] = model
-        data["gui"] = {**(data.get("gui") if isinstance(data.get("gui"), dict) else {}), **gui}
-        write_settings(library, data)
+    def save(self, library: Path, since: GuiSettings | None = None) -> None:
+        """Store the values that differ from ``since`` (all without it)."""
+        changes = self.changes(since)
+        if changes:
+            settings.update(library, changes)
+
+
+def _bounded(box: QSpinBox, key: str) -> None:
+    box.setRange(OPTIONS[key].low, OPTIONS[key].high)
 
 
 class SettingsDialog(QDialog):
@@ -99,7 +114,7 @@ class SettingsDialog(QDialog):
         self.thumbnail = QSpinBox(self)
         self.thumbnail.setObjectName("thumbnailSetting")
         self.thumbnail.setAccessibleName("Thumbnail size in pixels")
-        self.thumbnail.setRange(64, 320)
+        _bounded(self.thumbnail, "gui.thumbnail_size")
         self.thumbnail.setSingleStep(8)
         self.thumbnail.setSuffix(" px")
         self.thumbnail.setValue(settings.thumbnail_size)
@@ -108,7 +123,7 @@ class SettingsDialog(QDialog):
         self.reconcile = QSpinBox(self)
         self.reconcile.setObjectName("reconcileSetting")
         self.reconcile.setAccessibleName("Full re-check of every folder, in minutes")
-        self.reconcile.setRange(1, 24 * 60)
+        _bounded(self.reconcile, "gui.reconcile_minutes")
         self.reconcile.setSuffix(" min")
         self.reconcile.setValue(settings.reconcile_minutes)
         self.reconcile.setToolTip(

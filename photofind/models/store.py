@@ -2,7 +2,7 @@
 
 Installed packages live in ``<library>/models/NAME`` (:func:`photofind.paths.models_dir`),
 where :func:`photofind.clip.available_models` finds them next to the bundled ones. The
-library's chosen model is recorded in ``<library>/settings.json`` (``{"model": NAME}``).
+library's chosen model is its ``model`` setting (:mod:`photofind.settings`).
 
 An install never leaves a half-written package where the runtime looks: everything is
 copied, unpacked, downloaded or adapted inside a hidden staging folder of ``models/``
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -33,10 +32,10 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from photofind.atomic import atomic_write_text, fsync_dir
+from photofind import settings
+from photofind.atomic import fsync_dir
 from photofind.clip.package import (
     ModelSpec,
-    read_json_object,
     read_manifest,
     sha256_file,
     verify_files,
@@ -48,7 +47,6 @@ from photofind.models.download import DownloadLimits, ProgressCallback, check_ur
 from photofind.models.folder_copy import copy_package_folder
 from photofind.paths import bundled_models_dir, models_dir
 
-SETTINGS_FILE = "settings.json"
 DOWNLOADS = ".downloads"
 STAGING_PREFIX = ".install-"
 TRASH_PREFIX = ".trash-"
@@ -57,30 +55,12 @@ STALE_STAGING_S = 24 * 3600
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
 
 
-# -- settings ------------------------------------------------------------------------------
-
-
-def read_settings(library: Path) -> dict:
-    path = Path(library) / SETTINGS_FILE
-    if not path.exists():
-        return {}
-    try:
-        # Settings may grow (GUI state, saved searches) but stay far below this.
-        return read_json_object(path, max_bytes=16 << 20)
-    except ModelError as exc:
-        raise PhotofindError(str(exc)) from None
-
-
-def write_settings(library: Path, data: dict) -> None:
-    library = Path(library)
-    library.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(library / SETTINGS_FILE, json.dumps(data, indent=2, sort_keys=True) + "\n")
+# -- the chosen model ----------------------------------------------------------------------
 
 
 def active_model(library: Path) -> str | None:
     """The model chosen with ``photofind models use``, or None."""
-    value = read_settings(library).get("model")
-    return value if isinstance(value, str) and value else None
+    return settings.load(library)["model"]
 
 
 # -- results -------------------------------------------------------------------------------
@@ -166,9 +146,7 @@ class ModelStore:
         path = self.path_of(name)
         spec = read_manifest(path)
         verify_files(path, spec)
-        settings = read_settings(self.library)
-        settings["model"] = name
-        write_settings(self.library, settings)
+        settings.update(self.library, {"model": name})
         return spec
 
     def remove(self, name: str, *, force: bool = False) -> Path:
@@ -190,9 +168,7 @@ class ModelStore:
         fsync_dir(self.root)
         shutil.rmtree(trash, ignore_errors=True)
         if active:
-            settings = read_settings(self.library)
-            settings.pop("model", None)
-            write_settings(self.library, settings)
+            settings.update(self.library, {"model": None})
         return path
 
     # installing -----------------------------------------------------------------------
