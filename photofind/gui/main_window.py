@@ -2,10 +2,12 @@
 
 What the window does lives beside it, one module each: the searches and the empty page
 (search_controller.py), folders and indexing status (folders_controller.py), the model and
-its watcher (model_controller.py), the photo actions and keys (actions.py). Nothing here
-waits: everything that reads files or writes the library runs on a pool thread
-(gui/tasks.py), so the event loop keeps turning. The window keeps the names the rest of the
-app and the tests use, delegating to the controllers.
+its watcher (model_controller.py), the photo actions and keys (actions.py). While the
+window runs nothing waits on the watcher, the catalog's lock or a photo's file: that work
+runs on a pool thread (gui/tasks.py), so the event loop keeps turning. (Two reads stay here:
+the folders once at start, the installed models' manifests when Settings opens; closing
+waits for the work in flight, so the library closes consistent.) The window keeps the names
+the rest of the app and the tests use, delegating to the controllers.
 """
 
 from __future__ import annotations
