@@ -18,6 +18,15 @@ from photofind.gui.watching import WatcherJob, health_text
 log = logging.getLogger(__name__)
 
 
+def begin_change(library, model) -> tuple[bool, str | None]:
+    """On a pool thread, no watcher running: begin the change to ``model``. Returns whether
+    it is staged (re-indexed for while the held vectors keep answering) and the id of the
+    model whose vectors the library holds. The window's one question to the library about
+    its model: a library-level model session answers it here."""
+    staged = library.begin_model_change(model)
+    return staged, library.catalog.model_id
+
+
 class ModelController(QObject):
     def __init__(self, window, model, engine, staged_model=None):
         super().__init__(window)
@@ -94,8 +103,7 @@ class ModelController(QObject):
         def work():
             if watcher is not None:
                 watcher.stop()
-            staged = library.begin_model_change(model)
-            return staged, library.catalog.model_id
+            return begin_change(library, model)
 
         def done(result, error):
             self._changes.pop(0)
