@@ -226,6 +226,7 @@ def doctor_report(ctx: Context) -> dict:
     report["library"] = library_info
     try:
         model = _search_model(ctx, library) if library is not None else ctx.load_model()
+        model.check()  # encoders open on first use: the doctor opens both
         report["model"] = {
             "name": model.info.name,
             "path": str(model.info.path),

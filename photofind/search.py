@@ -10,6 +10,9 @@ Plain Python, no Qt: the CLI, the GUI and the tests use the same :class:`SearchE
   handed to :meth:`VectorIndex.query`: the index searches among those photos only, so a
   filtered query still returns its ``k`` best and never an empty page because the nearest
   hundred were filtered away.
+- The index holds vectors, an item (a photo, a video) one or more (a video one per frame):
+  hits are grouped by item, each item ranked by its best vector, and a result reports that
+  vector's frame time (``time_s``; None for a still).
 - Results carry the photo id, its path and the cosine score, best first, paged with
   ``offset``/``k``; a relevance cut-off (:mod:`photofind.relevance`) ends the list where
   the photos stop standing out from the library.
@@ -79,9 +82,11 @@ class SearchError(PhotofindError):
 
 @dataclass(frozen=True)
 class SearchResult:
-    photo_id: int
+    photo_id: int  # the item's id
     path: str
     score: float
+    #: the time of the item's best frame, in seconds (None: a still)
+    time_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -199,6 +204,11 @@ class _PhotoTable:
         self.paths = np.asarray(paths, dtype=str)
         self.dates = np.asarray(dates, dtype=str)
         self.exts = np.asarray(exts, dtype=str)
+        self.vector_ids, self.vector_items = catalog.vector_items()
+
+    def allowed_vectors(self, f: SearchFilter) -> np.ndarray:
+        """The vector ids of the items ``f`` allows (what the vector index filters on)."""
+        return self.vector_ids[np.isin(self.vector_items, self.allowed(f))]
 
     def allowed(self, f: SearchFilter) -> np.ndarray:
         keep = np.ones(self.ids.size, dtype=bool)
@@ -457,7 +467,7 @@ class SearchEngine:
             return SearchResults((), offset)
         allowed = None
         if filter is not None and not filter.is_empty:
-            allowed = self._photo_table().allowed(filter)
+            allowed = self._photo_table().allowed_vectors(filter)
         limit = (
             self.threshold(vector, plain_text=plain_text, image_only=image_only, index=index)
             if cutoff
@@ -465,13 +475,13 @@ class SearchEngine:
         )
         want = offset + k
         ef = text_query_ef(len(index)) if far else None
-        ids, scores = index.query(vector, want, filter=allowed, ef=ef)
+        ids, scores, times = self._best_items(index, vector, want, allowed, ef)
         fetched = len(ids)
         cut = below = 0
         if limit is not None:
             keep = scores >= limit
             cut = below = int(np.count_nonzero(~keep))
-            ids, scores = ids[keep], scores[keep]
+            ids, scores, times = ids[keep], scores[keep], times[keep]
             if cut and fetched == want:
                 # The list is best first: every photo not fetched scores lower still.
                 candidates = len(index) if allowed is None else _indexed(allowed, index)
@@ -479,12 +489,39 @@ class SearchEngine:
         page = ids[offset:want].tolist()
         photos = self.library.catalog.photos_by_id(page)
         results = []
-        for photo_id, score in zip(page, scores[offset:want].tolist()):
+        for photo_id, score, ms in zip(page, scores[offset:want].tolist(), times[offset:want]):
             photo = photos.get(photo_id)
             if photo is not None:  # removed since the index answered
-                results.append(SearchResult(photo_id, photo.path, float(score)))
+                time_s = None if ms < 0 else float(ms) / 1000.0
+                results.append(SearchResult(photo_id, photo.path, float(score), time_s))
         exhausted = fetched < want or cut > 0
         return SearchResults(tuple(results), offset, limit, cut, exhausted, below)
+
+    def _best_items(self, index, vector, want: int, allowed, ef):
+        """The ``want`` best items: ``(item ids, scores, best frame ms or -1)``, best first.
+
+        An item with many vectors (a video's frames) may fill several of the index's
+        nearest hits, so the index is asked for more until ``want`` distinct items came
+        back or it has no more to give.
+        """
+        asked = want
+        catalog = self.library.catalog
+        while True:
+            vids, scores = index.query(vector, asked, filter=allowed, ef=ef)
+            places = catalog.vector_places(vids.tolist()) if len(vids) else {}
+            items: dict[int, tuple[float, int]] = {}
+            for vid, score in zip(vids.tolist(), scores.tolist()):
+                place = places.get(vid)
+                if place is None or place[0] in items:  # removed since, or a worse frame
+                    continue
+                items[place[0]] = (score, -1 if place[1] is None else place[1])
+            if len(items) >= want or len(vids) < asked or asked >= len(index):
+                break
+            asked = min(len(index), asked * 2)
+        ids = np.fromiter(items, dtype=np.int64, count=len(items))
+        best = np.asarray([v[0] for v in items.values()], dtype=np.float32)
+        times = np.asarray([v[1] for v in items.values()], dtype=np.int64)
+        return ids[:want], best[:want], times[:want]
 
     def _photo_table(self) -> _PhotoTable:
         key = (self.library.catalog.generation, len(self.library.index))

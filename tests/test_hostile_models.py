@@ -521,7 +521,7 @@ def test_a_graph_declaring_a_giant_output_is_refused_before_it_runs(tmp_path, ra
     _giant_output_graph(pkg / spec.files["visual"].path, spec.image_size, rows, spec.embed_dim)
     _rehash(pkg)
     with pytest.raises(ModelError, match=f"output declares {rows:,} rows"):
-        load_model(pkg, provider="cpu")
+        load_model(pkg, provider="cpu", check=True)
     store = ModelStore(tmp_path / "library")
     with pytest.raises(ModelError, match="output declares"):
         store.install(pkg)

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -163,6 +164,61 @@ def test_load_model_records_what_it_verified(random_package, tmp_path, monkeypat
     assert str((random_package / "textual.onnx").absolute()) in record["files"]
 
 
+def test_a_text_query_opens_only_the_text_encoder(random_package):
+    m = load_model(random_package, provider="cpu")
+    assert m.sessions_open == frozenset()
+    m.encode_texts(["a red square"])
+    assert m.sessions_open == {"textual"}
+
+
+def test_indexing_opens_only_the_image_encoder(random_package, tmp_path):
+    m = load_model(random_package, provider="cpu")
+    path = tmp_path / "p.png"
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(path)
+    m.encode_images([path])
+    assert m.sessions_open == {"visual"}
+
+
+def test_sessions_open_once_when_threads_ask_together(random_package):
+    m = load_model(random_package, provider="cpu")
+    opened = []
+    real = m._open_tower
+
+    def counting(tower):
+        opened.append(tower)
+        return real(tower)
+
+    m._open_tower = counting
+    start = threading.Barrier(4)
+
+    def ask():
+        start.wait(timeout=10)
+        m.encode_texts(["a cat"])
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert opened == ["textual"]
+
+
+def test_a_model_check_opens_and_checks_both_encoders(random_package, tmp_path):
+    assert load_model(random_package, provider="cpu", check=True).sessions_open == {
+        "visual",
+        "textual",
+    }
+    pkg = _copy(random_package, tmp_path)
+    data = json.loads((pkg / "model.json").read_text())
+    data["embed_dim"] += 1
+    (pkg / "model.json").write_text(json.dumps(data))
+    lazy = load_model(pkg, provider="cpu")  # nothing opened: nothing found yet
+    with pytest.raises(ModelError, match="embed_dim"):
+        lazy.encode_texts(["a cat"])
+    with pytest.raises(ModelError, match="embed_dim"):
+        lazy.check()
+
+
 def test_info_says_what_runs(model, random_package):
     assert model.info.provider == "cpu"
     assert model.info.name == read_manifest(random_package).name
@@ -238,7 +294,7 @@ def test_wrong_embed_dim_in_manifest(random_package, tmp_path):
     data["embed_dim"] += 1
     (pkg / "model.json").write_text(json.dumps(data))
     with pytest.raises(ModelError, match="embed_dim"):
-        load_model(pkg, provider="cpu")
+        load_model(pkg, provider="cpu", check=True)
 
 
 def test_wrong_image_size_in_manifest(random_package, tmp_path):
@@ -247,7 +303,7 @@ def test_wrong_image_size_in_manifest(random_package, tmp_path):
     data["image_size"] *= 2
     (pkg / "model.json").write_text(json.dumps(data))
     with pytest.raises(ModelError, match="input shape"):
-        load_model(pkg, provider="cpu")
+        load_model(pkg, provider="cpu", check=True)
 
 
 def test_broken_manifest_json(random_package, tmp_path):

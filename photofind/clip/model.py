@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import numpy as np
 
 from photofind.clip.package import ModelSpec, read_manifest, verify_files
 from photofind.clip.preprocess import DEFAULT_MAX_PIXELS, load_and_preprocess
-from photofind.clip.providers import ProviderChoice, cpu_threads, open_sessions
+from photofind.clip.providers import ProviderChoice, cpu_threads, open_sessions, planned_provider
 from photofind.clip.tokenizer import ClipTokenizer
 from photofind.clip.verified import RECORD_NAME, VerifiedFiles
 from photofind.errors import ModelError
@@ -121,54 +122,101 @@ class ClipModel:
         self.tokenizer = ClipTokenizer(
             files["vocab"], context_length=spec.context_length, vocab_size=spec.vocab_size
         )
-        (self._visual, self._textual), choice = open_sessions(
-            [files["visual"], files["textual"]], provider=provider, threads=threads
-        )
-        s = spec.image_size
         # Packages adapted from other exporters (photofind.models.adapters) may take int32
         # ids and a batch fixed at 1; model.json's extra says so.
         extra = spec.extra or {}
         text_type = extra.get("textual_input_type", "int64")
         if text_type not in ("int32", "int64"):
             raise ModelError(f"{folder}/model.json: textual_input_type {text_type!r} unsupported")
+        self._text_type = text_type
         self._text_dtype = np.int32 if text_type == "int32" else np.int64
         self._visual_batch = extra.get("visual_batch")
         self._textual_batch = extra.get("textual_batch")
-        # A graph whose own input says batch 1 runs one row at a time, whatever extra says.
-        if _static_dims(self._visual.get_inputs()[0])[:1] == [1]:
-            self._visual_batch = 1
-        if _static_dims(self._textual.get_inputs()[0])[:1] == [1]:
-            self._textual_batch = 1
-        _check_io(self._visual, files["visual"], [None, 3, s, s], "tensor(float)", spec.embed_dim)
-        _check_io(
-            self._textual,
-            files["textual"],
-            [None, spec.context_length],
-            f"tensor({text_type})",
-            spec.embed_dim,
-        )
-        self._visual_in = self._visual.get_inputs()[0].name
-        # Our exporter's text graphs take ids cut after the last end-of-text token (same
-        # vectors, the mask is causal; ViT-B/32 encodes a short query in 7.8 ms, not 37.5
-        # with all 77 tokens: bench_query). Others,
-        # and any graph whose token axis is fixed after all, get the full context.
-        self._cut_text = (
-            extra.get("textual_dynamic_length") is True
-            and _static_dims(self._textual.get_inputs()[0])[1] is None
-        )
-        self._textual_in = self._textual.get_inputs()[0].name
-        self._choice: ProviderChoice = choice
-        self.info = ModelInfo(
+        self._files = files
+        self._threads = threads
+        # The provider is settled by the first session opened (a CUDA that fails falls back
+        # to the CPU there); the second tower then opens on the same one. Asking for an
+        # unknown provider, or for CUDA without a driver, is refused here, before any use.
+        self._provider = provider
+        self._choice: ProviderChoice = planned_provider(provider)
+        self._chosen = False
+        # Sessions open on first use, each tower on its own (Immich's lazy load): a text
+        # search never builds the image encoder, an indexing run never the text encoder.
+        self._sessions: dict[str, object] = {}
+        self._session_lock = threading.Lock()
+        self._folder = Path(folder)
+        self._decode_threads = max(1, min(8, cpu_threads()))
+
+    @property
+    def info(self) -> ModelInfo:
+        """What the model is and where it runs (the provider: the one its first session
+        opened on, or before any is open the one it will try)."""
+        spec = self.spec
+        return ModelInfo(
             name=spec.name,
             dim=spec.embed_dim,
             image_size=spec.image_size,
             context_length=spec.context_length,
-            provider=choice.name,
-            provider_reason=choice.reason,
-            path=Path(folder),
+            provider=self._choice.name,
+            provider_reason=self._choice.reason,
+            path=self._folder,
             description=spec.description,
         )
-        self._decode_threads = max(1, min(8, cpu_threads()))
+
+    # -- sessions -------------------------------------------------------------------------
+
+    def _session(self, tower: str):
+        """The ONNX session of ``tower`` ("visual" or "textual"), opened and checked on its
+        first use; thread-safe (two threads asking at once open it once)."""
+        session = self._sessions.get(tower)
+        if session is not None:
+            return session
+        with self._session_lock:
+            session = self._sessions.get(tower)
+            if session is None:
+                session = self._open_tower(tower)
+                self._sessions[tower] = session
+        return session
+
+    def _open_tower(self, tower: str):
+        provider = self._choice.name if self._chosen else self._provider
+        (session,), choice = open_sessions(
+            [self._files[tower]], provider=provider, threads=self._threads
+        )
+        spec, path = self.spec, self._files[tower]
+        first = _static_dims(session.get_inputs()[0])
+        if tower == "visual":
+            s = spec.image_size
+            _check_io(session, path, [None, 3, s, s], "tensor(float)", spec.embed_dim)
+            # A graph whose own input says batch 1 runs one row at a time, whatever extra says.
+            if first[:1] == [1]:
+                self._visual_batch = 1
+        else:
+            _check_io(
+                session,
+                path,
+                [None, spec.context_length],
+                f"tensor({self._text_type})",
+                spec.embed_dim,
+            )
+            if first[:1] == [1]:
+                self._textual_batch = 1
+        if not self._chosen:
+            self._choice, self._chosen = choice, True
+            log.info("model %s on %s (%s)", spec.name, choice.name, choice.reason)
+        return session
+
+    def check(self) -> ClipModel:
+        """Open and check both encoders now (what a model check or an install needs to
+        know); a broken graph raises :class:`ModelError` naming its file."""
+        self._session("visual")
+        self._session("textual")
+        return self
+
+    @property
+    def sessions_open(self) -> frozenset[str]:
+        """The towers whose session exists ("visual", "textual")."""
+        return frozenset(self._sessions)
 
     # -- images ---------------------------------------------------------------------------
 
@@ -188,9 +236,10 @@ class ClipModel:
         pixels = np.ascontiguousarray(pixels, dtype=np.float32)
         if pixels.ndim != 4 or pixels.shape[0] == 0:
             return np.zeros((0, self.info.dim), dtype=np.float32)
+        session = self._session("visual")
         out = _run(
-            self._visual,
-            self._visual_in,
+            session,
+            session.get_inputs()[0].name,
             pixels,
             self._visual_batch,
             self.spec.files["visual"].path,
@@ -220,8 +269,17 @@ class ClipModel:
 
     @property
     def cuts_text_ids(self) -> bool:
-        """Whether text ids run cut after the last end-of-text token (not all 77)."""
-        return self._cut_text
+        """Whether text ids run cut after the last end-of-text token (not all 77).
+
+        Our exporter's text graphs take ids cut after the last end-of-text token (same
+        vectors, the mask is causal; ViT-B/32 encodes a short query in 7.8 ms, not 37.5
+        with all 77 tokens: bench_query). Others, and any graph whose token axis is fixed
+        after all, get the full context.
+        """
+        session = self._session("textual")
+        return (self.spec.extra or {}).get("textual_dynamic_length") is True and _static_dims(
+            session.get_inputs()[0]
+        )[1] is None
 
     def tokenize(self, texts: Sequence[str]) -> np.ndarray:
         return self.tokenizer(texts)
@@ -232,14 +290,18 @@ class ClipModel:
             texts = [texts]
         texts = list(texts)
         chunks = []
+        if not texts:
+            return np.zeros((0, self.info.dim), dtype=np.float32)
+        session = self._session("textual")
+        cut = self.cuts_text_ids
         for start in range(0, len(texts), batch_size):
             ids = self.tokenizer(texts[start : start + batch_size]).astype(self._text_dtype)
-            if self._cut_text:
+            if cut:
                 # EOT has the largest id of the vocabulary, so argmax finds it in each row.
                 ids = np.ascontiguousarray(ids[:, : int(ids.argmax(axis=1).max()) + 1])
             out = _run(
-                self._textual,
-                self._textual_in,
+                session,
+                session.get_inputs()[0].name,
                 ids,
                 self._textual_batch,
                 self.spec.files["textual"].path,
@@ -292,9 +354,14 @@ def load_model(
     threads: int | None = None,
     library: Path | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    check: bool = False,
 ) -> ClipModel:
     """Open a model package (a folder, or a model's name) after checking what it claims
-    (files unchanged since their last check are not hashed again: see clip/verified.py)."""
+    (files unchanged since their last check are not hashed again: see clip/verified.py).
+
+    Its encoders' ONNX sessions open on first use; with ``check`` both open (and their
+    graphs are checked) now.
+    """
     folder = resolve_model(path, library)
     spec = read_manifest(folder)
     model = ClipModel(
@@ -305,5 +372,4 @@ def load_model(
         max_pixels=max_pixels,
         verified=VerifiedFiles(cache_dir() / RECORD_NAME),
     )
-    log.info("model %s on %s (%s)", spec.name, model.info.provider, model.info.provider_reason)
-    return model
+    return model.check() if check else model

@@ -33,6 +33,8 @@ from photofind.errors import ImageError, ImageTooLarge
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DRAFT_MULTIPLE",
+    "Picture",
+    "draft_side",
     "PHOTO_FORMATS",
     "ImageItem",
     "load_and_preprocess",
@@ -406,6 +408,55 @@ def _decode_opened(
         ) from exc
 
 
+class Picture:
+    """A photo file decoded once and shared by everything that needs its pixels in one
+    indexing pass (the analysers of :mod:`photofind.library.analysers`).
+
+    ``side`` is the largest shortest side any of them asked for: a JPEG is decoded at the
+    most reduced libjpeg scale that keeps both sides at least that large (other formats in
+    full). The decode happens on the first :meth:`decoded`, on the thread that asks; its
+    result (or its :class:`ImageError`) is kept for the next asker. A ``Picture`` is a
+    path-like object: code that takes a path takes it (and reads the file itself).
+    """
+
+    __slots__ = ("path", "side", "max_pixels", "_decoded", "_error")
+
+    def __init__(
+        self, path: str | os.PathLike, *, side: int, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    ):
+        self.path = os.fspath(path)
+        self.side = int(side)
+        self.max_pixels = max_pixels
+        self._decoded: _Decoded | None = None
+        self._error: ImageError | None = None
+
+    def __fspath__(self) -> str:
+        return self.path
+
+    def __repr__(self) -> str:
+        return f"<Picture {self.path!r} side={self.side}>"
+
+    def decoded(self) -> _Decoded:
+        if self._error is not None:
+            raise self._error
+        if self._decoded is None:
+            try:
+                draft = (self.side, self.side) if self.side > 0 else None
+                self._decoded = _decode(self.path, self.max_pixels, draft)
+            except ImageError as exc:
+                self._error = exc
+                raise
+        return self._decoded
+
+    def image(self) -> Image.Image:
+        """The upright "RGB" picture (reduced as ``side`` allows)."""
+        return self.decoded().image
+
+    def release(self) -> None:
+        """Let the pixels go (what was made from them stays)."""
+        self._decoded = None
+
+
 def open_image(
     item: ImageItem,
     *,
@@ -482,6 +533,12 @@ def preprocess(
     return _normalise(cropped, mean, std)
 
 
+def draft_side(image_size: int) -> int:
+    """The shortest side a picture decoded for the fast path of an encoder of
+    ``image_size`` keeps (see :func:`load_and_preprocess`)."""
+    return int(np.ceil(DRAFT_MULTIPLE * _check_image_size(image_size)))
+
+
 def load_and_preprocess(
     item: ImageItem,
     image_size: int,
@@ -501,10 +558,15 @@ def load_and_preprocess(
     """
     size = _check_image_size(image_size)
     if not fast:
-        return preprocess(open_image(item, max_pixels=max_pixels), size, mean, std)
+        source = item.path if isinstance(item, Picture) else item
+        return preprocess(open_image(source, max_pixels=max_pixels), size, mean, std)
 
-    want = int(np.ceil(DRAFT_MULTIPLE * size))
-    decoded = _decode(item, max_pixels, (want, want))
+    want = draft_side(size)
+    if isinstance(item, Picture) and item.side >= want:
+        decoded = item.decoded()  # shared with the other analysers of the pass
+    else:
+        source = item.path if isinstance(item, Picture) else item
+        decoded = _decode(source, max_pixels, (want, want))
     rgb, (full_w, full_h), scale = decoded.image, decoded.full_size, decoded.scale
     new_w, new_h = resized_size(full_w, full_h, size)
     left, top, right, bottom = center_crop_box(new_w, new_h, size)

@@ -89,6 +89,24 @@ def _open(path, providers, threads) -> ort.InferenceSession:
         raise ModelError(f"{path} is not a valid ONNX model: {exc}") from exc
 
 
+def planned_provider(provider: str = "auto") -> ProviderChoice:
+    """The provider a model's sessions will try, decided without opening one: refuses an
+    unknown provider, and CUDA asked for where no driver can run it (as
+    :func:`open_sessions` would). Where CUDA may work, only opening a session tells."""
+    if provider not in PROVIDER_CHOICES:
+        raise ProviderError(
+            f"unknown provider {provider!r}: choose one of {', '.join(PROVIDER_CHOICES)}"
+        )
+    if provider == "cpu":
+        return ProviderChoice("cpu", "CPU requested")
+    missing = _driver_missing_reason()
+    if missing:
+        if provider == "cuda":
+            raise ProviderError(f"CUDA was requested but cannot be used: {missing}")
+        return ProviderChoice("cpu", missing)
+    return ProviderChoice("cuda", "CUDA provider chosen; its first session has not opened yet")
+
+
 def open_sessions(
     paths: list, provider: str = "auto", threads: int | None = None
 ) -> tuple[list[ort.InferenceSession], ProviderChoice]:

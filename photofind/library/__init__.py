@@ -2,10 +2,11 @@
 
 Plain Python, no Qt: the CLI, the GUI and the tests drive the same objects. The indexing
 pipeline plugs in as: ``scan(catalog)`` -> ``catalog.apply_scan(result)`` -> a decode pool
-reading ``catalog.pending(limit, after_id=...)`` -> encoder batches -> one writer thread
-calling ``catalog.record_embeddings(batch)`` / ``record_failure`` and then
-``index.add(ids, vectors)`` / ``index.remove(ids)``, saving ``index.save(dir, generation)``
-now and then. A crash between those steps only leaves the index behind the catalog, which
+reading each analyser's pending items (:mod:`photofind.library.analysers`; the CLIP
+embedding's are ``catalog.pending(limit, after_id=...)``) -> batches -> one writer thread
+calling each analyser's ``record`` (CLIP: ``catalog.record_embeddings(batch)`` /
+``record_failure`` and then ``index.add(ids, vectors)``), ``index.remove(ids)`` for what a
+scan dropped, saving ``index.save(dir, generation)`` now and then. A crash between those steps only leaves the index behind the catalog, which
 ``VectorIndex.open`` catches up on.
 """
 

@@ -1,8 +1,13 @@
 """The catalog: one SQLite file that is the truth about a library.
 
-It holds the folders, every photo (path, size, mtime, partial hash, status, error, capture
-date, embedding) and the model that produced the embeddings. The vector index is derived
-from it and can always be rebuilt from it.
+It holds the folders, every item (a photo today: path, size, mtime, partial hash, status,
+error, capture date), its vectors (one for a still, one per sampled frame for a video, each
+with its frame time), each analyser's per-item state, and the model that produced the
+vectors. The vector index is derived from it and can always be rebuilt from it.
+
+Vector ids: a still's vector has its item's id; a frame beyond an item's first, and every
+new item, draw their ids from one sequence (:meth:`Catalog._next_id`), so no vector id is
+ever another item's. A vector index's labels are vector ids, which for photos are photo ids.
 
 Concurrency: one writer *process* per library, enforced by a lock file (a second writer gets
 :class:`LibraryLockedError` naming the holder's pid); any number of read-only opens
@@ -44,6 +49,18 @@ FAILED = "failed"
 OFFLINE = "offline"
 STATUSES = (INDEXED, PENDING, FAILED, OFFLINE)
 
+#: the analyser whose vectors are searched, and whose state is the item's status
+CLIP = "clip"
+DONE = "done"
+
+# The library's model, for SQL that needs it without a parameter.
+_ACTIVE = "(SELECT value FROM meta WHERE key = 'model_id')"
+_STAGED = "(SELECT value FROM meta WHERE key = 'staged_model_id')"
+_HAS_VECTOR = "EXISTS (SELECT 1 FROM vectors v WHERE v.item_id = photos.id)"
+# The vectors readers see: those of an existing item. A connection without foreign keys (a
+# repair tool, a restore) may delete photos and leave their vectors behind.
+_LIVE_VECTORS = "vectors v JOIN photos p ON p.id = v.item_id"
+
 # SQLite's primary result codes (sqlite3 names them from Python 3.11 on).
 _SQLITE_FULL = 13
 _SQLITE_IOERR = 10  # also what a file-size limit (EFBIG) gives
@@ -82,6 +99,7 @@ class Photo:
     status: str
     error: str | None
     capture_date: str | None
+    #: the library's model when the photo is indexed (its vectors are that model's), else None
     model_id: str | None
 
 
@@ -136,13 +154,13 @@ class ScanApplied:
     """What :meth:`Catalog.apply_scan` changed, for the pipeline and the vector index."""
 
     added_ids: list[int]
-    #: photos whose embedding left the catalog (deleted or content changed): drop from index
+    #: vectors that left the catalog (item deleted or its content changed): drop from index
     dropped_ids: list[int]
     moved: int
     generation: int
 
 
-_PHOTO_COLUMNS = "id, folder_id, path, size, mtime_ns, phash, status, error, capture_date, model_id"
+_PHOTO_COLUMNS = "id, folder_id, path, size, mtime_ns, phash, status, error, capture_date"
 
 
 def _enc(path: str | os.PathLike) -> bytes:
@@ -160,25 +178,53 @@ def _id_vector_arrays(rows) -> tuple[np.ndarray, np.ndarray]:
     return ids, vecs.reshape(len(rows), -1).astype(np.float32, copy=False)
 
 
-def _photo(row) -> Photo:
-    return Photo(row[0], row[1], _dec(row[2]), *row[3:])
+def _photo(row, active: str | None) -> Photo:
+    """A photo row; its ``model_id`` is the library's model when it is indexed."""
+    return Photo(row[0], row[1], _dec(row[2]), *row[3:], active if row[6] == INDEXED else None)
 
 
 def _check_vectors(batch, dim: int | None, model_id: str) -> int | None:
     """Every vector 1-D, of dimension ``dim`` (the first one's when None), L2-normalised:
-    one wrong vector aborts the whole batch. Returns the dimension."""
-    for photo_id, vector, _ in batch:
-        v = np.asarray(vector, dtype=np.float32)
-        if v.ndim != 1 or (dim is not None and v.shape[0] != dim):
-            raise CatalogError(
-                f"photo {photo_id}: embedding of shape {v.shape}, the model "
-                f"{model_id!r} gives dimension {dim}"
-            )
-        dim = v.shape[0]
-        norm = float(np.linalg.norm(v))
-        if not abs(norm - 1.0) < 1e-3:
-            raise CatalogError(f"photo {photo_id}: embedding not normalised (norm {norm})")
+    one wrong vector aborts the whole batch. Returns the dimension. ``batch`` holds
+    ``(item id, frames, capture date)``, frames being ``(frame ms or None, vector)``."""
+    for photo_id, frames, _ in batch:
+        for _, vector in frames:
+            dim = _check_vector(photo_id, vector, dim, model_id)
     return dim
+
+
+def _in_time_order(frames) -> list:
+    """``(frame ms or None, vector)`` pairs, a still's (None) first, then by time."""
+    return sorted(frames, key=lambda f: (f[0] is not None, f[0] or 0))
+
+
+def _stills(batch) -> list:
+    """``(item id, vector, capture date)`` rows as ``(item id, [(None, vector)], date)``."""
+    return [(item_id, [(None, vector)], date) for item_id, vector, date in batch]
+
+
+def _check_vector(photo_id, vector, dim: int | None, model_id: str) -> int:
+    v = np.asarray(vector, dtype=np.float32)
+    if v.ndim != 1 or (dim is not None and v.shape[0] != dim):
+        raise CatalogError(
+            f"photo {photo_id}: embedding of shape {v.shape}, the model "
+            f"{model_id!r} gives dimension {dim}"
+        )
+    norm = float(np.linalg.norm(v))
+    if not abs(norm - 1.0) < 1e-3:
+        raise CatalogError(f"photo {photo_id}: embedding not normalised (norm {norm})")
+    return v.shape[0]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What :meth:`Catalog.record_vectors` wrote: for the vector index."""
+
+    items: list[int]  # items written (those removed meanwhile are skipped)
+    vector_ids: list[int]  # one per vector written, in the batch's order
+    vectors: np.ndarray  # [len(vector_ids), D]
+    removed_ids: list[int]  # vectors of those items that the new ones replaced
+    generation: int
 
 
 class Catalog:
@@ -432,7 +478,7 @@ class Catalog:
     def set_model(self, model_id: str) -> bool:
         """Make ``model_id`` the library's model. Returns True when it changed.
 
-        Vectors of two models never mix: on a change every stored embedding is cleared and
+        Vectors of two models never mix: on a change every stored vector is cleared and
         every indexed photo goes back to pending, in one transaction.
         """
         if not model_id:
@@ -441,27 +487,142 @@ class Catalog:
             current = conn.execute("SELECT value FROM meta WHERE key = 'model_id'").fetchone()[0]
             if current == model_id:
                 return False
+            self._clear_staged(conn)  # a wholesale change supersedes a staged one
             conn.execute("UPDATE meta SET value = ? WHERE key = 'model_id'", (model_id,))
             conn.execute("DELETE FROM meta WHERE key = 'dim'")
-            self._clear_staged(conn)  # a wholesale change supersedes a staged one
             if current:
                 conn.execute(
                     "UPDATE photos SET status = CASE status WHEN 'indexed' THEN 'pending' "
-                    "ELSE status END, embedding = NULL, model_id = NULL, embedding_gen = 0 "
-                    "WHERE embedding IS NOT NULL"
+                    f"ELSE status END WHERE {_HAS_VECTOR}"
+                )
+                conn.execute("DELETE FROM vectors")
+                conn.execute(
+                    "DELETE FROM analyses WHERE analyser = ? AND model_id != ?", (CLIP, model_id)
                 )
                 self._bump_generation(conn)
             return True
+
+    @staticmethod
+    def _next_id(conn) -> int:
+        """The next id of the sequence items and extra frame vectors share."""
+        return (
+            conn.execute(
+                "SELECT MAX(COALESCE((SELECT MAX(id) FROM photos), 0), "
+                "COALESCE((SELECT MAX(id) FROM vectors), 0), "
+                "COALESCE((SELECT MAX(id) FROM staged_vectors), 0))"
+            ).fetchone()[0]
+            + 1
+        )
+
+    def _store_frames(self, conn, table: str, model_id: str, item_id: int, frames, gen) -> tuple:
+        """Replace the item's vectors in ``table`` by ``frames``; ``(new ids, replaced ids)``.
+        The first frame (a still's only one) takes the item's id, the others the sequence's."""
+        old = [
+            r[0]
+            for r in conn.execute(f"DELETE FROM {table} WHERE item_id = ? RETURNING id", (item_id,))
+        ]
+        frames = _in_time_order(frames)
+        ids = []
+        for n, (frame_ms, vector) in enumerate(frames):
+            vector_id = item_id if n == 0 else self._next_id(conn)
+            blob = np.asarray(vector, dtype="<f4").tobytes()
+            if table == "vectors":
+                conn.execute(
+                    "INSERT INTO vectors(id, item_id, frame_ms, model_id, embedding, gen) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (vector_id, item_id, frame_ms, model_id, blob, gen),
+                )
+            else:
+                conn.execute(
+                    "INSERT INTO staged_vectors(id, item_id, frame_ms, model_id, embedding) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (vector_id, item_id, frame_ms, model_id, blob),
+                )
+            ids.append(vector_id)
+        return ids, [i for i in old if i not in ids]
+
+    @staticmethod
+    def _set_analysis(conn, item_id, analyser, model_id, status, error=None, data=None, gen=0):
+        conn.execute(
+            "INSERT OR REPLACE INTO analyses(item_id, analyser, model_id, status, error, data, "
+            "updated_gen) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (item_id, analyser, model_id, status, error, data, gen),
+        )
+
+    def record_vectors(self, batch: Iterable[tuple[int, Sequence, str | None]]) -> Recorded:
+        """Store ``(item id, frames, capture date)`` in one transaction, ``frames`` being
+        ``(frame time in ms or None for a still, vector)``: the item's vectors of the
+        library's model (replacing any it had), its CLIP state done, the item indexed.
+
+        Vectors must be 1-D, of the model's dimension, L2-normalised float32 (checked: one
+        wrong vector aborts the whole batch). Items removed meanwhile are skipped.
+        """
+        batch = list(batch)
+        items: list[int] = []
+        vector_ids: list[int] = []
+        vectors: list = []
+        removed: list[int] = []
+        with self._write() as conn:
+            model_id = conn.execute("SELECT value FROM meta WHERE key = 'model_id'").fetchone()[0]
+            if not model_id:
+                raise CatalogError(f"{self.path}: set_model() before recording embeddings")
+            row = conn.execute("SELECT value FROM meta WHERE key = 'dim'").fetchone()
+            dim = _check_vectors(batch, int(row[0]) if row else None, model_id)
+            if dim is not None and row is None:
+                conn.execute("INSERT INTO meta(key, value) VALUES ('dim', ?)", (str(dim),))
+            generation = self._bump_generation(conn)
+            for item_id, frames, capture_date in batch:
+                cur = conn.execute(
+                    "UPDATE photos SET capture_date = ?, status = 'indexed', error = NULL "
+                    "WHERE id = ?",
+                    (capture_date, item_id),
+                )
+                if not cur.rowcount:
+                    continue
+                ids, old = self._store_frames(
+                    conn, "vectors", model_id, item_id, frames, generation
+                )
+                self._set_analysis(conn, item_id, CLIP, model_id, DONE, gen=generation)
+                items.append(item_id)
+                vector_ids.extend(ids)
+                vectors.extend(v for _, v in _in_time_order(frames))
+                removed.extend(old)
+        stacked = np.asarray(vectors, dtype=np.float32).reshape(len(vector_ids), -1)
+        return Recorded(items, vector_ids, stacked, removed, generation)
+
+    def record_embeddings(
+        self, batch: Iterable[tuple[int, np.ndarray, str | None]]
+    ) -> tuple[list[int], int]:
+        """Store a batch of ``(photo_id, vector, capture_date)`` of stills (see
+        :meth:`record_vectors`). Returns ``(ids written, new generation)``: a still's
+        vector id is its photo id, so the ids go into the vector index as they are, and the
+        generation into its sidecar."""
+        recorded = self.record_vectors(_stills(batch))
+        return recorded.items, recorded.generation
+
+    def record_failure(self, photo_id: int, reason: str) -> None:
+        """Mark a photo failed with a readable reason; it is not retried until it changes."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE photos SET status = 'failed', error = ? WHERE id = ?", (reason, photo_id)
+            )
+            model_id = conn.execute("SELECT value FROM meta WHERE key = 'model_id'").fetchone()[0]
+            if (
+                model_id
+                and conn.execute("SELECT 1 FROM photos WHERE id = ?", (photo_id,)).fetchone()
+            ):
+                self._set_analysis(conn, photo_id, CLIP, model_id, FAILED, reason)
 
     # ----------------------------------------------------------------- a staged model change
     #
     # Changing the model of an indexed library takes as long as indexing it. Meanwhile the
     # active model's vectors keep serving searches, and the new model's vectors are collected
-    # in ``staged_embeddings``. Every photo that is indexed or pending needs one (new photos
-    # also get the active model's vector, so they are searchable at once). When none is
-    # missing, :meth:`swap_staged` makes them the photos' embeddings in one transaction.
-    # Removing a photo removes its staged row (foreign key cascade); a photo whose content
-    # changed loses its staged vector (see ``apply_scan``) and is encoded again.
+    # in ``staged_vectors``, the outcome per photo in ``analyses`` (done, or failed with the
+    # reason). Every photo that is indexed or pending needs one (new photos also get the
+    # active model's vector, so they are searchable at once). When none is missing,
+    # :meth:`swap_staged` makes them the photos' vectors in one transaction. Removing a photo
+    # removes its staged rows (foreign key cascade); a photo whose content changed loses
+    # them (see ``apply_scan``) and is encoded again.
 
     @property
     def staged_model_id(self) -> str | None:
@@ -499,8 +660,14 @@ class Catalog:
         return row[0] or None
 
     @staticmethod
-    def _clear_staged(conn) -> None:
-        conn.execute("DELETE FROM staged_embeddings")
+    def _clear_staged(conn, *, keep_state: bool = False) -> None:
+        """Forget the staged change; ``keep_state``: its per-photo outcomes stay (they are
+        the active model's at the swap)."""
+        if not keep_state:
+            conn.execute(
+                f"DELETE FROM analyses WHERE analyser = ? AND model_id = {_STAGED}", (CLIP,)
+            )
+        conn.execute("DELETE FROM staged_vectors")
         conn.execute("UPDATE meta SET value = '' WHERE key = 'staged_model_id'")
         conn.execute("DELETE FROM meta WHERE key = 'staged_dim'")
 
@@ -513,12 +680,13 @@ class Catalog:
                 + " (it was cancelled or replaced)"
             )
 
-    # Photos that must hold a staged vector before the swap: those searchable now or about to
-    # be. Failed photos fail for every model; offline ones cannot be read (they keep a staged
-    # vector if they got one, else they go back to pending when they return).
+    # Photos that must hold a staged outcome before the swap: those searchable now or about
+    # to be. Failed photos fail for every model; offline ones cannot be read (they keep a
+    # staged vector if they got one, else they go back to pending when they return).
     _STAGED_MISSING = (
         "FROM photos p WHERE p.status IN ('indexed', 'pending') "
-        "AND NOT EXISTS (SELECT 1 FROM staged_embeddings s WHERE s.photo_id = p.id)"
+        "AND NOT EXISTS (SELECT 1 FROM analyses a WHERE a.item_id = p.id "
+        f"AND a.analyser = '{CLIP}' AND a.model_id = {_STAGED})"
     )
 
     def staged_pending(self, limit: int = 256, *, after_id: int = 0) -> list[Photo]:
@@ -529,15 +697,19 @@ class Catalog:
             f"SELECT {columns} {self._STAGED_MISSING} AND p.id > ? ORDER BY p.id LIMIT ?",
             (after_id, limit),
         )
-        return [_photo(r) for r in rows]
+        active = self.model_id
+        return [_photo(r, active) for r in rows]
 
     def staged_progress(self) -> tuple[int, int]:
-        """``(done, total)`` of the staged change: photos holding a staged row, and those
-        plus the ones still missing one. ``(0, 0)`` when no change runs."""
+        """``(done, total)`` of the staged change: photos holding a staged outcome, and
+        those plus the ones still missing one. ``(0, 0)`` when no change runs."""
         with self._lock:
             if self.staged_model_id is None:
                 return 0, 0
-            done = self._query("SELECT COUNT(*) FROM staged_embeddings")[0][0]
+            done = self._query(
+                f"SELECT COUNT(*) FROM analyses WHERE analyser = ? AND model_id = {_STAGED}",
+                (CLIP,),
+            )[0][0]
             missing = self._query(f"SELECT COUNT(*) {self._STAGED_MISSING}")[0][0]
         return done, done + missing
 
@@ -546,9 +718,10 @@ class Catalog:
     ) -> list[int]:
         """Store ``(photo_id, vector, capture_date)`` of the staged model ``model_id`` in one
         transaction (same checks as :meth:`record_embeddings`). Photos removed meanwhile
-        are skipped; returns the ids written. Refused when ``model_id`` is not the change
-        under way, so a cancelled change never leaves vectors behind."""
-        batch = list(batch)
+        are skipped; returns the ids written (a still's staged vector id is its photo id).
+        Refused when ``model_id`` is not the change under way, so a cancelled change never
+        leaves vectors behind."""
+        batch = _stills(batch)
         written: list[int] = []
         with self._write() as conn:
             self._require_staged(conn, model_id)
@@ -556,14 +729,16 @@ class Catalog:
             dim = _check_vectors(batch, int(row[0]) if row else None, model_id)
             if dim is not None and row is None:
                 conn.execute("INSERT INTO meta(key, value) VALUES ('staged_dim', ?)", (str(dim),))
-            for photo_id, vector, capture_date in batch:
+            for photo_id, frames, capture_date in batch:
                 cur = conn.execute(
-                    "INSERT OR REPLACE INTO staged_embeddings(photo_id, embedding, capture_date) "
-                    "SELECT id, ?, ? FROM photos WHERE id = ?",
-                    (np.asarray(vector, dtype="<f4").tobytes(), capture_date, photo_id),
+                    "UPDATE photos SET capture_date = COALESCE(?, capture_date) WHERE id = ?",
+                    (capture_date, photo_id),
                 )
-                if cur.rowcount:
-                    written.append(photo_id)
+                if not cur.rowcount:
+                    continue
+                self._store_frames(conn, "staged_vectors", model_id, photo_id, frames, 0)
+                self._set_analysis(conn, photo_id, CLIP, model_id, DONE)
+                written.append(photo_id)
         return written
 
     def record_staged_failure(self, model_id: str, photo_id: int, reason: str) -> None:
@@ -571,26 +746,23 @@ class Catalog:
         and becomes ``failed`` at the swap."""
         with self._write() as conn:
             self._require_staged(conn, model_id)
-            conn.execute(
-                "INSERT OR REPLACE INTO staged_embeddings(photo_id, embedding, error) "
-                "SELECT id, NULL, ? FROM photos WHERE id = ?",
-                (reason, photo_id),
-            )
+            if conn.execute("SELECT 1 FROM photos WHERE id = ?", (photo_id,)).fetchone():
+                conn.execute("DELETE FROM staged_vectors WHERE item_id = ?", (photo_id,))
+                self._set_analysis(conn, photo_id, CLIP, model_id, FAILED, reason)
 
     def staged_embeddings(self, *, chunk: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(ids, vectors)`` chunks of the staged vectors (to rebuild a staged index)."""
         for rows in self._pages(
-            "SELECT photo_id, embedding FROM staged_embeddings "
-            "WHERE embedding IS NOT NULL AND photo_id > ? ORDER BY photo_id LIMIT ?",
+            "SELECT id, embedding FROM staged_vectors WHERE id > ? ORDER BY id LIMIT ?",
             (),
             chunk,
         ):
             yield _id_vector_arrays(rows)
 
     def swap_staged(self, model_id: str) -> int | None:
-        """Make the staged vectors the photos' embeddings and ``model_id`` the library's
+        """Make the staged vectors the photos' vectors and ``model_id`` the library's
         model, in one transaction. Returns the new generation, or ``None`` (nothing
-        changed) while some photo still lacks a staged vector.
+        changed) while some photo still lacks a staged outcome.
 
         Photos without a staged vector (offline ones) lose their old one and are pending
         again when they return; photos the staged model could not read become failed.
@@ -601,32 +773,195 @@ class Catalog:
                 return None
             generation = self._bump_generation(conn)
             conn.execute(
-                "UPDATE photos SET embedding = NULL, model_id = NULL, embedding_gen = 0, "
-                "status = CASE status WHEN 'indexed' THEN 'pending' ELSE status END "
-                "WHERE embedding IS NOT NULL AND id NOT IN "
-                "(SELECT photo_id FROM staged_embeddings WHERE embedding IS NOT NULL)"
+                "UPDATE photos SET status = CASE status WHEN 'indexed' THEN 'pending' "
+                f"ELSE status END WHERE {_HAS_VECTOR} "
+                "AND id NOT IN (SELECT item_id FROM staged_vectors)"
             )
             conn.execute(
-                "UPDATE photos SET status = 'failed', error = s.error, embedding = NULL, "
-                "model_id = NULL, embedding_gen = 0 FROM staged_embeddings s "
-                "WHERE s.photo_id = photos.id AND s.embedding IS NULL "
-                "AND photos.status IN ('indexed', 'pending')"
+                "UPDATE photos SET status = 'failed', error = a.error FROM analyses a "
+                "WHERE a.item_id = photos.id AND a.analyser = ? AND a.model_id = ? "
+                "AND a.status = 'failed' AND photos.status IN ('indexed', 'pending')",
+                (CLIP, model_id),
             )
             conn.execute(
-                "UPDATE photos SET embedding = s.embedding, model_id = ?, embedding_gen = ?, "
-                "capture_date = COALESCE(s.capture_date, photos.capture_date), error = NULL, "
-                "status = CASE photos.status WHEN 'offline' THEN 'offline' ELSE 'indexed' END "
-                "FROM staged_embeddings s WHERE s.photo_id = photos.id "
-                "AND s.embedding IS NOT NULL AND photos.status IN ('indexed', 'pending', 'offline')",
-                (model_id, generation),
+                "UPDATE photos SET error = NULL, "
+                "status = CASE status WHEN 'offline' THEN 'offline' ELSE 'indexed' END "
+                "WHERE id IN (SELECT item_id FROM staged_vectors) "
+                "AND status IN ('indexed', 'pending', 'offline')"
+            )
+            conn.execute("DELETE FROM vectors")
+            conn.execute(
+                "INSERT INTO vectors(id, item_id, frame_ms, model_id, embedding, gen) "
+                "SELECT id, item_id, frame_ms, model_id, embedding, ? FROM staged_vectors",
+                (generation,),
+            )
+            conn.execute(
+                "DELETE FROM analyses WHERE analyser = ? AND model_id != ?", (CLIP, model_id)
+            )
+            conn.execute(
+                "UPDATE analyses SET updated_gen = ? WHERE analyser = ? AND model_id = ?",
+                (generation, CLIP, model_id),
             )
             staged_dim = conn.execute("SELECT value FROM meta WHERE key = 'staged_dim'").fetchone()
             conn.execute("DELETE FROM meta WHERE key = 'dim'")
             if staged_dim is not None:
                 conn.execute("INSERT INTO meta(key, value) VALUES ('dim', ?)", staged_dim)
             conn.execute("UPDATE meta SET value = ? WHERE key = 'model_id'", (model_id,))
-            self._clear_staged(conn)
+            self._clear_staged(conn, keep_state=True)
         return generation
+
+    # ----------------------------------------------------------------- analysers
+    #
+    # Each analyser's outcome per item is a row of ``analyses`` keyed by (item, analyser,
+    # model): done (with its small results in ``data``) or failed (with the reason); no row
+    # is pending. An analyser's results in use are those of its *active* model (meta key
+    # ``analyser:<name>``). A run with another model collects its rows beside them, and
+    # :meth:`settle_analyser` swaps them in, in one transaction, once no item lacks one: the
+    # staged model change, for every analyser. The CLIP embedding keeps its own methods
+    # above (its vectors and the items' status live beside its rows).
+
+    _ANALYSABLE = "p.status IN ('indexed', 'pending')"
+
+    def analyser_model(self, analyser: str) -> str | None:
+        """The model whose results of ``analyser`` are in use (None: it never ran)."""
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (f"analyser:{analyser}",))
+        return rows[0][0] if rows else None
+
+    def begin_analyser(self, analyser: str, model_id: str) -> None:
+        """An analyser is about to run with ``model_id``: with no results in use yet, they
+        are this model's from now on (nothing would stay searchable by waiting)."""
+        if not model_id:
+            raise CatalogError(f"analyser {analyser!r}: model id must not be empty")
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)",
+                (f"analyser:{analyser}", model_id),
+            )
+
+    def analysis_pending(
+        self, analyser: str, model_id: str, limit: int = 256, *, after_id: int = 0
+    ) -> list[Photo]:
+        """Up to ``limit`` items (indexed or pending) lacking an outcome of ``analyser``
+        with ``model_id``, in id order after ``after_id``."""
+        columns = ", ".join(f"p.{c.strip()}" for c in _PHOTO_COLUMNS.split(","))
+        rows = self._query(
+            f"SELECT {columns} FROM photos p WHERE {self._ANALYSABLE} AND p.id > ? "
+            "AND NOT EXISTS (SELECT 1 FROM analyses a WHERE a.item_id = p.id "
+            "AND a.analyser = ? AND a.model_id = ?) ORDER BY p.id LIMIT ?",
+            (after_id, analyser, model_id, limit),
+        )
+        active = self.model_id
+        return [_photo(r, active) for r in rows]
+
+    def analysis_pending_among(self, analyser: str, model_id: str, ids: Sequence[int]) -> set:
+        """Which of ``ids`` lack an outcome of ``analyser`` with ``model_id``."""
+        out: set[int] = set()
+        for start in range(0, len(ids), 500):
+            part = [int(i) for i in ids[start : start + 500]]
+            marks = ",".join("?" * len(part))
+            out.update(
+                r[0]
+                for r in self._query(
+                    f"SELECT p.id FROM photos p WHERE p.id IN ({marks}) AND {self._ANALYSABLE} "
+                    "AND NOT EXISTS (SELECT 1 FROM analyses a WHERE a.item_id = p.id "
+                    "AND a.analyser = ? AND a.model_id = ?)",
+                    (*part, analyser, model_id),
+                )
+            )
+        return out
+
+    def pending_among(self, ids: Sequence[int], *, staged: bool = False) -> set:
+        """Which of ``ids`` wait for their CLIP vector (``staged``: their staged one)."""
+        out: set[int] = set()
+        for start in range(0, len(ids), 500):
+            part = [int(i) for i in ids[start : start + 500]]
+            marks = ",".join("?" * len(part))
+            sql = (
+                f"SELECT p.id {self._STAGED_MISSING} AND p.id IN ({marks})"
+                if staged
+                else f"SELECT id FROM photos WHERE status = 'pending' AND id IN ({marks})"
+            )
+            out.update(r[0] for r in self._query(sql, part))
+        return out
+
+    def record_analyses(
+        self,
+        analyser: str,
+        model_id: str,
+        rows: Iterable[tuple[int, str, str | None, bytes | None]],
+    ) -> list[int]:
+        """Store ``(item id, 'done' or 'failed', error, data)`` outcomes of ``analyser``
+        with ``model_id`` in one transaction; items removed meanwhile are skipped. Returns
+        the items written."""
+        written: list[int] = []
+        with self._write() as conn:
+            generation = int(
+                conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
+            )
+            for item_id, status, error, data in rows:
+                if status not in (DONE, FAILED):
+                    raise CatalogError(f"analyser {analyser!r}: unknown outcome {status!r}")
+                if not conn.execute("SELECT 1 FROM photos WHERE id = ?", (item_id,)).fetchone():
+                    continue
+                self._set_analysis(
+                    conn, item_id, analyser, model_id, status, error, data, generation
+                )
+                written.append(item_id)
+        return written
+
+    def settle_analyser(self, analyser: str, model_id: str) -> bool:
+        """Make ``model_id``'s results of ``analyser`` the ones in use, dropping the other
+        models', in one transaction, when no item lacks one. Returns whether they are."""
+        with self._write() as conn:
+            key = f"analyser:{analyser}"
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            if row and row[0] == model_id:
+                return True
+            missing = conn.execute(
+                f"SELECT EXISTS (SELECT 1 FROM photos p WHERE {self._ANALYSABLE} "
+                "AND NOT EXISTS (SELECT 1 FROM analyses a WHERE a.item_id = p.id "
+                "AND a.analyser = ? AND a.model_id = ?))",
+                (analyser, model_id),
+            ).fetchone()[0]
+            if missing:
+                return False
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, model_id))
+            conn.execute(
+                "DELETE FROM analyses WHERE analyser = ? AND model_id != ?", (analyser, model_id)
+            )
+            return True
+
+    def analysis(self, item_id: int, analyser: str) -> tuple[str, str | None, bytes | None] | None:
+        """``(status, error, data)`` of ``analyser`` on an item, from the model in use;
+        None when it has not run there."""
+        model_id = self.analyser_model(analyser) if analyser != CLIP else self.model_id
+        rows = self._query(
+            "SELECT status, error, data FROM analyses WHERE item_id = ? AND analyser = ? "
+            "AND model_id = ?",
+            (item_id, analyser, model_id),
+        )
+        return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
+
+    def analysis_counts(self, analyser: str, model_id: str | None = None) -> dict[str, int]:
+        """Items done, failed and pending for ``analyser`` (with ``model_id``, default the
+        one in use)."""
+        if model_id is None:
+            model_id = self.analyser_model(analyser) if analyser != CLIP else self.model_id
+        out = {DONE: 0, FAILED: 0, PENDING: 0}
+        with self._lock:
+            for status, n in self._query(
+                "SELECT status, COUNT(*) FROM analyses WHERE analyser = ? AND model_id = ? "
+                "GROUP BY status",
+                (analyser, model_id),
+            ):
+                out[status] = n
+            out[PENDING] = self._query(
+                f"SELECT COUNT(*) FROM photos p WHERE {self._ANALYSABLE} "
+                "AND NOT EXISTS (SELECT 1 FROM analyses a WHERE a.item_id = p.id "
+                "AND a.analyser = ? AND a.model_id = ?)",
+                (analyser, model_id),
+            )[0][0]
+        return out
 
     # ----------------------------------------------------------------- folders
 
@@ -644,14 +979,15 @@ class Catalog:
         return Folder(folder_id, path)
 
     def remove_folder(self, folder: Folder | int | str | os.PathLike) -> list[int]:
-        """Forget a folder and its photos. Returns the ids of photos that had embeddings
-        (the vector index must drop them)."""
+        """Forget a folder and its photos. Returns the ids of their vectors (the vector
+        index must drop them)."""
         with self._write() as conn:
             folder_id = self._folder_id(conn, folder)
             dropped = [
                 r[0]
                 for r in conn.execute(
-                    "SELECT id FROM photos WHERE folder_id = ? AND embedding IS NOT NULL",
+                    "SELECT v.id FROM vectors v JOIN photos p ON p.id = v.item_id "
+                    "WHERE p.folder_id = ?",
                     (folder_id,),
                 )
             ]
@@ -699,61 +1035,63 @@ class Catalog:
                 known[path] = (photo_id, fid, path, size, mtime_ns, phash, status)
         return KnownFiles(known)
 
+    @staticmethod
+    def _forget_results(conn, item_id: int) -> list[int]:
+        """The item's content is gone or changed: drop its vectors, staged vectors and
+        analyser states. Returns the ids of the vectors dropped (for the vector index)."""
+        dropped = [
+            r[0]
+            for r in conn.execute("DELETE FROM vectors WHERE item_id = ? RETURNING id", (item_id,))
+        ]
+        conn.execute("DELETE FROM staged_vectors WHERE item_id = ?", (item_id,))
+        conn.execute("DELETE FROM analyses WHERE item_id = ?", (item_id,))
+        return dropped
+
     def apply_scan(self, scan) -> ScanApplied:
         """Write a :class:`photofind.library.scanner.ScanResult` in one transaction."""
         added_ids: list[int] = []
         dropped: list[int] = []
         with self._write() as conn:
             for f in scan.added:
+                # A new item draws its id from the sequence extra frame vectors share, so
+                # that its still's vector (of its own id) is free; a path seen again keeps
+                # its id, and may be other content: its results are stale.
                 cur = conn.execute(
-                    "INSERT INTO photos(folder_id, path, size, mtime_ns, phash, status) "
-                    "VALUES (?, ?, ?, ?, ?, 'pending') "
+                    "INSERT INTO photos(id, folder_id, path, size, mtime_ns, phash, status) "
+                    "VALUES (?, ?, ?, ?, ?, ?, 'pending') "
                     "ON CONFLICT(path) DO UPDATE SET folder_id = excluded.folder_id, "
                     "size = excluded.size, mtime_ns = excluded.mtime_ns, phash = excluded.phash, "
-                    "status = 'pending', error = NULL, embedding = NULL, model_id = NULL "
+                    "status = 'pending', error = NULL "
                     "RETURNING id",
-                    (f.folder_id, _enc(f.path), f.size, f.mtime_ns, f.phash),
+                    (self._next_id(conn), f.folder_id, _enc(f.path), f.size, f.mtime_ns, f.phash),
                 )
                 added_ids.append(cur.fetchone()[0])
-                # A path seen again may be other content: its staged vector is stale.
-                conn.execute("DELETE FROM staged_embeddings WHERE photo_id = ?", (added_ids[-1],))
+                dropped.extend(self._forget_results(conn, added_ids[-1]))
             for f in scan.failed:
-                had = conn.execute(
-                    "SELECT id FROM photos WHERE path = ? AND embedding IS NOT NULL",
-                    (_enc(f.path),),
+                row = conn.execute(
+                    "SELECT id FROM photos WHERE path = ?", (_enc(f.path),)
                 ).fetchone()
-                if had:  # was fine, now broken (e.g. its link target vanished)
-                    dropped.append(had[0])
+                if row:  # was fine, now broken (e.g. its link target vanished)
+                    dropped.extend(self._forget_results(conn, row[0]))
                 conn.execute(
-                    "DELETE FROM staged_embeddings WHERE photo_id = "
-                    "(SELECT id FROM photos WHERE path = ?)",
-                    (_enc(f.path),),
-                )
-                conn.execute(
-                    "INSERT INTO photos(folder_id, path, size, mtime_ns, status, error) "
-                    "VALUES (?, ?, 0, 0, 'failed', ?) "
-                    "ON CONFLICT(path) DO UPDATE SET status = 'failed', error = excluded.error, "
-                    "embedding = NULL, model_id = NULL",
-                    (f.folder_id, _enc(f.path), f.reason),
+                    "INSERT INTO photos(id, folder_id, path, size, mtime_ns, status, error) "
+                    "VALUES (?, ?, ?, 0, 0, 'failed', ?) "
+                    "ON CONFLICT(path) DO UPDATE SET status = 'failed', error = excluded.error",
+                    (self._next_id(conn), f.folder_id, _enc(f.path), f.reason),
                 )
             for photo_id, f in scan.updated:
-                had = conn.execute(
-                    "SELECT embedding IS NOT NULL FROM photos WHERE id = ?", (photo_id,)
-                ).fetchone()
-                if had and had[0]:
-                    dropped.append(photo_id)
-                conn.execute("DELETE FROM staged_embeddings WHERE photo_id = ?", (photo_id,))
+                dropped.extend(self._forget_results(conn, photo_id))
                 conn.execute(
                     "UPDATE photos SET size = ?, mtime_ns = ?, phash = ?, status = 'pending', "
-                    "error = NULL, embedding = NULL, model_id = NULL WHERE id = ?",
+                    "error = NULL WHERE id = ?",
                     (f.size, f.mtime_ns, f.phash, photo_id),
                 )
             for photo_id, f in scan.moved:
-                # The content is the same file: keep embedding and status, follow the path.
+                # The content is the same file: keep vectors and status, follow the path.
                 conn.execute(
                     "UPDATE photos SET folder_id = ?, path = ?, size = ?, mtime_ns = ?, "
                     "status = CASE status WHEN 'offline' THEN "
-                    "(CASE WHEN embedding IS NULL THEN 'pending' ELSE 'indexed' END) "
+                    f"(CASE WHEN {_HAS_VECTOR} THEN 'indexed' ELSE 'pending' END) "
                     "ELSE status END WHERE id = ?",
                     (f.folder_id, _enc(f.path), f.size, f.mtime_ns, photo_id),
                 )
@@ -761,7 +1099,7 @@ class Catalog:
                 dropped.extend(self._delete_photos(conn, scan.removed))
             for photo_id in scan.restored:
                 conn.execute(
-                    "UPDATE photos SET status = CASE WHEN embedding IS NOT NULL THEN 'indexed' "
+                    f"UPDATE photos SET status = CASE WHEN {_HAS_VECTOR} THEN 'indexed' "
                     "WHEN error IS NOT NULL THEN 'failed' ELSE 'pending' END "
                     "WHERE id = ? AND status = 'offline'",
                     (photo_id,),
@@ -783,17 +1121,17 @@ class Catalog:
 
     @staticmethod
     def _delete_photos(conn, ids: Iterable[int]) -> list[int]:
+        """Delete items (their vectors and states follow by cascade); their vector ids."""
         dropped = []
         for photo_id in ids:
-            row = conn.execute(
-                "DELETE FROM photos WHERE id = ? RETURNING embedding IS NOT NULL", (photo_id,)
-            ).fetchone()
-            if row and row[0]:
-                dropped.append(photo_id)
+            dropped.extend(
+                r[0] for r in conn.execute("SELECT id FROM vectors WHERE item_id = ?", (photo_id,))
+            )
+            conn.execute("DELETE FROM photos WHERE id = ?", (photo_id,))
         return dropped
 
     def remove_photos(self, ids: Iterable[int]) -> list[int]:
-        """Delete photos; returns those that had embeddings."""
+        """Delete photos; returns the ids of their vectors."""
         with self._write() as conn:
             dropped = self._delete_photos(conn, ids)
             if dropped:
@@ -825,46 +1163,7 @@ class Catalog:
             "ORDER BY id LIMIT ?",
             (after_id, limit),
         )
-        return [_photo(r) for r in rows]
-
-    def record_embeddings(
-        self, batch: Iterable[tuple[int, np.ndarray, str | None]]
-    ) -> tuple[list[int], int]:
-        """Store a batch of ``(photo_id, vector, capture_date)`` in one transaction.
-
-        Vectors must be 1-D, of the model's dimension, L2-normalised float32 (checked: one
-        wrong vector aborts the whole batch). Photos removed meanwhile are skipped. Returns
-        ``(ids written, new generation)``: the ids go into the vector index, the generation
-        into its sidecar.
-        """
-        batch = list(batch)
-        written: list[int] = []
-        with self._write() as conn:
-            model_id = conn.execute("SELECT value FROM meta WHERE key = 'model_id'").fetchone()[0]
-            if not model_id:
-                raise CatalogError(f"{self.path}: set_model() before recording embeddings")
-            row = conn.execute("SELECT value FROM meta WHERE key = 'dim'").fetchone()
-            dim = _check_vectors(batch, int(row[0]) if row else None, model_id)
-            if dim is not None and row is None:
-                conn.execute("INSERT INTO meta(key, value) VALUES ('dim', ?)", (str(dim),))
-            generation = self._bump_generation(conn)
-            for photo_id, vector, capture_date in batch:
-                blob = np.asarray(vector, dtype="<f4").tobytes()
-                cur = conn.execute(
-                    "UPDATE photos SET embedding = ?, model_id = ?, embedding_gen = ?, "
-                    "capture_date = ?, status = 'indexed', error = NULL WHERE id = ?",
-                    (blob, model_id, generation, capture_date, photo_id),
-                )
-                if cur.rowcount:
-                    written.append(photo_id)
-        return written, generation
-
-    def record_failure(self, photo_id: int, reason: str) -> None:
-        """Mark a photo failed with a readable reason; it is not retried until it changes."""
-        with self._write() as conn:
-            conn.execute(
-                "UPDATE photos SET status = 'failed', error = ? WHERE id = ?", (reason, photo_id)
-            )
+        return [_photo(r, None) for r in rows]
 
     def recheck_failed(self, photo_ids: Iterable[int] | None = None) -> int:
         """Have the next scan look again at failed photos (all, or ``photo_ids``) as if
@@ -919,7 +1218,7 @@ class Catalog:
 
     def photo(self, photo_id: int) -> Photo | None:
         rows = self._query(f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE id = ?", (photo_id,))
-        return _photo(rows[0]) if rows else None
+        return _photo(rows[0], self.model_id) if rows else None
 
     def photos_by_id(self, photo_ids: Iterable[int], *, chunk: int = 500) -> dict[int, Photo]:
         """The photos of ``photo_ids`` that still exist, by id: one query (and one wait for
@@ -927,31 +1226,33 @@ class Catalog:
         where a page of search results asked one photo at a time."""
         ids = list(dict.fromkeys(int(i) for i in photo_ids))
         found: dict[int, Photo] = {}
+        active = self.model_id
         for start in range(0, len(ids), chunk):
             part = ids[start : start + chunk]
             marks = ",".join("?" * len(part))
             for row in self._query(
                 f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE id IN ({marks})", part
             ):
-                photo = _photo(row)
+                photo = _photo(row, active)
                 found[photo.id] = photo
         return found
 
     def photo_by_path(self, path: str | os.PathLike) -> Photo | None:
         rows = self._query(f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE path = ?", (_enc(path),))
-        return _photo(rows[0]) if rows else None
+        return _photo(rows[0], self.model_id) if rows else None
 
     def photos(self, status: str | None = None, *, chunk: int = 1000) -> Iterator[Photo]:
         """Every photo (or those with ``status``), in id order, fetched ``chunk`` at a time."""
         where = "" if status is None else "status = ? AND"
         extra = () if status is None else (status,)
+        active = self.model_id
         for rows in self._pages(
             f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE {where} id > ? ORDER BY id LIMIT ?",
             extra,
             chunk,
         ):
             for r in rows:
-                yield _photo(r)
+                yield _photo(r, active)
 
     def has_photos(self) -> bool:
         return bool(self._query("SELECT EXISTS (SELECT 1 FROM photos)")[0][0])
@@ -960,32 +1261,78 @@ class Catalog:
         """The largest photo id in use (0 when there is none)."""
         return self._query("SELECT COALESCE(MAX(id), 0) FROM photos")[0][0]
 
+    def max_vector_id(self) -> int:
+        """The largest id a vector may hold now: of the sequence items and frames share."""
+        return self._query(
+            "SELECT MAX(COALESCE((SELECT MAX(id) FROM photos), 0), "
+            "COALESCE((SELECT MAX(id) FROM vectors), 0))"
+        )[0][0]
+
     def embedding_count(self) -> int:
-        return self._query("SELECT COUNT(*) FROM photos WHERE embedding IS NOT NULL")[0][0]
+        """Vectors of the library's model (what the vector index must hold)."""
+        return self._query(f"SELECT COUNT(*) FROM {_LIVE_VECTORS}")[0][0]
 
     def embedding_ids(self) -> np.ndarray:
-        """Ids of every photo holding an embedding (what the vector index must contain)."""
-        rows = self._query("SELECT id FROM photos WHERE embedding IS NOT NULL ORDER BY id")
+        """Ids of every vector of the library's model, sorted (a photo's is its own id)."""
+        rows = self._query(f"SELECT v.id FROM {_LIVE_VECTORS} ORDER BY v.id")
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def embeddings(
         self, *, chunk: int = 4096, since_generation: int = 0
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """``(ids int64 [n], vectors float32 [n, D])`` chunks of stored embeddings.
+        """``(vector ids int64 [n], vectors float32 [n, D])`` chunks of stored vectors.
 
         With ``since_generation`` only those written after that generation: what a vector
         index saved at that generation is missing.
         """
         for rows in self._pages(
-            "SELECT id, embedding FROM photos WHERE embedding IS NOT NULL "
-            "AND embedding_gen > ? AND id > ? ORDER BY id LIMIT ?",
+            f"SELECT v.id, v.embedding FROM {_LIVE_VECTORS} WHERE v.gen > ? AND v.id > ? "
+            "ORDER BY v.id LIMIT ?",
             (since_generation,),
             chunk,
         ):
             yield _id_vector_arrays(rows)
 
     def embedding(self, photo_id: int) -> np.ndarray | None:
-        rows = self._query("SELECT embedding FROM photos WHERE id = ?", (photo_id,))
-        if not rows or rows[0][0] is None:
+        """The photo's vector (an item of many frames: its first frame's)."""
+        rows = self._query(
+            "SELECT embedding FROM vectors WHERE item_id = ? "
+            "ORDER BY frame_ms IS NOT NULL, frame_ms LIMIT 1",
+            (photo_id,),
+        )
+        if not rows:
             return None
         return np.frombuffer(rows[0][0], dtype="<f4").astype(np.float32)
+
+    def vector_places(self, vector_ids: Iterable[int], *, chunk: int = 500) -> dict:
+        """``{vector id: (item id, frame time in ms or None)}`` of the vectors that exist."""
+        ids = list(dict.fromkeys(int(i) for i in vector_ids))
+        found: dict[int, tuple[int, int | None]] = {}
+        for start in range(0, len(ids), chunk):
+            part = ids[start : start + chunk]
+            marks = ",".join("?" * len(part))
+            for vid, item, frame in self._query(
+                f"SELECT id, item_id, frame_ms FROM vectors WHERE id IN ({marks})", part
+            ):
+                found[vid] = (item, frame)
+        return found
+
+    def vector_items(self, *, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+        """``(vector ids, their item ids)`` of every vector, as int64 arrays.
+
+        Read from the (item, id) index alone, ``chunk`` item ids at a time (a range of
+        items holds all of each item's vectors): reading the vector rows themselves, a
+        page per 512-d vector, took 256 ms at 100,000 photos where the index takes 70.
+        """
+        vids: list[int] = []
+        items: list[int] = []
+        top = self.max_vector_id()
+        for low in range(0, top + 1, chunk):
+            for vid, item in self._query(
+                "SELECT v.id, v.item_id FROM vectors v INDEXED BY vectors_item "
+                "JOIN photos p ON p.id = v.item_id WHERE v.item_id >= ? AND v.item_id < ?",
+                (low, low + chunk),
+            ):
+                vids.append(vid)
+                items.append(item)
+        return np.asarray(vids, dtype=np.int64), np.asarray(items, dtype=np.int64)

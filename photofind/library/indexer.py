@@ -1,18 +1,23 @@
-"""The indexing pipeline: pending photos in, vectors in the catalog and the index out.
+"""The indexing pipeline: items waiting for an analyser in, results in the catalog out.
 
-Three bounded stages, so memory stays flat whatever the library's size and the encoder
-never waits for the decoder:
+It runs a list of analysers (:mod:`photofind.library.analysers`): the CLIP image embedding
+always, first, and whatever others the caller passes. Items come in priority order: those
+waiting for CLIP first (so search is usable soonest), each with every analyser it waits for,
+then those only the later analysers still need. Three bounded stages, so memory stays flat
+whatever the library's size and the encoder never waits for the decoder:
 
-    catalog.pending ─► decode pool (threads; Pillow releases the GIL)
-                     ─► batches ─► ONNX image encoder (its own threads)
-                     ─► one writer thread: catalog commit, then index.add
+    pending items ─► decode pool (threads; Pillow releases the GIL): the file decoded once,
+                     at the largest size its analysers need, each analyser's ``prepare``
+                  ─► batches ─► each analyser's ``analyse`` (CLIP: the ONNX image encoder)
+                  ─► one writer thread: each analyser's ``record`` (CLIP: catalog commit,
+                     then index.add)
 
 Decoding runs a bounded window ahead of the encoder (the look-ahead of rclip): while a
 batch is being encoded, the next ones are decoded. A photo that fails is recorded as
 ``failed`` with its reason and never retried until its file changes; so is one whose read
-and decode take longer than ``photo_time_limit_s`` (see :mod:`photofind.library.decode_pool`). Because a photo
-stays ``pending`` until its vector is committed, a crash or a kill loses at most the batch
-in flight, and the next run starts where this one stopped.
+and decode take longer than ``photo_time_limit_s`` (see :mod:`photofind.library.decode_pool`). Because an item
+stays pending for an analyser until its outcome is committed, a crash or a kill loses at
+most the batch in flight, and the next run starts where this one stopped.
 """
 
 from __future__ import annotations
@@ -22,13 +27,13 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
-import numpy as np
-
+from photofind.clip.preprocess import DEFAULT_MAX_PIXELS, Picture
 from photofind.clip.providers import cpu_threads
 from photofind.errors import ImageError
+from photofind.library.analysers import Analyser, ClipAnalyser, Failure
 from photofind.library.decode_pool import DecodePool, DecodeStuck, Job, PhotoOverran
 from photofind.library.exif import capture_date
 
@@ -90,8 +95,20 @@ class IndexControl:
 _DONE = object()
 
 
+@dataclass
+class _Work:
+    """One item on its way through a pass: what each of its analysers prepared, or why
+    it could not."""
+
+    item: object
+    analysers: list
+    inputs: dict  # analyser name -> prepared input
+    failures: dict  # analyser name -> reason
+
+
 class Indexer:
-    """Encode every pending photo of ``catalog`` with ``model``; keep ``index`` in step.
+    """Run the analysers over the items of ``catalog`` that wait for them: the CLIP
+    embedding with ``model`` (keeping ``index`` in step) first, then ``analysers``.
 
     ``progress`` is a plain callable taking a :class:`Progress`; it is called from the
     writer thread after each committed batch.
@@ -99,6 +116,9 @@ class Indexer:
     With ``staged_model_id`` it runs a staged model change instead: the photos still lacking
     a vector of that model are encoded into the catalog's staged table (and into ``index``,
     the staged index, which the caller saves at the swap), while the active vectors stay.
+
+    ``analysers`` run beside the CLIP embedding (:class:`Analyser`); each gets the items
+    it has not analysed yet with its model.
 
     With ``library_dir`` the index is saved there every ``save_every_s`` (None: never during
     the run) and when the run ends (unless ``save_at_end`` is False). Saving is only a
@@ -122,6 +142,7 @@ class Indexer:
         control: IndexControl | None = None,
         staged_model_id: str | None = None,
         photo_time_limit_s: float | None = 120.0,
+        analysers: Sequence[Analyser] = (),
     ):
         self.catalog = catalog
         self.index = index
@@ -137,71 +158,86 @@ class Indexer:
         self.staged_model_id = staged_model_id
         #: a photo whose read and decode take longer is recorded failed (None: no limit)
         self.photo_time_limit_s = photo_time_limit_s
+        clip = ClipAnalyser(model, index, staged_model_id=staged_model_id)
+        # sorted() is stable: analysers of equal priority keep the caller's order.
+        self.analysers: list[Analyser] = sorted([clip, *analysers], key=lambda a: a.priority)
+        names = [a.name for a in self.analysers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two analysers share a name: {names}")
+        self.max_pixels = getattr(model, "max_pixels", DEFAULT_MAX_PIXELS)
         self._error: BaseException | None = None
 
     # -- stages ---------------------------------------------------------------------------
 
-    def _decode(self, photo) -> tuple[int, np.ndarray | None, str | None, str | None]:
-        """(photo id, tensor, capture date, error reason); never raises."""
-        try:
-            tensor = self.model.preprocess(photo.path)
-            return photo.id, tensor, capture_date(photo.path), None
-        except ImageError as exc:
-            return photo.id, None, None, str(exc)
-        except Exception as exc:  # noqa: BLE001 - a photo must never stop the run
-            log.exception("decoding %s failed unexpectedly", photo.path)
-            return photo.id, None, None, f"{photo.path}: unexpected {type(exc).__name__}: {exc}"
+    def _decode(self, item, analysers: list) -> _Work:
+        """Decode ``item`` once and let each of its analysers prepare; never raises."""
+        side = max(a.picture_side for a in analysers)
+        picture = Picture(item.path, side=side, max_pixels=self.max_pixels)
+        work = _Work(item, analysers, {}, {})
+        for analyser in analysers:
+            try:
+                prepared = analyser.prepare(item, picture)
+            except ImageError as exc:
+                work.failures[analyser.name] = str(exc)
+            except Exception as exc:  # noqa: BLE001 - an item must never stop the run
+                log.exception("%s on %s failed unexpectedly", analyser.name, item.path)
+                work.failures[analyser.name] = (
+                    f"{item.path}: unexpected {type(exc).__name__}: {exc}"
+                )
+            else:
+                if isinstance(prepared, Failure):
+                    work.failures[analyser.name] = prepared.reason
+                else:
+                    work.inputs[analyser.name] = prepared
+        picture.release()
+        if work.inputs:
+            work.item = replace(item, capture_date=capture_date(item.path))
+        return work
 
-    def _decoded(self, pool: DecodePool, photo, job: Job):
-        """The job's ``_decode`` result, or a failure when it overran the time limit."""
+    def _decoded(self, pool: DecodePool, item, analysers: list, job: Job) -> _Work:
+        """The job's ``_decode`` result, or failures when it overran the time limit."""
         try:
             return pool.wait(job, self.photo_time_limit_s)
         except PhotoOverran:
-            log.warning("%s: no decode within %g s; skipped", photo.path, self.photo_time_limit_s)
-            return (
-                photo.id,
-                None,
-                None,
-                f"Cannot read image {photo.path}: reading and decoding it took over "
+            log.warning("%s: no decode within %g s; skipped", item.path, self.photo_time_limit_s)
+            reason = (
+                f"Cannot read image {item.path}: reading and decoding it took over "
                 f"{self.photo_time_limit_s:g} s (a hung disk or share, or a pathological "
-                "file); skipped until it changes",
+                "file); skipped until it changes"
             )
+            return _Work(item, analysers, {}, {a.name: reason for a in analysers})
 
-    def _photos(self):
-        """Pending photos, paged so that the catalog is never read whole."""
-        after = 0
-        fetch = self.catalog.staged_pending if self.staged_model_id else self.catalog.pending
-        while True:
-            page = fetch(limit=self.window, after_id=after)
-            if not page:
-                return
-            yield from page
-            after = page[-1].id
+    def _items(self):
+        """``(item, its pending analysers)`` in priority order, paged so that the catalog
+        is never read whole; each item once per run."""
+        seen: set[int] = set()
+        for k, analyser in enumerate(self.analysers):
+            later = self.analysers[k + 1 :]
+            after = 0
+            while True:
+                page = analyser.pending(self.catalog, limit=self.window, after_id=after)
+                if not page:
+                    break
+                after = page[-1].id
+                fresh = [item for item in page if item.id not in seen]
+                ids = [item.id for item in fresh]
+                also = {a.name: a.pending_among(self.catalog, ids) for a in later} if ids else {}
+                for item in fresh:
+                    seen.add(item.id)
+                    yield item, [analyser, *(a for a in later if item.id in also[a.name])]
 
     def _writer(self, results: queue.Queue, total: int, started: float) -> None:
         done = failed = 0
         last_save = time.monotonic()
         try:
-            while (item := results.get()) is not _DONE:
-                ids, vectors, dates, failures = item
-                for photo_id, reason in failures:
-                    if self.staged_model_id:
-                        self.catalog.record_staged_failure(self.staged_model_id, photo_id, reason)
-                    else:
-                        self.catalog.record_failure(photo_id, reason)
-                if ids and self.staged_model_id:
-                    written = self.catalog.record_staged_embeddings(
-                        self.staged_model_id, zip(ids, vectors, dates)
-                    )
-                    keep = np.isin(np.asarray(ids), np.asarray(written))
-                    self.index.add(np.asarray(ids)[keep], vectors[keep])
-                elif ids:
-                    written, generation = self.catalog.record_embeddings(zip(ids, vectors, dates))
-                    keep = np.isin(np.asarray(ids), np.asarray(written))
-                    self.index.add(np.asarray(ids)[keep], vectors[keep])
-                    self.index.generation = generation
-                done += len(ids) + len(failures)
-                failed += len(failures)
+            while (outcome := results.get()) is not _DONE:
+                works, by_analyser = outcome
+                for analyser in self.analysers:
+                    ok, bad = by_analyser.get(analyser.name, ((), ()))
+                    if ok or bad:
+                        analyser.record(self.catalog, ok, bad)
+                done += len(works)
+                failed += sum(1 for w in works if w.failures)
                 if (
                     self.library_dir
                     and self.save_every_s is not None
@@ -209,7 +245,7 @@ class Indexer:
                 ):
                     self.index.save(self.library_dir)
                     last_save = time.monotonic()
-                self._report(done, total, failed, started)
+                self._report(done, max(total, done), failed, started)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             self._error = exc
             self.control.cancel()
@@ -229,11 +265,11 @@ class Indexer:
     # -- the run --------------------------------------------------------------------------
 
     def run(self) -> IndexStats:
-        if self.staged_model_id:
-            done, total = self.catalog.staged_progress()
-            total -= done
-        else:
-            total = self.catalog.counts().get("pending", 0)
+        for analyser in self.analysers:
+            analyser.begin(self.catalog)
+        # Items waiting for several analysers count once; the largest count is the
+        # nearest to the truth that needs no extra query over the whole catalog.
+        total = max(a.pending_count(self.catalog) for a in self.analysers)
         started = time.monotonic()
         self.done = self.failed = 0
         results: queue.Queue = queue.Queue(maxsize=2)
@@ -242,21 +278,23 @@ class Indexer:
         )
         writer.start()
         self._report(0, total, 0, started)
-        pending: deque[tuple[object, Job]] = deque()
+        pending: deque[tuple[object, list, Job]] = deque()
         pool = DecodePool(self.decode_workers)
         try:
-            photos = self._photos()
+            photos = self._items()
             exhausted = False
             while True:
                 self.control.wait_while_paused()
                 if self.control.cancelled:
                     break
                 while not exhausted and len(pending) < self.window:
-                    photo = next(photos, None)
-                    if photo is None:
+                    entry = next(photos, None)
+                    if entry is None:
                         exhausted = True
                     else:
-                        pending.append((photo, pool.submit(self._decode, photo)))
+                        item, analysers = entry
+                        job = pool.submit(self._decode, item, analysers)
+                        pending.append((item, analysers, job))
                 if not pending:
                     break
                 batch = []
@@ -270,7 +308,7 @@ class Indexer:
                     raise
                 self._encode_and_hand_over(batch, results)
         finally:
-            for _, job in pending:
+            for *_, job in pending:
                 job.cancel()
             pool.shutdown()
             results.put(_DONE)
@@ -279,6 +317,9 @@ class Indexer:
             self.index.save(self.library_dir)
         if self._error is not None:
             raise self._error
+        if not self.control.cancelled:
+            for analyser in self.analysers:
+                analyser.finish(self.catalog)
         return IndexStats(
             indexed=self.done - self.failed,
             failed=self.failed,
@@ -286,12 +327,26 @@ class Indexer:
             cancelled=self.control.cancelled,
         )
 
-    def _encode_and_hand_over(self, batch, results: queue.Queue) -> None:
-        good = [(pid, t, d) for pid, t, d, err in batch if err is None]
-        failures = [(pid, err) for pid, _, _, err in batch if err is not None]
-        if good:
-            vectors = self.model.encode_pixels(np.stack([t for _, t, _ in good]))
-            item = ([pid for pid, _, _ in good], vectors, [d for _, _, d in good], failures)
-        else:
-            item = ([], np.zeros((0, 0), np.float32), [], failures)
-        results.put(item)
+    def _encode_and_hand_over(self, batch: list, results: queue.Queue) -> None:
+        """Run each analyser on its part of a decoded batch; hand the outcomes to the
+        writer. An analyser's own error (a model that cannot run) ends the run."""
+        by_analyser = {}
+        for analyser in self.analysers:
+            mine = [w for w in batch if any(a is analyser for a in w.analysers)]
+            ready = [w for w in mine if analyser.name in w.inputs]
+            failed = [
+                (w.item, w.failures[analyser.name]) for w in mine if analyser.name in w.failures
+            ]
+            done = []
+            if ready:
+                outputs = analyser.analyse(
+                    [w.item for w in ready], [w.inputs.pop(analyser.name) for w in ready]
+                )
+                for w, result in zip(ready, outputs, strict=True):
+                    if isinstance(result, Failure):
+                        w.failures[analyser.name] = result.reason
+                        failed.append((w.item, result.reason))
+                    else:
+                        done.append((w.item, result))
+            by_analyser[analyser.name] = (done, failed)
+        results.put((batch, by_analyser))

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from photofind.atomic import fsync_dir
 from photofind.errors import PhotofindError
+from photofind.library.analysers import model_id
 from photofind.library.catalog import CATALOG_NAME, Catalog, Folder, ScanApplied
 from photofind.library.indexer import IndexControl, Indexer, IndexStats, Progress
 from photofind.library.scanner import ScanResult, is_library_folder, scan
@@ -41,11 +42,6 @@ log = logging.getLogger(__name__)
 
 #: where the staged index is saved before it is moved over the library's index files
 STAGED_INDEX_DIR = "staged-index"
-
-
-def model_id(model) -> str:
-    """Identifies the vectors a model makes: its name and the hash of its image encoder."""
-    return f"{model.info.name}@{model.spec.files['visual'].sha256[:16]}"
 
 
 @dataclass(frozen=True)

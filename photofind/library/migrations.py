@@ -11,9 +11,12 @@ system can hand us, including non-UTF-8 bytes on Linux, which a TEXT column cann
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 
 from photofind.errors import PhotofindError
+
+log = logging.getLogger(__name__)
 
 _V1 = [
     """CREATE TABLE meta (
@@ -64,8 +67,110 @@ _V2 = [
     "INSERT INTO meta(key, value) VALUES ('staged_model_id', '')",
 ]
 
-# One list of SQL statements per schema version (a callable would do for data migrations).
-STEPS: list[list[str]] = [_V1, _V2]
+# An item can hold many vectors (a video one per sampled frame, with its time), and each
+# analyser keeps its own per-item state. The photo row stays the item; its embedding moves to
+# ``vectors``. A still's vector takes its item's id as its own (frames beyond the first draw
+# ids from the same sequence as items, see catalog.py), so the labels of a vector index
+# saved by v2 code, which were photo ids, are the right vector ids and nothing is rebuilt.
+# The staged model change keeps its vectors in ``staged_vectors`` (the same ids, so the
+# staged index becomes the library's index at the swap), its per-item outcome in
+# ``analyses``. SQLite cannot drop a column a CHECK names (photos.embedding), so the photo
+# table is rebuilt (SQLite's documented 12-step procedure, foreign keys off: see migrate).
+_V3 = [
+    """CREATE TABLE photos_v3 (
+        id            INTEGER PRIMARY KEY,
+        folder_id     INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+        path          BLOB NOT NULL UNIQUE,
+        size          INTEGER NOT NULL,
+        mtime_ns      INTEGER NOT NULL,
+        phash         TEXT,
+        -- the item as search and the grid see it: 'indexed' once the first analyser (the
+        -- CLIP image embedding) holds its vectors of the library's model
+        status        TEXT NOT NULL DEFAULT 'pending'
+                      CHECK (status IN ('pending', 'indexed', 'failed', 'offline')),
+        error         TEXT,
+        capture_date  TEXT
+    )""",
+    """INSERT INTO photos_v3(id, folder_id, path, size, mtime_ns, phash, status, error,
+                             capture_date)
+       SELECT id, folder_id, path, size, mtime_ns, phash, status, error, capture_date
+       FROM photos""",
+    """CREATE TABLE vectors (
+        id        INTEGER PRIMARY KEY,
+        item_id   INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        -- the frame's time in a video or an animation; NULL for a still
+        frame_ms  INTEGER,
+        model_id  TEXT NOT NULL,
+        embedding BLOB NOT NULL,
+        -- the catalog generation at which this vector was written; lets a vector index
+        -- that is behind catch up with exactly the vectors it missed
+        gen       INTEGER NOT NULL DEFAULT 0
+    )""",
+    """CREATE TABLE staged_vectors (
+        id        INTEGER PRIMARY KEY,
+        item_id   INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        frame_ms  INTEGER,
+        model_id  TEXT NOT NULL,
+        embedding BLOB NOT NULL
+    )""",
+    # One row per item, analyser and model once the analyser has run there: done, or failed
+    # with the reason. No row: pending. ``data`` holds an analyser's small results (bulky
+    # ones, faces, get tables of their own).
+    """CREATE TABLE analyses (
+        item_id     INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        analyser    TEXT NOT NULL,
+        model_id    TEXT NOT NULL,
+        status      TEXT NOT NULL CHECK (status IN ('done', 'failed')),
+        error       TEXT,
+        data        BLOB,
+        updated_gen INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (item_id, analyser, model_id),
+        CHECK (status = 'done' OR error IS NOT NULL)
+    ) WITHOUT ROWID""",
+    # The data: nothing is encoded again. Vector id = photo id.
+    """INSERT INTO vectors(id, item_id, frame_ms, model_id, embedding, gen)
+       SELECT id, id, NULL,
+              COALESCE(model_id, (SELECT value FROM meta WHERE key = 'model_id')),
+              embedding, embedding_gen
+       FROM photos WHERE embedding IS NOT NULL""",
+    """INSERT INTO analyses(item_id, analyser, model_id, status, updated_gen)
+       SELECT item_id, 'clip', model_id, 'done', gen FROM vectors""",
+    """INSERT INTO analyses(item_id, analyser, model_id, status, error)
+       SELECT id, 'clip', (SELECT value FROM meta WHERE key = 'model_id'), 'failed', error
+       FROM photos
+       WHERE status = 'failed' AND error IS NOT NULL AND embedding IS NULL
+         AND (SELECT value FROM meta WHERE key = 'model_id') != ''""",
+    """INSERT INTO staged_vectors(id, item_id, frame_ms, model_id, embedding)
+       SELECT photo_id, photo_id, NULL,
+              (SELECT value FROM meta WHERE key = 'staged_model_id'), embedding
+       FROM staged_embeddings WHERE embedding IS NOT NULL""",
+    """INSERT INTO analyses(item_id, analyser, model_id, status, error)
+       SELECT photo_id, 'clip', (SELECT value FROM meta WHERE key = 'staged_model_id'),
+              CASE WHEN embedding IS NULL THEN 'failed' ELSE 'done' END, error
+       FROM staged_embeddings""",
+    # A capture date is the file's, whichever model read it.
+    """UPDATE photos_v3 SET capture_date = s.capture_date FROM staged_embeddings s
+       WHERE s.photo_id = photos_v3.id AND photos_v3.capture_date IS NULL
+         AND s.capture_date IS NOT NULL""",
+    "DROP TABLE staged_embeddings",
+    "DROP TABLE photos",
+    "ALTER TABLE photos_v3 RENAME TO photos",
+    "CREATE INDEX photos_status ON photos(status)",
+    "CREATE INDEX photos_folder ON photos(folder_id)",
+    "CREATE INDEX photos_hash ON photos(size, phash)",
+    "CREATE INDEX vectors_item ON vectors(item_id)",
+    "CREATE INDEX vectors_gen ON vectors(gen)",
+    "CREATE INDEX staged_vectors_item ON staged_vectors(item_id)",
+    "CREATE INDEX analyses_analyser ON analyses(analyser, model_id, status)",
+]
+
+# One list of SQL statements per schema version.
+STEPS: list[list[str]] = [_V1, _V2, _V3]
+
+# Steps that move a table's rows (v3 copies every photo and vector): the old pages stay in
+# the file as free pages, doubling it (100,000 photos of 512-d vectors: 421 MB became 846 MB),
+# until a VACUUM gives them back.
+_REWRITES = {2}
 
 SCHEMA_VERSION = len(STEPS)
 
@@ -80,6 +185,36 @@ def migrate(conn: sqlite3.Connection, *, where: str = "catalog") -> int:
     Idempotent: a catalog already at the current version is left alone. Returns the number of
     steps applied. A catalog from a newer photofind is refused rather than guessed at.
     """
+    applied = 0
+    # A step may rebuild a table others reference (v3 rebuilds photos): with foreign keys on,
+    # dropping the old table would cascade-delete every row that references it. SQLite
+    # ignores this pragma inside a transaction, so it is set around the steps, and each
+    # step's result is checked with foreign_key_check before it commits.
+    foreign_keys = conn.execute("PRAGMA foreign_keys").fetchone()[0]
+    before = schema_version(conn)
+    conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        applied += _migrate(conn, where)
+    finally:
+        conn.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
+    if before > 0 and _REWRITES & set(range(before, before + applied)):
+        _compact(conn, where)
+    return applied
+
+
+def _compact(conn: sqlite3.Connection, where: str) -> None:
+    """VACUUM after a step that rewrote tables. The upgrade is committed already: a VACUUM
+    that fails (it needs free space of about the catalog's size) leaves a catalog that is
+    fine, only larger, and the free pages are used again as photos come in."""
+    try:
+        conn.execute("VACUUM")
+    except sqlite3.OperationalError as exc:
+        log.warning(
+            "%s: upgraded; compacting it failed (%s), so it keeps its free pages", where, exc
+        )
+
+
+def _migrate(conn: sqlite3.Connection, where: str) -> int:
     applied = 0
     while True:
         conn.execute("BEGIN IMMEDIATE")
@@ -97,6 +232,12 @@ def migrate(conn: sqlite3.Connection, *, where: str = "catalog") -> int:
                 return applied
             for statement in STEPS[version]:
                 conn.execute(statement)
+            broken = conn.execute("PRAGMA foreign_key_check").fetchone()
+            if broken is not None:
+                raise PhotofindError(
+                    f"{where}: upgrading to schema version {version + 1} left a row of "
+                    f"{broken[0]} pointing at a missing {broken[2]} row; nothing was changed"
+                )
             # PRAGMA takes no parameters; version is an int we computed.
             conn.execute(f"PRAGMA user_version = {version + 1}")
             conn.execute("COMMIT")

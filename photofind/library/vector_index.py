@@ -10,11 +10,14 @@ open:
   logged warning. The checksum is verified *before* hnswlib sees the file, because hnswlib's
   C++ loader trusts its input and can crash the process on garbage.
 - behind the catalog (the normal state after a crash or while another process indexes):
-  catch up with exactly the rows written since (``embedding_gen``) and drop the ids the
+  catch up with exactly the vectors written since (their ``gen``) and drop the ids the
   catalog no longer holds.
 - afterwards the live count must equal the catalog's embedding count, or it is rebuilt.
 
-Labels are photo ids; the space is inner product on L2-normalised vectors (= cosine).
+Labels are the catalog's vector ids (a still's is its photo id, so an index saved before
+vectors had a table of their own, schema v2, holds the right labels and stays valid; a
+video's frames have ids of their own, which the search maps back to the video and the
+frame's time). The space is inner product on L2-normalised vectors (= cosine).
 Removal marks the slot deleted; new photos reuse deleted slots (``allow_replace_deleted``),
 and the capacity grows geometrically.
 """
@@ -281,8 +284,8 @@ class VectorIndex:
         # Ids index a dense table: one far beyond the photos the catalog has would make a
         # huge one. Deleted ids come from the sidecar alone: each must be a label here.
         top = int(labels.max()) if labels.size else -1
-        if labels.size and (labels.min() < 0 or top > catalog.max_photo_id() + _ID_SLACK):
-            return None, f"it holds photo id {top}, far beyond the catalog's photos"
+        if labels.size and (labels.min() < 0 or top > catalog.max_vector_id() + _ID_SLACK):
+            return None, f"it holds vector id {top}, far beyond the catalog's vectors"
         if deleted.size and (
             np.unique(deleted).size != deleted.size or not np.isin(deleted, labels).all()
         ):
