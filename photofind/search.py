@@ -33,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from photofind.errors import PhotofindError
+from photofind.library.model_id import ModelId
 from photofind.library.vector_index import dot
 from photofind.query import IMAGE, PHOTO, TEXT, Query, parse_query
 from photofind.relevance import (
@@ -421,10 +422,10 @@ class SearchEngine:
                 "the library has just switched to it: open a new search with that model"
                 if staged is None
                 else "search with that model until the re-index for "
-                f"{staged.split('@')[0]!r} is done"
+                f"{ModelId.parse(staged).name!r} is done"
             )
             raise SearchError(
-                f"the library {self.library.root} holds vectors of model {held.split('@')[0]!r} "
+                f"the library {self.library.root} holds vectors of model {ModelId.parse(held).name!r} "
                 f"({held}); this search uses {self.model_id}: {hint}"
             )
         return True

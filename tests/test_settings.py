@@ -286,7 +286,7 @@ def test_the_dialog_and_models_use_read_and_write_the_same_settings(qtbot, tmp_p
     from PySide6.QtWidgets import QDialogButtonBox
 
     from photofind.cli import main
-    from photofind.cli_gui import _saved_provider
+    from photofind.cli.gui import saved_provider
     from photofind.gui.settings import GuiSettings, SettingsDialog
     from photofind.paths import bundled_models_dir, models_dir
 
@@ -324,7 +324,7 @@ def test_the_dialog_and_models_use_read_and_write_the_same_settings(qtbot, tmp_p
     qtbot.addWidget(again)
     assert again.thumbnail.value() == 200 and not again.cutoff.isChecked()
     assert again.model.currentData() == "tiny-copy"
-    assert _saved_provider(lib) == "auto"  # what `photofind gui` runs the model on
+    assert saved_provider(lib) == "auto"  # what `photofind gui` runs the model on
 
     # And the dialog's choice of model is the CLI's.
     again.model.setCurrentIndex(again.model.findData("tiny-synthetic"))

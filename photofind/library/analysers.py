@@ -31,11 +31,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from photofind.clip.preprocess import Picture, draft_side
+from photofind.library.model_id import ModelId
 
 
 def model_id(model) -> str:
     """Identifies the vectors a model makes: its name and the hash of its image encoder."""
-    return f"{model.info.name}@{model.spec.files['visual'].sha256[:16]}"
+    return str(ModelId.of(model))
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from photofind.errors import PhotofindError
 from photofind.library.analysers import model_id
 from photofind.library.catalog import CATALOG_NAME, Catalog, Folder, ScanApplied
 from photofind.library.indexer import IndexControl, Indexer, IndexStats, Progress
+from photofind.library.model_id import ModelId
 from photofind.library.scanner import ScanResult, is_library_folder, scan
 from photofind.library.vector_index import (
     INDEX_NAME,
@@ -104,14 +105,14 @@ def load_model_by_id(root: str | os.PathLike, mid: str, *, provider: str = "auto
     from photofind.clip.package import read_manifest
     from photofind.errors import ModelError
 
-    name, _, digest = mid.rpartition("@")
+    wanted = ModelId.parse(mid)
     found = available_models(Path(root))
-    for folder in [found[name]] if name in found else list(found.values()):
+    for folder in [found[wanted.name]] if wanted.name in found else list(found.values()):
         try:
             spec = read_manifest(folder)
         except ModelError:
             continue
-        if spec.name == name and spec.files["visual"].sha256.startswith(digest):
+        if spec.name == wanted.name and spec.files["visual"].sha256.startswith(wanted.digest):
             return load_model(folder, provider=provider, library=Path(root))
     return None
 

@@ -43,6 +43,7 @@ from photofind.atomic import atomic_path, fsync_dir
 from photofind.errors import PhotofindError
 from photofind.library.catalog import CATALOG_NAME
 from photofind.library.hnsw_file import structure_problem
+from photofind.library.model_id import ModelId
 
 log = logging.getLogger(__name__)
 
@@ -659,7 +660,7 @@ def refuse_if_catalog_lost(library_dir: str | os.PathLike, catalog) -> None:
 
 
 def lost_catalog_message(library_dir, count: int, model: str | None) -> str:
-    held = f" of model {model.rpartition('@')[0] or model}" if model else ""
+    held = f" of model {ModelId.parse(model).name}" if model else ""
     return (
         f"the catalog of the library {library_dir} holds no photos, but its vector index "
         f"holds {count:,} vectors{held}: the catalog has lost its contents (its "

@@ -15,7 +15,7 @@ import threading
 import warnings
 from pathlib import Path
 
-from photofind.cli import Context, arguments, command, emit_json
+from photofind.cli.context import Command, Context, emit_json, open_library
 from photofind.errors import PhotofindError
 from photofind.terminal import printable
 
@@ -60,8 +60,6 @@ def _watch_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-@command("watch", "watch the library's folders and keep the index up to date until stopped")
-@arguments(_watch_args)
 def _watch(args: argparse.Namespace, ctx: Context) -> int:
     from photofind.library.watcher import Watcher, WatchOptions, read_status_file
 
@@ -71,8 +69,6 @@ def _watch(args: argparse.Namespace, ctx: Context) -> int:
             raise PhotofindError(f"no watcher has run on the library {ctx.library}")
         emit_json(status)
         return 0
-
-    from photofind.cli_library import _open
 
     # watchdog warns when a folder moved mid-walk gets its watch re-added; the watch is right
     # afterwards and the reconcile covers the moment, so this is noise on the terminal.
@@ -89,7 +85,7 @@ def _watch(args: argparse.Namespace, ctx: Context) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with _open(ctx, readonly=False) as library:
+        with open_library(ctx, readonly=False) as library:
             for folder in args.folders:
                 library.add_folder(folder)
             if not library.folders():
@@ -131,3 +127,13 @@ def _watch(args: argparse.Namespace, ctx: Context) -> int:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return 0
+
+
+COMMANDS = (
+    Command(
+        "watch",
+        "watch the library's folders and keep the index up to date until stopped",
+        _watch,
+        _watch_args,
+    ),
+)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from photofind.cli import Context, arguments, command, emit_json
+from photofind.cli.context import Command, Context, emit_json
 from photofind.errors import PhotofindError
+from photofind.library.model_id import ModelId
 
 
 class _DownloadBar:
@@ -83,8 +84,6 @@ def _store(ctx: Context):
     return ModelStore(ctx.library, provider="cpu" if ctx.provider == "auto" else ctx.provider)
 
 
-@command("models", "list, install, choose or remove CLIP model packages")
-@arguments(_models_args)
 def _models(args: argparse.Namespace, ctx: Context) -> int:
     action = args.models_action
     if action == "list":
@@ -156,13 +155,13 @@ def _begin_change(name: str, ctx: Context) -> str:
             if had_staged:
                 return (
                     f"{name} is the library's model again; the re-index for "
-                    f"{had_staged.rpartition('@')[0]} was cancelled"
+                    f"{ModelId.parse(had_staged).name} was cancelled"
                 )
             return f"{name} is now the library's model"
         done, total = library.catalog.staged_progress()
     return (
         f"{name} is now the library's model: `photofind index` re-indexes {total - done:,} "
-        f"photos for it; search uses {held.rpartition('@')[0]} until done"
+        f"photos for it; search uses {ModelId.parse(held).name} until done"
     )
 
 
@@ -217,3 +216,8 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
         detail = r["problem"] or f"{r['arch'] or ''} {r['embed_dim']}-d  {r['description'] or ''}"
         print(f"{mark} {r['name']:<32} {where:<9}  {detail}")
     return 0
+
+
+COMMANDS = (
+    Command("models", "list, install, choose or remove CLIP model packages", _models, _models_args),
+)

@@ -7,46 +7,10 @@ import os
 import sys
 from pathlib import Path
 
-from photofind.cli import Context, arguments, command, emit_json
+from photofind.cli.context import Command, Context, emit_json, open_library, shown
 from photofind.errors import PhotofindError
+from photofind.library.model_id import ModelId
 from photofind.terminal import printable
-
-#: what works while another process writes the library (they open it read-only)
-READ_ONLY_COMMANDS = "`photofind status`, `list`, `search`, `similar` and `folders list`"
-
-
-def _open(ctx: Context, *, readonly: bool):
-    from photofind.library.catalog import CATALOG_NAME
-    from photofind.library.library import Library
-    from photofind.library.lockfile import LibraryLockedError
-
-    if readonly and not (ctx.library / CATALOG_NAME).exists():
-        demo = ctx.library / "demo"
-        hint = (
-            f" (the demo library is {demo}: `photofind --library {demo} ...` reads it)"
-            if (demo / CATALOG_NAME).exists()
-            else ""
-        )
-        raise PhotofindError(
-            f"no photofind library at {ctx.library} yet: add photos with "
-            f"`photofind index FOLDER`{hint}"
-        )
-    try:
-        return Library.open(ctx.library, readonly=readonly)
-    except LibraryLockedError as exc:
-        holder = f"pid {exc.pid}" if exc.pid else "pid unknown"
-        raise PhotofindError(
-            f"the library {ctx.library} is open for writing in another photofind process "
-            f"({holder}: the app, `photofind index` or `photofind watch`), and this command "
-            f"writes to it: close that or wait for it to end. Meanwhile {READ_ONLY_COMMANDS} "
-            "read the library: they open it read-only"
-        ) from None
-
-
-def _shown(path: str) -> str:
-    """A path that JSON output can encode (non-UTF-8 bytes shown as escapes); text lines use
-    :func:`photofind.terminal.printable`, which also escapes control characters."""
-    return path.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class _IndexBar:
@@ -71,11 +35,9 @@ def _index_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
-@command("index", "add folders to the library and index them until done")
-@arguments(_index_args)
 def _index(args: argparse.Namespace, ctx: Context) -> int:
     model = ctx.load_library_model()
-    with _open(ctx, readonly=False) as library:
+    with open_library(ctx, readonly=False) as library:
         for folder in args.folders:
             library.add_folder(folder)
         if not library.folders():
@@ -128,7 +90,7 @@ def _model_change(ctx: Context, library, model, args) -> bool:
     if held is None or held == model_id(model) or not library.begin_model_change(model):
         return False
     done, total = library.catalog.staged_progress()
-    held_name = held.rpartition("@")[0]
+    held_name = ModelId.parse(held).name
     print(
         f"re-indexing {total - done:,} photos for model {model.info.name}; "
         f"search uses {held_name} until done",
@@ -169,12 +131,10 @@ def _folders_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
 
-@command("folders", "add, remove or list the library's folders")
-@arguments(_folders_args)
 def _folders(args: argparse.Namespace, ctx: Context) -> int:
     if args.action != "list" and not args.paths:
         raise PhotofindError(f"folders {args.action}: give at least one folder")
-    with _open(ctx, readonly=args.action == "list") as library:
+    with open_library(ctx, readonly=args.action == "list") as library:
         if args.action == "add":
             for path in args.paths:
                 folder = library.add_folder(path)
@@ -197,10 +157,8 @@ def _json_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
 
-@command("status", "counts of indexed, pending and failed photos, and the model")
-@arguments(_json_flag)
 def _status(args: argparse.Namespace, ctx: Context) -> int:
-    with _open(ctx, readonly=True) as library:
+    with open_library(ctx, readonly=True) as library:
         status = library.status()
     if args.json:
         emit_json(status)
@@ -209,23 +167,21 @@ def _status(args: argparse.Namespace, ctx: Context) -> int:
             print(f"{key:>17}: {value}")
         if "staged_model" in status:
             print(
-                f"re-indexing for model {status['staged_model'].rpartition('@')[0]}: "
+                f"re-indexing for model {ModelId.parse(status['staged_model']).name}: "
                 f"{status['staged_done']:,} / {status['staged_total']:,} photos; search uses "
-                f"{(status['model'] or '').rpartition('@')[0]} until done "
+                f"{ModelId.parse(status['model'] or '').name} until done "
                 "(`photofind index` continues it)"
             )
     return 0
 
 
-@command("list", "every photo of the library with its status and error")
-@arguments(_json_flag)
 def _list(args: argparse.Namespace, ctx: Context) -> int:
-    with _open(ctx, readonly=True) as library:
+    with open_library(ctx, readonly=True) as library:
         photos = list(library.catalog.photos())
     if args.json:
         emit_json(
             [
-                {"path": _shown(p.path), "status": p.status, "error": p.error and _shown(p.error)}
+                {"path": shown(p.path), "status": p.status, "error": p.error and shown(p.error)}
                 for p in photos
             ]
         )
@@ -235,3 +191,13 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
             line = f"{p.status:>8}  {printable(p.path)}"
             print(line + (f"  ({printable(p.error)})" if p.error else ""))
     return 0
+
+
+COMMANDS = (
+    Command("index", "add folders to the library and index them until done", _index, _index_args),
+    Command("folders", "add, remove or list the library's folders", _folders, _folders_args),
+    Command(
+        "status", "counts of indexed, pending and failed photos, and the model", _status, _json_flag
+    ),
+    Command("list", "every photo of the library with its status and error", _list, _json_flag),
+)

@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 from photofind import __version__
-from photofind.cli import Context, arguments, command, emit_json
-from photofind.cli_library import _open, _shown
+from photofind.cli.context import Command, Context, emit_json, open_library, shown
 from photofind.errors import PhotofindError
+from photofind.library.model_id import ModelId
 from photofind.terminal import printable
 
 DEFAULT_RESULTS = 20
@@ -39,7 +39,7 @@ def _search_model(ctx: Context, library):
     held = library.catalog.model_id
     if held is None:
         return ctx.load_model()  # nothing indexed yet: whatever the user chose, or the error
-    name = held.split("@", 1)[0]
+    name = ModelId.parse(held).name
     folder = available_models(ctx.library).get(name)
     if folder is None:
         raise PhotofindError(
@@ -98,7 +98,7 @@ def _filter(args):
 
 def _print(results, args) -> None:
     if args.json:
-        emit_json([{"path": _shown(r.path), "score": round(r.score, 6)} for r in results])
+        emit_json([{"path": shown(r.path), "score": round(r.score, 6)} for r in results])
     else:
         for r in results:
             print(f"{r.score:.4f}  {printable(r.path)}")
@@ -127,7 +127,7 @@ def _engine_run(ctx: Context, args, run) -> int:
 
     args.n, args.offset = _count("-n", args.n), _count("--offset", args.offset)
     search_filter = _filter(args)
-    with _open(ctx, readonly=True) as library:
+    with open_library(ctx, readonly=True) as library:
         _check_folders(library, args.folder)
         engine = SearchEngine(library, _search_model(ctx, library))
         results = run(engine, search_filter)
@@ -150,9 +150,9 @@ def _check_folders(library, wanted) -> None:
     for f in wanted:
         path = os.path.abspath(os.path.expanduser(os.fspath(f)))
         if not any(related(path, folder) for folder in folders):
-            listed = ", ".join(_shown(p) for p in folders) or "none yet"
+            listed = ", ".join(shown(p) for p in folders) or "none yet"
             raise PhotofindError(
-                f"--folder {_shown(path)} is not in the library (its folders: {listed})"
+                f"--folder {shown(path)} is not in the library (its folders: {listed})"
             )
 
 
@@ -193,8 +193,6 @@ def _nothing_found(library, args, results) -> str | None:
     return "nothing found: " + "; ".join(reasons)
 
 
-@command("search", "photos that show what the text says, best first")
-@arguments(_search_args)
 def _search(args: argparse.Namespace, ctx: Context) -> int:
     return _engine_run(
         ctx,
@@ -205,12 +203,10 @@ def _search(args: argparse.Namespace, ctx: Context) -> int:
     )
 
 
-@command("similar", "photos that look like a photo, best first (the photo itself first)")
-@arguments(_similar_args)
 def _similar(args: argparse.Namespace, ctx: Context) -> int:
     if args.path.is_dir():
         raise PhotofindError(
-            f"{_shown(str(args.path))} is a folder: similar needs one picture file "
+            f"{shown(str(args.path))} is a folder: similar needs one picture file "
             "(photos inside a folder: `photofind search TEXT --folder FOLDER`)"
         )
     return _engine_run(
@@ -281,7 +277,7 @@ def doctor_report(ctx: Context) -> dict:
     library = None
     if library_info["exists"]:
         try:
-            library = _open(ctx, readonly=True)
+            library = open_library(ctx, readonly=True)
             library_info.update(library.status())
         except PhotofindError as exc:
             library_info["error"] = str(exc)
@@ -323,8 +319,6 @@ def _doctor_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
 
-@command("doctor", "versions, providers, model, paths, library size and watch limits")
-@arguments(_doctor_args)
 def _doctor(args: argparse.Namespace, ctx: Context) -> int:
     report = doctor_report(ctx)
     if args.json:
@@ -411,3 +405,20 @@ def _demo_built(root: Path, model) -> bool:
             )
     except PhotofindError:
         return False  # unreadable or of an older schema: building repairs it
+
+
+COMMANDS = (
+    Command("search", "photos that show what the text says, best first", _search, _search_args),
+    Command(
+        "similar",
+        "photos that look like a photo, best first (the photo itself first)",
+        _similar,
+        _similar_args,
+    ),
+    Command(
+        "doctor",
+        "versions, providers, model, paths, library size and watch limits",
+        _doctor,
+        _doctor_args,
+    ),
+)
