@@ -35,6 +35,7 @@ import numpy as np
 
 from photofind.errors import PhotofindError
 from photofind.library import migrations
+from photofind.library.face_records import FaceRecords
 from photofind.library.filesystems import mounted_readonly, network_filesystem
 from photofind.library.lockfile import LibraryLockedError, ProcessLock
 
@@ -227,7 +228,7 @@ class Recorded:
     generation: int
 
 
-class Catalog:
+class Catalog(FaceRecords):
     """A library's SQLite catalog. Open with :meth:`open`; close (or use ``with``) when done."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool, lock=None):
@@ -1037,7 +1038,7 @@ class Catalog:
 
     @staticmethod
     def _forget_results(conn, item_id: int) -> list[int]:
-        """The item's content is gone or changed: drop its vectors, staged vectors and
+        """The item's content is gone or changed: drop its vectors, staged vectors, faces and
         analyser states. Returns the ids of the vectors dropped (for the vector index)."""
         dropped = [
             r[0]
@@ -1045,6 +1046,7 @@ class Catalog:
         ]
         conn.execute("DELETE FROM staged_vectors WHERE item_id = ?", (item_id,))
         conn.execute("DELETE FROM analyses WHERE item_id = ?", (item_id,))
+        conn.execute("DELETE FROM faces WHERE item_id = ?", (item_id,))
         return dropped
 
     def apply_scan(self, scan) -> ScanApplied:
