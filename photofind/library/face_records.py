@@ -336,8 +336,7 @@ class FaceRecords:
 
     def reject_face(self, face_id: int) -> int | None:
         """The user says "not this person": the face leaves its person, and the k-NN and the
-        grouping never
-        put it back there. Returns the person it left (None: it had none)."""
+        grouping never put it back there. Returns the person it left (None: it had none)."""
         with self._write() as conn:
             row = conn.execute("SELECT person_id FROM faces WHERE id = ?", (face_id,)).fetchone()
             if row is None:

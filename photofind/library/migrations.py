@@ -173,8 +173,10 @@ _V3 = [
 # ``face_rejections`` so that the k-NN never puts the face back there. Nothing existing is
 # touched: faces come from the next face pass.
 _V4 = [
+    # AUTOINCREMENT: a merged or emptied person's id never comes back as another person
+    # (``photofind people name 3 Anna`` must not name whoever took 3 since).
     """CREATE TABLE people (
-        id         INTEGER PRIMARY KEY,
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
         -- NULL: an unnamed group
         name       TEXT,
         hidden     INTEGER NOT NULL DEFAULT 0 CHECK (hidden IN (0, 1)),
