@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     import photofind.cli_gui  # noqa: F401
     import photofind.cli_library  # noqa: F401
     import photofind.cli_models  # noqa: F401
+    import photofind.cli_people  # noqa: F401
     import photofind.cli_search  # noqa: F401
     import photofind.cli_watch  # noqa: F401
 
