@@ -154,8 +154,10 @@ def test_new_photos_join_the_named_person_and_the_unnamed_groups_keep_their_ids(
     biden = _person_of(catalog, "knn_examples/train/biden/biden.jpg")
     rose = _person_of(catalog, "knn_examples/train/rose_leslie/img1.jpg")
     catalog.name_person(obama, "Obama")
+    catalog.hide_person(rose)
     _add_test_photos(library, tiny, face_model)
     found = _people(catalog)
+    assert catalog.person(rose).hidden  # the group kept its id, so its flag
     assert found[obama] == (
         "Obama",
         [
