@@ -47,6 +47,32 @@ class Context:
             )
         return load_model(model, provider=self.provider, library=self.library)
 
+    def load_library_model(self):
+        """The model to index the library with: ``--model``, else the choice of
+        ``photofind models use``, else the model whose vectors the library already holds
+        (a library indexed from the app or with ``--model`` needs no second choice)."""
+        from photofind.library.catalog import CATALOG_NAME, Catalog
+        from photofind.library.library import load_model_by_id
+        from photofind.models.store import active_model
+
+        if self.model or active_model(self.library):
+            return self.load_model()
+        held = None
+        if (self.library / CATALOG_NAME).is_file():
+            with Catalog.open(self.library, readonly=True) as catalog:
+                held = catalog.model_id
+        if held is None:
+            return self.load_model()  # nothing indexed yet: the "no model chosen" error
+        model = load_model_by_id(self.library, held, provider=self.provider)
+        if model is None:
+            raise PhotofindError(
+                f"the library {self.library} was indexed with model "
+                f"{held.rpartition('@')[0]!r}, which is not installed here: install it, "
+                "pass its package folder with --model, or choose another model with "
+                "`photofind models use NAME` (the library is then re-indexed for it)"
+            )
+        return model
+
 
 @dataclass
 class Command:
@@ -204,16 +230,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_to_stderr(level: int) -> None:
+    """Log records of ``level`` and above to stderr. The level is set on the terminal's
+    handler itself: the app lowers the root logger to INFO for its log file, and the
+    terminal must not show those lines unless ``--verbose`` asked for them."""
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler and handler.stream in (sys.stderr, None):
+            handler.setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG
-        if args.verbose > 1
-        else logging.INFO
-        if args.verbose
-        else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
+    _log_to_stderr(
+        logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING
     )
     open_app = not args.command
     if open_app:

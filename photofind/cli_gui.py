@@ -28,7 +28,8 @@ def _gui(args: argparse.Namespace, ctx: Context) -> int:
     if ctx.provider == "auto":
         ctx = dataclasses.replace(ctx, provider=_saved_provider(ctx.library))
     try:
-        model = ctx.load_model()
+        # An indexed library opens with its own model, not with the first-run model offer.
+        model = ctx.load_library_model()
     except PhotofindError:
         if ctx.model:
             raise  # a model was named and is broken: say so

@@ -11,16 +11,36 @@ from photofind.cli import Context, arguments, command, emit_json
 from photofind.errors import PhotofindError
 from photofind.terminal import printable
 
+#: what works while another process writes the library (they open it read-only)
+READ_ONLY_COMMANDS = "`photofind status`, `list`, `search`, `similar` and `folders list`"
+
 
 def _open(ctx: Context, *, readonly: bool):
     from photofind.library.catalog import CATALOG_NAME
     from photofind.library.library import Library
+    from photofind.library.lockfile import LibraryLockedError
 
     if readonly and not (ctx.library / CATALOG_NAME).exists():
-        raise PhotofindError(
-            f"no photofind library at {ctx.library} yet: add photos with `photofind index FOLDER`"
+        demo = ctx.library / "demo"
+        hint = (
+            f" (the demo library is {demo}: `photofind --library {demo} ...` reads it)"
+            if (demo / CATALOG_NAME).exists()
+            else ""
         )
-    return Library.open(ctx.library, readonly=readonly)
+        raise PhotofindError(
+            f"no photofind library at {ctx.library} yet: add photos with "
+            f"`photofind index FOLDER`{hint}"
+        )
+    try:
+        return Library.open(ctx.library, readonly=readonly)
+    except LibraryLockedError as exc:
+        holder = f"pid {exc.pid}" if exc.pid else "pid unknown"
+        raise PhotofindError(
+            f"the library {ctx.library} is open for writing in another photofind process "
+            f"({holder}: the app, `photofind index` or `photofind watch`), and this command "
+            f"writes to it: close that or wait for it to end. Meanwhile {READ_ONLY_COMMANDS} "
+            "read the library: they open it read-only"
+        ) from None
 
 
 def _shown(path: str) -> str:
@@ -54,7 +74,7 @@ def _index_args(p: argparse.ArgumentParser) -> None:
 @command("index", "add folders to the library and index them until done")
 @arguments(_index_args)
 def _index(args: argparse.Namespace, ctx: Context) -> int:
-    model = ctx.load_model()
+    model = ctx.load_library_model()
     with _open(ctx, readonly=False) as library:
         for folder in args.folders:
             library.add_folder(folder)
@@ -80,6 +100,12 @@ def _index(args: argparse.Namespace, ctx: Context) -> int:
             f"in {stats.seconds:.1f} s ({stats.images_per_s:.1f} photos/s)",
             file=sys.stderr,
         )
+        if stats.changed:
+            print(
+                f"{stats.changed} photos changed on disk while this ran and are still "
+                "pending: `photofind index` again takes them",
+                file=sys.stderr,
+            )
     return 0
 
 

@@ -128,10 +128,69 @@ def _engine_run(ctx: Context, args, run) -> int:
     args.n, args.offset = _count("-n", args.n), _count("--offset", args.offset)
     search_filter = _filter(args)
     with _open(ctx, readonly=True) as library:
+        _check_folders(library, args.folder)
         engine = SearchEngine(library, _search_model(ctx, library))
         results = run(engine, search_filter)
+        nothing = None if len(results) else _nothing_found(library, args, results)
     _print(results, args)
+    if nothing:
+        print(f"photofind: {nothing}", file=sys.stderr)
     return 0
+
+
+def _check_folders(library, wanted) -> None:
+    """Each ``--folder`` must be a library folder, inside one, or hold one: any other
+    filters out every photo, which is a mistake to name, not an empty result."""
+    folders = [f.path for f in library.folders()]
+
+    def related(path: str, folder: str) -> bool:
+        a, b = os.path.normcase(path), os.path.normcase(folder)
+        return a == b or a.startswith(os.path.join(b, "")) or b.startswith(os.path.join(a, ""))
+
+    for f in wanted:
+        path = os.path.abspath(os.path.expanduser(os.fspath(f)))
+        if not any(related(path, folder) for folder in folders):
+            listed = ", ".join(_shown(p) for p in folders) or "none yet"
+            raise PhotofindError(
+                f"--folder {_shown(path)} is not in the library (its folders: {listed})"
+            )
+
+
+def _nothing_found(library, args, results) -> str | None:
+    """Why a search found nothing, for stderr (the relevance cut-off says so itself)."""
+    if results.cut and not args.json:
+        return None  # _print's note counts what lies below the cut-off
+    if results.cut:
+        return (
+            f"nothing found above the relevance cut-off: {results.cut} photos lie below "
+            f"{results.threshold:.3f} (--all shows them)"
+        )
+    if args.offset:
+        return f"nothing found past the first {args.offset} results (--offset)"
+    held = {os.path.splitext(p.path)[1][1:].lower() for p in library.catalog.photos()}
+    if not held:
+        return "nothing found: the library holds no photos yet"
+    reasons = []
+    if args.type:
+        wanted = _filter(args).extensions()
+        if not wanted & held:
+            reasons.append(
+                f"no photo of type {args.type} (the library holds "
+                f"{', '.join(sorted(t or '(no extension)' for t in held))})"
+            )
+    if not reasons:
+        active = [
+            f"{flag} {value}"
+            for flag, value in (
+                *(("--folder", f) for f in args.folder),
+                ("--after", args.after),
+                ("--before", args.before),
+                ("--type", args.type),
+            )
+            if value
+        ]
+        reasons.append(f"no photo matches {' '.join(active)}" if active else "no photo matches")
+    return "nothing found: " + "; ".join(reasons)
 
 
 @command("search", "photos that show what the text says, best first")
@@ -149,6 +208,11 @@ def _search(args: argparse.Namespace, ctx: Context) -> int:
 @command("similar", "photos that look like a photo, best first (the photo itself first)")
 @arguments(_similar_args)
 def _similar(args: argparse.Namespace, ctx: Context) -> int:
+    if args.path.is_dir():
+        raise PhotofindError(
+            f"{_shown(str(args.path))} is a folder: similar needs one picture file "
+            "(photos inside a folder: `photofind search TEXT --folder FOLDER`)"
+        )
     return _engine_run(
         ctx,
         args,
@@ -286,10 +350,16 @@ DEMO_DIR = "demo"
 
 
 def run_demo(ctx: Context, *, open_gui=None) -> int:
-    """``photofind --demo``: build the demo library in ``<library>/demo`` with the tiny model,
-    print a few searches on it, then hand it to ``open_gui(library_dir, model)`` if given."""
+    """``photofind --demo``: build the demo library in ``<library>/demo`` with the tiny model
+    (unless it is built), then hand it to ``open_gui(library_dir, model)`` if given, else
+    print a few searches on it.
+
+    A built demo is only read here, so this works while the app holds it open; the app's
+    own read-only offer then covers a second window."""
     from photofind.clip import load_model
     from photofind.demo import DEMO_MODEL, EXAMPLE_SEARCHES, build_demo_library
+    from photofind.library.library import Library
+    from photofind.library.lockfile import LibraryLockedError
     from photofind.search import SearchEngine
 
     root = ctx.library / DEMO_DIR
@@ -297,10 +367,17 @@ def run_demo(ctx: Context, *, open_gui=None) -> int:
         model = load_model(ctx.model or DEMO_MODEL, provider=ctx.provider, library=ctx.library)
     except PhotofindError as exc:
         raise PhotofindError(f"the demo needs the {DEMO_MODEL} model: {exc}") from exc
-    print(f"building the demo library in {root} (once) ...", file=sys.stderr)
-    build_demo_library(root, model)
-    from photofind.library.library import Library
-
+    if not _demo_built(root, model):
+        print(f"building the demo library in {root} (once) ...", file=sys.stderr)
+        try:
+            build_demo_library(root, model)
+        except LibraryLockedError as exc:
+            raise PhotofindError(
+                f"the demo library {root} is being built by another photofind process "
+                f"(pid {exc.pid or 'unknown'}): run this again once it is done"
+            ) from None
+    if open_gui is not None:
+        return open_gui(root, model) or 0
     with Library.open(root, readonly=True) as library:
         engine = SearchEngine(library, model)
         print(f"demo library {root}: {len(library.index)} photos, model {model.info.name}")
@@ -311,6 +388,26 @@ def run_demo(ctx: Context, *, open_gui=None) -> int:
                 print(f"  {r.score:.4f}  {printable(r.path)}")
             if not results:
                 print("  (nothing stands out)")
-    if open_gui is not None:
-        return open_gui(root, model) or 0
     return 0
+
+
+def _demo_built(root: Path, model) -> bool:
+    """Whether the demo library in ``root`` is complete for ``model``: every demo photo
+    indexed with it, nothing pending (read-only: another process may hold it)."""
+    from photofind.demo import DEMO_COUNT
+    from photofind.library.catalog import CATALOG_NAME, Catalog
+    from photofind.library.library import model_id
+
+    if not (root / CATALOG_NAME).is_file():
+        return False
+    try:
+        with Catalog.open(root, readonly=True) as catalog:
+            counts = catalog.counts()
+            return (
+                counts.get("indexed", 0) >= DEMO_COUNT
+                and not counts.get("pending", 0)
+                and catalog.model_id == model_id(model)
+                and catalog.staged_model_id is None
+            )
+    except PhotofindError:
+        return False  # unreadable or of an older schema: building repairs it

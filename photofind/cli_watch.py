@@ -77,7 +77,7 @@ def _watch(args: argparse.Namespace, ctx: Context) -> int:
     # watchdog warns when a folder moved mid-walk gets its watch re-added; the watch is right
     # afterwards and the reconcile covers the moment, so this is noise on the terminal.
     warnings.filterwarnings("ignore", "Callback with id", RuntimeWarning, "watchdog")
-    model = ctx.load_model()
+    model = ctx.load_library_model()
     stop = threading.Event()
     received: list[str] = []
 

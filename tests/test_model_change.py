@@ -428,7 +428,8 @@ def test_the_app_re_indexes_in_the_background_and_swaps(qtbot, model_a, model_b,
         win.search_box.setText("a photo")
 
         win.library.pause_indexing()  # the re-index waits at its first batch
-        win.set_model(model_b)
+        with qtbot.waitSignal(win.modelSet, timeout=30_000):  # the change begins off the GUI
+            win.set_model(model_b)
         assert win.model is model_a and win.staged_model is model_b
         assert "re-indexing for tiny-synthetic" in win.model_label.text()
         assert win.library.staged_model_id == model_id(model_b)

@@ -109,7 +109,7 @@ def ask_read_only(error: Exception, parent: QWidget | None = None) -> bool:
 def open_window(library_dir, model, *, provider: str = "auto", ask=ask_read_only):
     """``create_window``, or — when another process writes the library — ask, then open it
     read-only (None when the user declines)."""
-    from photofind.gui import create_window
+    from photofind.gui.app import create_window
     from photofind.library import LibraryLockedError
 
     try:

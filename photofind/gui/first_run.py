@@ -281,9 +281,12 @@ class ModelSetup(QObject):
             if error is not None:
                 self._failed(source, error, store.root)
                 return
-            window.set_model(model)
-            self.update()
-            self.installed.emit(model.info.name)
+
+            def in_use():  # the window searches with it now (set_model returns at once)
+                self.update()
+                self.installed.emit(model.info.name)
+
+            window.set_model(model, then=in_use)
 
         window.tasks.run(work, done, pool=window.tasks.io_pool)
 

@@ -44,6 +44,9 @@ class TaskRunner(QObject):
         self.search_pool.setMaxThreadCount(search_threads)
         self.io_pool = QThreadPool(self)
         self.io_pool.setMaxThreadCount(2)
+        # One thread: rewrites of the library run one after the other (see WriteQueue).
+        self.write_pool = QThreadPool(self)
+        self.write_pool.setMaxThreadCount(1)
         self._live: set[_Relay] = set()
 
     def run(
@@ -70,4 +73,31 @@ class TaskRunner(QObject):
     def wait(self, msecs: int = 30_000) -> bool:
         """Block until every task ended (closing the window, tests)."""
         ok = self.search_pool.waitForDone(msecs)
+        ok = self.write_pool.waitForDone(msecs) and ok
         return self.io_pool.waitForDone(msecs) and ok
+
+
+class WriteQueue:
+    """The GUI's rewrites of the library (removing a folder, changing the model), one at a
+    time and in the order asked, off the GUI thread.
+
+    Each stops the watcher it detached before it writes; while any is queued or running no
+    new watcher may start (``busy``), so at every moment exactly one thread writes.
+    """
+
+    def __init__(self, tasks: TaskRunner):
+        self.tasks = tasks
+        self.pending = 0
+
+    @property
+    def busy(self) -> bool:
+        return self.pending > 0
+
+    def run(self, fn: Callable, done: Callable[[object, BaseException | None], None]) -> None:
+        self.pending += 1
+
+        def finished(result, error):
+            self.pending -= 1  # before done: its start_indexing may go ahead now
+            done(result, error)
+
+        self.tasks.run(fn, finished, pool=self.tasks.write_pool)

@@ -1049,6 +1049,42 @@ class Catalog(FaceRecords):
         conn.execute("DELETE FROM faces WHERE item_id = ?", (item_id,))
         return dropped
 
+    def file_sizes(self) -> set[int]:
+        """The sizes of every catalogued file (an index-only scan of ``photos_hash``)."""
+        return {r[0] for r in self._query("SELECT DISTINCT size FROM photos")}
+
+    def files_with_content(self, size: int, phash: str) -> list[KnownFile]:
+        """Catalogued files of ``size`` and partial hash ``phash`` in any folder (by the
+        ``photos_hash`` index): where the scanner looks for the old place of a new file."""
+        rows = self._query(
+            "SELECT id, folder_id, path, size, mtime_ns, phash, status FROM photos "
+            "WHERE size = ? AND phash = ?",
+            (size, phash),
+        )
+        return [KnownFile(r[0], r[1], _dec(r[2]), *r[3:]) for r in rows]
+
+    def vectors_of(
+        self, photo_ids: Iterable[int], *, chunk: int = 500
+    ) -> list[tuple[int, int, str, str, np.ndarray, str | None]]:
+        """``(id, size, phash, model id, vector, capture date)`` of those of ``photo_ids``
+        that have a still's vector and a partial hash: what a reconcile keeps of the photos
+        it is about to remove, to recognise them if they turn up again."""
+        ids = list(photo_ids)
+        out = []
+        for start in range(0, len(ids), chunk):
+            part = ids[start : start + chunk]
+            rows = self._query(
+                "SELECT p.id, p.size, p.phash, v.model_id, v.embedding, p.capture_date "
+                "FROM photos p JOIN vectors v ON v.item_id = p.id "
+                f"WHERE p.id IN ({','.join('?' * len(part))}) "
+                "AND v.frame_ms IS NULL AND p.phash IS NOT NULL",
+                part,
+            )
+            for photo_id, size, phash, mid, blob, date in rows:
+                vector = np.frombuffer(blob, dtype="<f4").astype(np.float32)
+                out.append((photo_id, size, phash, mid, vector, date))
+        return out
+
     def apply_scan(self, scan) -> ScanApplied:
         """Write a :class:`photofind.library.scanner.ScanResult` in one transaction."""
         added_ids: list[int] = []

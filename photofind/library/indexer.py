@@ -18,11 +18,18 @@ batch is being encoded, the next ones are decoded. A photo that fails is recorde
 and decode take longer than ``photo_time_limit_s`` (see :mod:`photofind.library.decode_pool`). Because an item
 stays pending for an analyser until its outcome is committed, a crash or a kill loses at
 most the batch in flight, and the next run starts where this one stopped.
+
+Only the file the catalog describes is analysed. A file rewritten between the scan that
+recorded its size and mtime and its decoding is left pending, unanalysed (``changed``):
+its results would be filed under the old size and mtime, so the next scan would see the
+change and analyse the same picture a second time. The next scan takes the new version
+once it is complete (the watcher's settling) and it is analysed once.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -56,6 +63,10 @@ class IndexStats:
     failed: int
     seconds: float
     cancelled: bool
+    #: photos left pending because their file changed since the scan; the library folders
+    #: holding them need a reconcile before they can be encoded
+    changed: int = 0
+    changed_folders: frozenset[int] = frozenset()
 
     @property
     def images_per_s(self) -> float:
@@ -104,6 +115,8 @@ class _Work:
     analysers: list
     inputs: dict  # analyser name -> prepared input
     failures: dict  # analyser name -> reason
+    #: the file changed since the scan: nothing was analysed, the item stays pending
+    changed: bool = False
 
 
 class Indexer:
@@ -171,9 +184,14 @@ class Indexer:
 
     def _decode(self, item, analysers: list) -> _Work:
         """Decode ``item`` once and let each of its analysers prepare; never raises."""
+        work = _Work(item, analysers, {}, {})
+        # Checked before and after the read: what was decoded in between is the file the
+        # catalog describes (see the module docstring).
+        if _changed_since_scan(item):
+            work.changed = True
+            return work
         side = max(a.picture_side for a in analysers)
         picture = Picture(item.path, side=side, max_pixels=self.max_pixels)
-        work = _Work(item, analysers, {}, {})
         for analyser in analysers:
             try:
                 prepared = analyser.prepare(item, picture)
@@ -190,6 +208,8 @@ class Indexer:
                 else:
                     work.inputs[analyser.name] = prepared
         picture.release()
+        if _changed_since_scan(item):
+            return _Work(item, analysers, {}, {}, changed=True)
         if work.inputs:
             work.item = replace(item, capture_date=capture_date(item.path))
         return work
@@ -238,6 +258,7 @@ class Indexer:
                         analyser.record(self.catalog, ok, bad)
                 done += len(works)
                 failed += sum(1 for w in works if w.failures)
+                self.changed.extend(w.item for w in works if w.changed)
                 if (
                     self.library_dir
                     and self.save_every_s is not None
@@ -272,6 +293,7 @@ class Indexer:
         total = max(a.pending_count(self.catalog) for a in self.analysers)
         started = time.monotonic()
         self.done = self.failed = 0
+        self.changed: list = []  # photos whose file changed since the scan
         results: queue.Queue = queue.Queue(maxsize=2)
         writer = threading.Thread(
             target=self._writer, args=(results, total, started), name="photofind-writer"
@@ -320,11 +342,19 @@ class Indexer:
         if not self.control.cancelled:
             for analyser in self.analysers:
                 analyser.finish(self.catalog)
+        if self.changed:
+            log.info(
+                "%d photo(s) changed since the scan, left for the next one: %s",
+                len(self.changed),
+                ", ".join(p.path for p in self.changed[:5]),
+            )
         return IndexStats(
-            indexed=self.done - self.failed,
+            indexed=self.done - self.failed - len(self.changed),
             failed=self.failed,
             seconds=time.monotonic() - started,
             cancelled=self.control.cancelled,
+            changed=len(self.changed),
+            changed_folders=frozenset(p.folder_id for p in self.changed),
         )
 
     def _encode_and_hand_over(self, batch: list, results: queue.Queue) -> None:
@@ -350,3 +380,13 @@ class Indexer:
                         done.append((w.item, result))
             by_analyser[analyser.name] = (done, failed)
         results.put((batch, by_analyser))
+
+
+def _changed_since_scan(photo) -> bool:
+    """Whether ``photo``'s file no longer has the size and mtime the scan recorded. A file
+    that cannot be looked at counts as unchanged: decoding it gives the reason."""
+    try:
+        st = os.stat(photo.path)
+    except OSError:
+        return False
+    return (st.st_size, st.st_mtime_ns) != (photo.size, photo.mtime_ns)

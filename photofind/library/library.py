@@ -96,6 +96,26 @@ def _settle_staged_files(root: Path, catalog: Catalog) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def load_model_by_id(root: str | os.PathLike, mid: str, *, provider: str = "auto"):
+    """The model, installed for the library in ``root`` or bundled, whose vectors carry the
+    id ``mid`` (name and image-encoder hash), or None when this machine has no such package.
+    Needs no open library: the command line looks before it opens one for writing."""
+    from photofind.clip import available_models, load_model
+    from photofind.clip.package import read_manifest
+    from photofind.errors import ModelError
+
+    name, _, digest = mid.rpartition("@")
+    found = available_models(Path(root))
+    for folder in [found[name]] if name in found else list(found.values()):
+        try:
+            spec = read_manifest(folder)
+        except ModelError:
+            continue
+        if spec.name == name and spec.files["visual"].sha256.startswith(digest):
+            return load_model(folder, provider=provider, library=Path(root))
+    return None
+
+
 class Library:
     def __init__(self, root: Path, catalog: Catalog, index: VectorIndex):
         self.root = root
@@ -259,7 +279,14 @@ class Library:
         stats = indexer.run()
         swapped = not stats.cancelled and self._swap(mid)
         return ReindexStats(
-            stats.indexed, stats.failed, stats.seconds, stats.cancelled, swapped, mid
+            stats.indexed,
+            stats.failed,
+            stats.seconds,
+            stats.cancelled,
+            stats.changed,
+            stats.changed_folders,
+            swapped=swapped,
+            model_id=mid,
         )
 
     def _staged_index_for(self, model, mid: str) -> VectorIndex:
@@ -313,20 +340,7 @@ class Library:
     def load_model_by_id(self, mid: str, *, provider: str = "auto"):
         """The installed or bundled model whose vectors carry the id ``mid`` (name and
         image-encoder hash), or None when this machine has no such package."""
-        from photofind.clip import available_models, load_model
-        from photofind.clip.package import read_manifest
-        from photofind.errors import ModelError
-
-        name, _, digest = mid.rpartition("@")
-        found = available_models(self.root)
-        for folder in [found[name]] if name in found else list(found.values()):
-            try:
-                spec = read_manifest(folder)
-            except ModelError:
-                continue
-            if spec.name == name and spec.files["visual"].sha256.startswith(digest):
-                return load_model(folder, provider=provider, library=self.root)
-        return None
+        return load_model_by_id(self.root, mid, provider=provider)
 
     # -- indexing ---------------------------------------------------------------------------
 
@@ -363,8 +377,10 @@ class Library:
             staged.failed + stats.failed,
             staged.seconds + stats.seconds,
             stats.cancelled,
-            True,
-            staged.model_id,
+            staged.changed + stats.changed,
+            staged.changed_folders | stats.changed_folders,
+            swapped=True,
+            model_id=staged.model_id,
         )
 
     # -- reading --------------------------------------------------------------------------

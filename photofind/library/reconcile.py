@@ -13,14 +13,23 @@ does not:
   read it fails with "no such file"; when the scanner then finds it under its new name, it
   would keep that stale failure. It goes back to pending instead (it never had a vector, so
   this is no re-encode).
+- **A photo removed may only have moved.** A file moved while the scan walks, out of a
+  folder not walked yet into one already walked, is seen nowhere: its photo is removed.
+  The next round finds it under its new path as a new file. :class:`RecentlyRemoved`
+  keeps the vectors of removed photos for a while, by content (size and partial hash, the
+  scanner's test for a move), and such a file gets its vector back instead of an encode.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from photofind.library.catalog import FAILED, Folder
 from photofind.library.scanner import FileInfo, ScanResult, scan
@@ -71,6 +80,68 @@ class Settler:
         return max(0.0, oldest + self.settle_s - self._clock())
 
 
+class RecentlyRemoved:
+    """The vectors of photos that reconciles removed, kept ``keep_s`` by content (at most
+    ``limit`` of them: a deleted folder of 100,000 photos must not hold their vectors in
+    memory), for a file that turns out to be one of them moved (module docstring)."""
+
+    def __init__(
+        self,
+        keep_s: float = 30.0,
+        limit: int = 4096,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.keep_s = keep_s
+        self.limit = limit
+        self._clock = clock
+        #: (size, phash) -> {entry number: (model id, vector, capture date)}
+        self._kept: dict[tuple[int, str], dict[int, tuple]] = {}
+        #: (removed at, (size, phash), entry number), oldest first; claimed ones linger
+        self._order: deque[tuple[float, tuple[int, str], int]] = deque()
+        self._count = 0
+        self._numbers = itertools.count()
+
+    def __len__(self) -> int:
+        return self._count
+
+    def keep(self, rows) -> None:
+        """Rows of :meth:`Catalog.vectors_of`, for photos removed just now."""
+        now = self._clock()
+        for _, size, phash, mid, vector, date in rows:
+            number = next(self._numbers)
+            self._kept.setdefault((size, phash), {})[number] = (mid, vector, date)
+            self._order.append((now, (size, phash), number))
+            self._count += 1
+        self._expire(now)
+
+    def claim(self, info: FileInfo, model_id: str | None):
+        """``(vector, capture date)`` of a removed photo with ``info``'s content and a
+        vector of ``model_id``, taken out of the pool; None when there is none."""
+        self._expire(self._clock())
+        key = (info.size, info.phash)
+        kept = self._kept.get(key)
+        if not kept or info.phash is None:
+            return None
+        for number, (mid, vector, date) in kept.items():
+            if mid == model_id:
+                self._drop(key, number)
+                return vector, date
+        return None
+
+    def _drop(self, key, number) -> None:
+        kept = self._kept.get(key)
+        if kept is not None and kept.pop(number, None) is not None:
+            self._count -= 1
+            if not kept:
+                del self._kept[key]
+
+    def _expire(self, now: float) -> None:
+        while self._order and (self._order[0][0] < now - self.keep_s or self._count > self.limit):
+            _, key, number = self._order.popleft()
+            self._drop(key, number)
+
+
 @dataclass
 class ReconcileReport:
     added: int = 0
@@ -115,8 +186,15 @@ class ReconcileReport:
         return ", ".join(parts) or "no change"
 
 
-def reconcile(library, folders: Iterable[Folder] | None, settler: Settler) -> ReconcileReport:
-    """Scan ``folders`` (default: all), hold back unsettled files, apply the rest.
+def reconcile(
+    library,
+    folders: Iterable[Folder] | None,
+    settler: Settler,
+    removed: RecentlyRemoved | None = None,
+) -> ReconcileReport:
+    """Scan ``folders`` (default: all), hold back unsettled files, apply the rest. With
+    ``removed``, new files that are photos removed by an earlier round get their vectors
+    back, and the photos this round removes are kept there.
 
     Must run on the library's one writer thread: it commits to the catalog and updates the
     vector index.
@@ -134,14 +212,21 @@ def reconcile(library, folders: Iterable[Folder] | None, settler: Settler) -> Re
     _retry_failed_moves(library.catalog, result)
     settler.forget(report.unsettled)
 
+    doomed = []
+    if removed is not None:
+        # The newest ones only: a deleted folder of 100,000 photos is not read whole.
+        doomed = library.catalog.vectors_of(result.removed[-removed.limit :])
     applied = library.catalog.apply_scan(result)
     if applied.dropped_ids:
         library.index.remove(applied.dropped_ids)
     library.index.generation = applied.generation
+    revived = _revive(library, result.added, applied.added_ids, removed)
+    if removed is not None:
+        removed.keep(doomed)
 
-    report.added = len(result.added)
+    report.added = len(result.added) - revived
     report.updated = len(result.updated)
-    report.moved = len(result.moved)
+    report.moved = len(result.moved) + revived
     report.removed = len(result.removed)
     report.restored = len(result.restored)
     report.failed = len(result.failed)
@@ -175,6 +260,29 @@ def _keep_settled(infos: list[FileInfo], settler: Settler, report: ReconcileRepo
         else:
             report.unsettled[info.path] = info.folder_id
     return kept
+
+
+def _revive(library, added: list[FileInfo], ids: list[int], removed) -> int:
+    """Give the new photos that are removed ones moved their vectors back; how many."""
+    if removed is None or not len(removed):
+        return 0
+    model_id = library.catalog.model_id
+    batch = []
+    for info, photo_id in zip(added, ids):
+        found = removed.claim(info, model_id)
+        if found is not None:
+            vector, date = found
+            batch.append((photo_id, vector, date))
+    if not batch:
+        return 0
+    written, generation = library.catalog.record_embeddings(batch)
+    written = set(written)
+    keep = [row for row in batch if row[0] in written]
+    if keep:
+        library.index.add(np.asarray([row[0] for row in keep]), np.stack([row[1] for row in keep]))
+    library.index.generation = generation
+    log.info("%d new file(s) are photos removed a moment ago, moved: vectors kept", len(keep))
+    return len(keep)
 
 
 def _retry_failed_moves(catalog, result: ScanResult) -> None:

@@ -16,7 +16,11 @@ What the walk tolerates, because real disks have all of it:
 - hidden (dot) and system folders (``@eaDir``, ``$RECYCLE.BIN``, ``lost+found`` ...) are
   skipped, and so are folders registered as library folders of their own;
 - a library folder whose root is gone (unplugged drive) turns its photos ``offline``;
-  they are not removed.
+  they are not removed;
+- files moved while the walk runs: a file that vanishes between the listing and its stat
+  or hashing is left out (it is no longer there, it is not unreadable), and a new file
+  whose content matches a catalogued file that is gone by then is that file moved,
+  wherever the walk met the old path (already walked, or in a folder not scanned now).
 """
 
 from __future__ import annotations
@@ -193,7 +197,8 @@ def walk_folder(
                     out.failed.append(FailedFile(folder_id, entry.path, "not a regular file"))
                     continue
             except OSError as exc:
-                out.failed.append(FailedFile(folder_id, entry.path, _reason(exc, entry.path)))
+                if not _vanished(entry.path):
+                    out.failed.append(FailedFile(folder_id, entry.path, _reason(exc, entry.path)))
                 continue
             out.found[entry.path] = (st.st_size, st.st_mtime_ns)
     return out
@@ -280,21 +285,34 @@ def scan(
         except OSError as exc:
             return FailedFile(info.folder_id, info.path, _reason(exc, info.path))
 
+    moved_ids: set[int] = set()
+    # A photo recorded as failed in this scan stays where it is: taken for moved as well,
+    # it would follow the new path still marked failed, and never be retried there.
+    failed_paths = {f.path for f in result.failed}
+    sizes: list[set[int]] = []  # the catalog's file sizes, read once if a lookup is due
     for info in candidates:
         if not hash_new and info.size not in sizes_missing:
             result.added.append(info)
             continue
         h = hashed(info)
         if isinstance(h, FailedFile):
-            result.failed.append(h)
+            if not _vanished(h.path):
+                result.failed.append(h)
+                failed_paths.add(h.path)
             continue
         twins = by_content.get((h.size, h.phash))
         if twins:
             old = twins.pop()
             del missing[old.path]
-            result.moved.append((old.id, h))
         else:
+            if not sizes:
+                sizes.append(catalog.file_sizes())
+            old = _moved_away(catalog, h, moved_ids, failed_paths) if h.size in sizes[0] else None
+        if old is None:
             result.added.append(h)
+        else:
+            result.moved.append((old.id, h))
+            moved_ids.add(old.id)
     if hash_new:
         for i, (photo_id, info) in enumerate(result.updated):
             h = hashed(info)
@@ -309,6 +327,33 @@ def is_library_folder(path: str | os.PathLike, library_dir: str | os.PathLike) -
     walked from there, the library's own thumbnails would be indexed."""
     real, library = os.path.realpath(path), os.path.realpath(library_dir)
     return os.path.normcase(real) == os.path.normcase(library)
+
+
+def _vanished(path: str) -> bool:
+    """Gone since the walk listed it (moved or deleted meanwhile; a broken link is still
+    there, and unreadable)."""
+    return not os.path.lexists(path)
+
+
+def _moved_away(
+    catalog: Catalog, new: FileInfo, taken: set[int], failed: set[str]
+) -> KnownFile | None:
+    """The catalogued file that ``new`` is, moved while the scan ran: same size and partial
+    hash, and its path gone now. The walk missed the move when it saw the old path before
+    the file left it, or when the old path lies in a library folder not scanned this time
+    (the watcher scans the folders that had events); either way the photo keeps its vector
+    instead of being encoded again under the new path and removed under the old. Offline
+    photos stay where they are: their paths are gone with their drive."""
+    for old in catalog.files_with_content(new.size, new.phash):
+        if (
+            old.id not in taken
+            and old.path != new.path
+            and old.path not in failed
+            and old.status != "offline"
+            and _vanished(old.path)
+        ):
+            return old
+    return None
 
 
 def _is_inside(path: str, folder: str) -> bool:

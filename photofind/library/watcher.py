@@ -38,7 +38,7 @@ from photofind.atomic import atomic_write_text
 from photofind.library.debounce import DirtyFolders
 from photofind.library.folder_watches import FolderWatches
 from photofind.library.indexer import IndexControl
-from photofind.library.reconcile import ReconcileReport, Settler, reconcile
+from photofind.library.reconcile import RecentlyRemoved, ReconcileReport, Settler, reconcile
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,7 @@ class Watcher:
             quiet_s=self.options.quiet_s, max_delay_s=self.options.max_delay_s
         )
         self.settler = Settler(self.options.settle_s)
+        self.recently_removed = RecentlyRemoved()
         self.watches = FolderWatches(
             self.dirty.mark,
             self.dirty.mark_full,
@@ -284,7 +285,9 @@ class Watcher:
                 self.say(f"folder {folder.path} could not be watched completely: polling it")
         all_folders = self.library.catalog.folders()
         chosen = all_folders if full else [f for f in all_folders if f.id in folders]
-        report = reconcile(self.library, chosen, self.settler) if chosen else None
+        report = (
+            reconcile(self.library, chosen, self.settler, self.recently_removed) if chosen else None
+        )
         self._account(report, {f.id for f in chosen}, full)
         batch = BatchReport(report, full)
         if report is not None and report.changed:
@@ -387,6 +390,8 @@ class Watcher:
             self._save_index()
             if stats.cancelled:
                 return False  # changes are waiting (or we are stopping): reconcile first
+            if self._left_for_next_reconcile(stats):
+                return False
         return False
 
     def _index_staged(self, batch: BatchReport) -> None:
@@ -409,8 +414,18 @@ class Watcher:
                 self.say(f"re-indexed for model {staged.info.name}: it is now in use")
                 self._index_pending(batch)  # photos that had no new vector at the swap
                 return
-            if stats.cancelled:
+            if stats.cancelled or self._left_for_next_reconcile(stats):
                 return
+
+    def _left_for_next_reconcile(self, stats) -> bool:
+        """Photos the pass left pending because their files changed after the reconcile
+        wait for the next one (passing again now would only find them changed again).
+        Their folders are marked so that it comes even where no event announces the
+        change (a polled folder), unless files still settling there bring it anyway."""
+        settling = set(self._unsettled.values())
+        for folder_id in stats.changed_folders - settling:
+            self.dirty.mark(folder_id)
+        return bool(stats.changed)
 
     # -- status -----------------------------------------------------------------------------
 

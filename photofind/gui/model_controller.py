@@ -1,0 +1,223 @@
+"""Which model the window searches and indexes with, and the watcher that indexes with it.
+
+The GUI adapter over the library's model calls: everything that waits or writes (stopping
+the old watcher, :meth:`Library.begin_model_change`, loading a model, building the demo)
+runs on a pool thread; this object only keeps what the window shows and searches with, and
+swaps it on the GUI thread when the work is done. It holds no model logic of its own, so it
+can be pointed at a library-level model session later without the window noticing.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import QObject
+
+from photofind.gui.watching import WatcherJob, health_text
+
+log = logging.getLogger(__name__)
+
+
+def begin_change(library, model) -> tuple[bool, str | None]:
+    """On a pool thread, no watcher running: begin the change to ``model``. Returns whether
+    it is staged (re-indexed for while the held vectors keep answering) and the id of the
+    model whose vectors the library holds. The window's one question to the library about
+    its model: a library-level model session answers it here."""
+    staged = library.begin_model_change(model)
+    return staged, library.catalog.model_id
+
+
+class ModelController(QObject):
+    def __init__(self, window, model, engine, staged_model=None):
+        super().__init__(window)
+        self.window = window
+        self.model = model
+        #: the model a staged change re-indexes for; searches use self.model until the swap
+        self.staged_model = staged_model
+        self.engine = engine
+        self.indexing: WatcherJob | None = None
+        self._changes: list[tuple[object, object]] = []  # (model, then): set_model's queue
+        self._request: object | None = None  # the newest _load_model: earlier ones lose
+
+    @property
+    def changing(self) -> bool:
+        """A set_model is queued or running (its watcher is stopped, its change not begun)."""
+        return bool(self._changes)
+
+    def text(self) -> str:
+        """The status bar's model label."""
+        if self.model is None:
+            return "no model"
+        info = self.model.info
+        text = f"{info.name} · {info.provider.upper()}"
+        if self.staged_model is not None:
+            text += f" (re-indexing for {self.staged_model.info.name})"
+        return text
+
+    # -- the watcher ------------------------------------------------------------------------
+
+    def make_indexing_job(self) -> None:
+        """The watcher runs only on a writable library with a model (see gui/watching.py)."""
+        w = self.window
+        if self.model is None or w.library.readonly:
+            w.watch_label.setText(health_text(None, readonly=w.library.readonly))
+            return
+        self.indexing = WatcherJob(
+            w.library, self.model, w.watch_options, w, staged_model=self.staged_model
+        )
+        self.indexing.modelSwapped.connect(self._on_model_swapped)
+        self.indexing.message.connect(lambda text: log.info("watcher: %s", text))
+        w.folders.attach(self.indexing)
+
+    def start_indexing(self) -> None:
+        """Start watching (a reconcile of every folder, then indexing what is new) — unless a
+        rewrite of the library is queued: the last one to finish starts it."""
+        w = self.window
+        if self.indexing is not None and w.folders.folders and not w.writes.busy:
+            self.indexing.start()
+
+    # -- changing the model -----------------------------------------------------------------
+
+    def set_model(self, model, then=None) -> None:
+        """Index with ``model`` from now on. A library holding the current model's vectors
+        re-indexes in the background and searches with them until the swap.
+
+        Returns at once: the old watcher is stopped and the change begun on a pool thread;
+        then the window searches with the right model and ``then()`` is called; once no
+        change is left, the new watcher starts and ``modelSet`` is emitted. Changes asked
+        meanwhile run after it, in order.
+        """
+        self._changes.append((model, then))
+        if len(self._changes) == 1:
+            self._next_change()
+
+    def _next_change(self) -> None:
+        w = self.window
+        model, then = self._changes[0]
+        job, self.indexing = self.indexing, None
+        # The watcher of the old model must not write any more; it is stopped (a join
+        # that waits for the batch in flight) off the GUI thread, before the change.
+        watcher = job.detach() if job is not None else None
+        library = w.library
+
+        def work():
+            if watcher is not None:
+                watcher.stop()
+            return begin_change(library, model)
+
+        def done(result, error):
+            self._changes.pop(0)
+            if job is not None:
+                job.deleteLater()  # only now: its watcher emitted through it until stopped
+            if w._closing:
+                return
+            if error is not None:
+                w.report_error("The model could not be used", str(error))
+            else:
+                self._changed(model, *result)
+                w.model_label.setText(self.text())
+            if then is not None and error is None:
+                then()
+            if self._changes:
+                self._next_change()  # its watcher is the one to start
+                return
+            self.make_indexing_job()
+            self.start_indexing()
+            w.modelSet.emit(self.model)
+
+        w.writes.run(work, done)
+
+    def _changed(self, model, staged: bool, held: str | None) -> None:
+        from photofind.library.library import model_id
+        from photofind.search import SearchEngine
+
+        # (A change the stopped watcher completed may not have reached _on_model_swapped.)
+        searching = [m for m in (self.model, self.staged_model) if m and model_id(m) == held]
+        if staged and searching:
+            # The library holds these vectors: they keep serving searches while the
+            # watcher re-indexes for the new model (see _on_model_swapped).
+            if searching[0] is not self.model:
+                self.model = searching[0]
+                self.engine = SearchEngine(self.window.library, self.model)
+            self.staged_model = model
+        else:
+            self.model, self.staged_model = model, None
+            self.engine = SearchEngine(self.window.library, model)
+
+    def _on_model_swapped(self, model) -> None:
+        """A staged model change completed: search with the new model from now on."""
+        from photofind.search import SearchEngine
+
+        w = self.window
+        current = self.staged_model is model or (self.staged_model is None and self.model is model)
+        if w._closing or not current:
+            return  # from a watcher stopped since: set_model already saw the swap
+        self.model, self.staged_model = model, None
+        self.engine = SearchEngine(w.library, model)
+        w.model_label.setText(self.text())
+        w.index_label.setText(f"Re-indexed for model {model.info.name}: it is now in use")
+        w.modelChanged.emit(model.info.name)
+        w.search.run_again()
+
+    def load_model(self, name: str, provider: str) -> None:
+        """Load the model ``name`` off the GUI thread and change to it."""
+        from photofind.clip import load_model
+
+        w = self.window
+        w.index_label.setText(f"Loading the model {name}…")
+        root = w.library.root
+        # A later choice supersedes this one: a slower earlier load must not win (each
+        # set_model of a model the library does not hold begins a re-index).
+        request = self._request = object()
+
+        def changed(model):
+            if self.model is model:  # else it is re-indexed for; _on_model_swapped says when
+                w.modelChanged.emit(model.info.name)
+
+        def done(model, error):
+            if w._closing or request is not self._request:
+                return
+            if error is not None:
+                w.index_label.setText("")
+                w.report_error("The model could not be loaded", str(error))
+                return
+            self.set_model(model, then=lambda: changed(model))
+
+        w.tasks.run(
+            lambda: load_model(name, provider=provider, library=root),
+            done,
+            pool=w.tasks.io_pool,
+        )
+
+    def open_demo(self) -> None:
+        """Build (once) and open the demo library in a new window; close this one."""
+        from photofind.clip import load_model
+        from photofind.demo import DEMO_MODEL, build_demo_library, demo_root
+
+        w = self.window
+        root = demo_root(w.library.root)
+        w.index_label.setText("Making the demo library…")
+        library_root = w.library.root
+
+        def work():
+            model = load_model(DEMO_MODEL, provider="cpu", library=library_root)
+            build_demo_library(root, model)
+            return model
+
+        def done(model, error):
+            if error is not None:
+                w.report_error("The demo could not be built", str(error))
+                return
+            from photofind.gui.app import create_window
+
+            window = create_window(root, model)
+            window.resize(w.size())  # this one was fitted to the screen
+            window.setWindowState(w.windowState())
+            window.show()
+            window.start_indexing()  # the watcher: without it the demo says "Not watching"
+            window.search_box.setText("a red circle")
+            window.run_search()
+            w.demo_window = window
+            w.close()
+
+        w.tasks.run(work, done, pool=w.tasks.io_pool)
