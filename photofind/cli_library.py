@@ -69,6 +69,19 @@ def _index_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("folders", nargs="*", type=Path, help="folders to add (default: re-scan all)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument(
+        "--faces", action="store_true", help="also find and group faces (photofind people)"
+    )
+
+
+def _analysers(args) -> list:
+    """The analysers the user opted into beside CLIP (faces only, for now)."""
+    if not args.faces:
+        return []
+    from photofind.library.face_analyser import FaceAnalyser
+    from photofind.people import regroup
+
+    return [FaceAnalyser(after_pass=regroup)]
 
 
 @command("index", "add folders to the library and index them until done")
@@ -91,7 +104,9 @@ def _index(args: argparse.Namespace, ctx: Context) -> int:
             return 0
         bar = None if args.no_progress else _IndexBar()
         try:
-            stats = library.index_pending(model, progress=bar, batch_size=args.batch_size)
+            stats = library.index_pending(
+                model, progress=bar, batch_size=args.batch_size, analysers=_analysers(args)
+            )
         finally:
             if bar:
                 bar.close()

@@ -36,7 +36,7 @@ def _faces(args: argparse.Namespace, ctx: Context) -> int:
     from photofind.library.face_analyser import FaceAnalyser
     from photofind.people import MIN_FACES, regroup
 
-    model = ctx.load_model()
+    model = ctx.load_library_model()
     with _open(ctx, readonly=False) as library:
         for folder in args.folders:
             library.add_folder(folder)

@@ -107,6 +107,17 @@ def test_merge_joins_two_people(lib, capsys):
     assert _photos(capsys, lib, str(biden)) == TRAIN_GROUPS[0] + TRAIN_GROUPS[2]
 
 
+def test_index_with_faces_runs_the_face_pass_too(tmp_path, capsys):
+    lib = tmp_path / "lib"
+    assert cli(lib, "index", str(KNN / "test"), "--faces", "--no-progress") == 0
+    assert "indexed 5 photos, 0 failed" in capsys.readouterr().err
+    # Default grouping (3 faces a group): Obama is in two of these photos, nobody in three.
+    assert run_json(capsys, lib, "people", "list") == []
+    assert cli(lib, "faces", "index", "--no-progress", "--min-faces", "2") == 0
+    err = capsys.readouterr().err
+    assert "faces: 0 photos analysed" in err and "8 faces, 2 people (0 named)" in err
+
+
 def test_bad_requests_are_one_line_errors(lib, tmp_path, capsys):
     capsys.readouterr()
     assert cli(lib, "people", "name", "999", "Anna") == 2
