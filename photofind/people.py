@@ -18,6 +18,10 @@ Two steps, on the 128-d embeddings of :mod:`photofind.faces`:
 
 Named faces never enter the clustering, so two named people are never merged, nor is an
 unnamed group joined to a named person: that takes the user's word.
+
+:func:`regroup` runs both steps over a library's catalog after a face pass
+(:class:`photofind.library.face_analyser.FaceAnalyser`'s ``after_pass``) and stores the
+result: the library layer below finds and keeps the faces, this one decides who they are.
 """
 
 from __future__ import annotations
@@ -177,3 +181,79 @@ def group_faces(
     )
     in_groups = {i for c in shown for i in c}
     return Grouping(names, shown, [i for i in rest if i not in in_groups])
+
+
+@dataclass(frozen=True)
+class Regrouped:
+    """What :func:`regroup` did to the faces the machine places (not the user's)."""
+
+    named: int  # faces the k-NN put on a person the user named
+    groups: int  # unnamed people shown
+    new_groups: int  # of which new
+    ungrouped: int  # faces on no person
+
+
+def regroup(
+    catalog,
+    *,
+    k: int = K,
+    threshold: float = THRESHOLD,
+    cluster_threshold: float = CLUSTER_THRESHOLD,
+    min_faces: int = MIN_FACES,
+) -> Regrouped:
+    """Decide again who every face not placed by the user is, and store it.
+
+    The user's faces (named, moved or merged: ``assigned_by = 'user'``) are the labelled
+    examples: a face joins their person when its ``k`` nearest ones agree within
+    ``threshold`` (:func:`assign`, minus the people it was said not to be). The rest are
+    clustered (:func:`group_faces`); a cluster of at least ``min_faces`` keeps the unnamed
+    person most of its faces were on before (so a group keeps its id, and its hidden flag,
+    from one pass to the next), or becomes a new one. A named person is never given an
+    unnamed group's faces, nor two people joined: that is the user's merge.
+    """
+    state = catalog.face_state()
+    user = [
+        by == "user" and person is not None
+        for person, by in zip(state.person_ids, state.assigned_by)
+    ]
+    labels = [str(p) if mine else None for p, mine in zip(state.person_ids, user)]
+    not_these = {
+        i: {str(p) for p in state.rejected.get(int(f), ())} for i, f in enumerate(state.ids)
+    }
+    grouping = group_faces(
+        state.embeddings,
+        labels,
+        k=k,
+        threshold=threshold,
+        cluster_threshold=cluster_threshold,
+        min_faces=min_faces,
+        not_these={i: names for i, names in not_these.items() if names},
+    )
+    people_of: dict[int, int | None] = {}
+    named = 0
+    for i, (label, name) in enumerate(zip(labels, grouping.names)):
+        if label is None and name is not None:
+            people_of[int(state.ids[i])] = int(name)
+            named += 1
+    for i in grouping.ungrouped:
+        people_of[int(state.ids[i])] = None
+    new_groups = []
+    claimed: set[int] = set()
+    for group in grouping.groups:  # the biggest first: they keep their people first
+        before = Counter(
+            state.person_ids[i]
+            for i in group
+            if state.person_ids[i] is not None
+            and state.person_ids[i] not in state.named
+            and state.person_ids[i] not in claimed
+        )
+        if not before:
+            new_groups.append([int(state.ids[i]) for i in group])
+            continue
+        person = before.most_common(1)[0][0]
+        claimed.add(person)
+        for i in group:
+            face = int(state.ids[i])
+            people_of[face] = None if person in state.rejected.get(face, ()) else person
+    catalog.apply_grouping(people_of, new_groups)
+    return Regrouped(named, len(grouping.groups), len(new_groups), len(grouping.ungrouped))

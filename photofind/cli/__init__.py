@@ -14,7 +14,7 @@ import logging
 import sys
 
 from photofind import __version__
-from photofind.cli import embedding, gui, library, models, search, watch
+from photofind.cli import embedding, gui, library, models, people, search, watch
 from photofind.cli.context import Command, Context
 from photofind.errors import PhotofindError
 from photofind.paths import library_dir
@@ -30,7 +30,7 @@ EXIT_INTERRUPTED = 130
 
 
 #: the command groups, in the order ``photofind --help`` lists their commands
-COMMAND_MODULES = (embedding, gui, library, models, search, watch)
+COMMAND_MODULES = (embedding, gui, library, models, people, search, watch)
 
 
 def commands() -> dict[str, Command]:

@@ -125,6 +125,24 @@ def open_library(ctx: Context, *, readonly: bool):
         ) from None
 
 
+class IndexBar:
+    """A progress callback of the indexer: one tqdm bar of photos on stderr."""
+
+    def __init__(self, desc: str = "indexing"):
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=0, desc=desc, unit="photo", file=sys.stderr, smoothing=0.1)
+
+    def __call__(self, p) -> None:
+        self._bar.total = p.total
+        self._bar.update(p.done - self._bar.n)
+        if p.failed:
+            self._bar.set_postfix(failed=p.failed, refresh=False)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
 class StageProgress:
     """A ``progress(stage, done, total)`` callback drawing one tqdm bar per stage on stderr."""
 

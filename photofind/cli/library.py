@@ -7,32 +7,36 @@ import os
 import sys
 from pathlib import Path
 
-from photofind.cli.context import Command, Context, emit_json, open_library, shown
+from photofind.cli.context import (
+    Command,
+    Context,
+    IndexBar,
+    emit_json,
+    open_library,
+    shown,
+)
 from photofind.errors import PhotofindError
 from photofind.library.model_id import ModelId
 from photofind.terminal import printable
-
-
-class _IndexBar:
-    def __init__(self, desc: str = "indexing"):
-        from tqdm import tqdm
-
-        self._bar = tqdm(total=0, desc=desc, unit="photo", file=sys.stderr, smoothing=0.1)
-
-    def __call__(self, p) -> None:
-        self._bar.total = p.total
-        self._bar.update(p.done - self._bar.n)
-        if p.failed:
-            self._bar.set_postfix(failed=p.failed, refresh=False)
-
-    def close(self) -> None:
-        self._bar.close()
 
 
 def _index_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("folders", nargs="*", type=Path, help="folders to add (default: re-scan all)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument(
+        "--faces", action="store_true", help="also find and group faces (photofind people)"
+    )
+
+
+def _analysers(args) -> list:
+    """The analysers the user opted into beside CLIP (faces only, for now)."""
+    if not args.faces:
+        return []
+    from photofind.library.face_analyser import FaceAnalyser
+    from photofind.people import regroup
+
+    return [FaceAnalyser(after_pass=regroup)]
 
 
 def _index(args: argparse.Namespace, ctx: Context) -> int:
@@ -51,9 +55,11 @@ def _index(args: argparse.Namespace, ctx: Context) -> int:
         )
         if _model_change(ctx, library, model, args):
             return 0
-        bar = None if args.no_progress else _IndexBar()
+        bar = None if args.no_progress else IndexBar()
         try:
-            stats = library.index_pending(model, progress=bar, batch_size=args.batch_size)
+            stats = library.index_pending(
+                model, progress=bar, batch_size=args.batch_size, analysers=_analysers(args)
+            )
         finally:
             if bar:
                 bar.close()
@@ -72,7 +78,7 @@ def _index(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _run_with_bar(args, desc: str, run):
-    bar = None if args.no_progress else _IndexBar(desc)
+    bar = None if args.no_progress else IndexBar(desc)
     try:
         return run(bar)
     finally:

@@ -33,8 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from photofind.errors import PhotofindError
 from photofind.library import migrations
+from photofind.library.catalog_error import CatalogError
+from photofind.library.face_records import FaceRecords
 from photofind.library.filesystems import mounted_readonly, network_filesystem
 from photofind.library.lockfile import LibraryLockedError, ProcessLock
 
@@ -76,10 +77,6 @@ __all__ = [
     "Photo",
     "ScanApplied",
 ]
-
-
-class CatalogError(PhotofindError):
-    """The catalog is missing, unreadable, or asked to do something inconsistent."""
 
 
 @dataclass(frozen=True)
@@ -227,7 +224,7 @@ class Recorded:
     generation: int
 
 
-class Catalog:
+class Catalog(FaceRecords):
     """A library's SQLite catalog. Open with :meth:`open`; close (or use ``with``) when done."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool, lock=None):
@@ -1037,7 +1034,7 @@ class Catalog:
 
     @staticmethod
     def _forget_results(conn, item_id: int) -> list[int]:
-        """The item's content is gone or changed: drop its vectors, staged vectors and
+        """The item's content is gone or changed: drop its vectors, staged vectors, faces and
         analyser states. Returns the ids of the vectors dropped (for the vector index)."""
         dropped = [
             r[0]
@@ -1045,6 +1042,7 @@ class Catalog:
         ]
         conn.execute("DELETE FROM staged_vectors WHERE item_id = ?", (item_id,))
         conn.execute("DELETE FROM analyses WHERE item_id = ?", (item_id,))
+        conn.execute("DELETE FROM faces WHERE item_id = ?", (item_id,))
         return dropped
 
     def file_sizes(self) -> set[int]:

@@ -164,8 +164,55 @@ _V3 = [
     "CREATE INDEX analyses_analyser ON analyses(analyser, model_id, status)",
 ]
 
+# People: the faces the face analyser finds (many per item, each with its box, landmarks,
+# 128-d embedding and a small JPEG thumbnail) and the people they are grouped into. A person
+# without a name is an unnamed group the clustering made. ``assigned_by`` says whose word put
+# a face on its person: 'user' (named, moved or merged by the user: it is a labelled example
+# for the k-NN and is never moved by the machine), 'auto' (the k-NN or the clustering: redone
+# after every face pass), NULL (no person yet). A "not this person" is remembered in
+# ``face_rejections`` so that the k-NN never puts the face back there. Nothing existing is
+# touched: faces come from the next face pass.
+_V4 = [
+    # AUTOINCREMENT: a merged or emptied person's id never comes back as another person
+    # (``photofind people name 3 Anna`` must not name whoever took 3 since).
+    """CREATE TABLE people (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        -- NULL: an unnamed group
+        name       TEXT,
+        hidden     INTEGER NOT NULL DEFAULT 0 CHECK (hidden IN (0, 1)),
+        created_ns INTEGER NOT NULL
+    )""",
+    # Names find people (``photofind people photos NAME``): one person per name.
+    "CREATE UNIQUE INDEX people_name ON people(name) WHERE name IS NOT NULL",
+    """CREATE TABLE faces (
+        id          INTEGER PRIMARY KEY,
+        item_id     INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        -- the frame's time in a video; NULL for a still
+        frame_ms    INTEGER,
+        -- the box in the upright picture's full-size pixels
+        x           INTEGER NOT NULL,
+        y           INTEGER NOT NULL,
+        w           INTEGER NOT NULL,
+        h           INTEGER NOT NULL,
+        score       REAL NOT NULL,
+        landmarks   BLOB NOT NULL,
+        embedding   BLOB NOT NULL,
+        thumb       BLOB,
+        person_id   INTEGER REFERENCES people(id) ON DELETE SET NULL,
+        assigned_by TEXT CHECK (assigned_by IN ('user', 'auto')),
+        model_id    TEXT NOT NULL
+    )""",
+    "CREATE INDEX faces_item ON faces(item_id)",
+    "CREATE INDEX faces_person ON faces(person_id)",
+    """CREATE TABLE face_rejections (
+        face_id   INTEGER NOT NULL REFERENCES faces(id) ON DELETE CASCADE,
+        person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+        PRIMARY KEY (face_id, person_id)
+    ) WITHOUT ROWID""",
+]
+
 # One list of SQL statements per schema version.
-STEPS: list[list[str]] = [_V1, _V2, _V3]
+STEPS: list[list[str]] = [_V1, _V2, _V3, _V4]
 
 # Steps that move a table's rows (v3 copies every photo and vector): the old pages stay in
 # the file as free pages, doubling it (100,000 photos of 512-d vectors: 421 MB became 846 MB),
