@@ -179,3 +179,18 @@ def test_a_command_module_importing_the_cli_package_is_a_circle(tree):
     finally:
         path.write_text(before)
     assert ["photofind.cli", "photofind.cli.watch"] in circles
+
+
+def test_every_command_module_has_a_layer_in_the_cli_contract():
+    """A command module left out of the CLI's own contract could import its siblings."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    contract = next(
+        c
+        for c in config["tool"]["importlinter"]["contracts"]
+        if c.get("containers") == ["photofind.cli"]
+    )
+    named = {name.strip() for layer in contract["layers"] for name in layer.split("|")}
+    modules = {p.stem for p in (ROOT / "photofind" / "cli").glob("*.py") if p.stem != "__init__"}
+    assert sorted(modules - named) == []
