@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from photofind.library.catalog_rows import CatalogError
+
 FACES = "faces"  # the face analyser's name in the analyses table
 USER = "user"
 AUTO = "auto"
@@ -70,13 +72,6 @@ class FaceState:
     assigned_by: list[str | None]
     named: dict[int, str]  # person id -> name, of the named people
     rejected: dict[int, set[int]]  # face id -> the people it is not
-
-
-def _catalog_error(message: str):
-    # catalog.py imports this module to build Catalog; its error class is taken when raised.
-    from photofind.library.catalog import CatalogError
-
-    return CatalogError(message)
 
 
 _PERSON_FACES = "faces f WHERE f.person_id = p.id AND f.model_id = ?"
@@ -286,7 +281,7 @@ class FaceRecords:
     def _require_person(self, conn, person_id: int) -> tuple:
         row = conn.execute("SELECT id, name FROM people WHERE id = ?", (person_id,)).fetchone()
         if row is None:
-            raise _catalog_error(f"no person with id {person_id} in {self.path}")
+            raise CatalogError(f"no person with id {person_id} in {self.path}")
         return row
 
     def name_person(self, person_id: int, name: str) -> None:
@@ -295,14 +290,14 @@ class FaceRecords:
         the two instead): names find people."""
         name = name.strip() if isinstance(name, str) else ""
         if not name:
-            raise _catalog_error("a person's name must not be empty")
+            raise CatalogError("a person's name must not be empty")
         with self._write() as conn:
             self._require_person(conn, person_id)
             other = conn.execute(
                 "SELECT id FROM people WHERE name = ? AND id != ?", (name, person_id)
             ).fetchone()
             if other is not None:
-                raise _catalog_error(
+                raise CatalogError(
                     f"person {other[0]} is already named {name!r}; merge the two "
                     f"(photofind people merge {other[0]} {person_id}) if they are one person"
                 )
@@ -319,7 +314,7 @@ class FaceRecords:
         and ``other`` is gone; a "not ``other``" becomes a "not ``keep``". The user said
         they are one person: its faces all become the user's, which no grouping moves."""
         if keep == other:
-            raise _catalog_error(f"cannot merge person {keep} with itself")
+            raise CatalogError(f"cannot merge person {keep} with itself")
         with self._write() as conn:
             _, keep_name = self._require_person(conn, keep)
             _, other_name = self._require_person(conn, other)
@@ -340,7 +335,7 @@ class FaceRecords:
         with self._write() as conn:
             row = conn.execute("SELECT person_id FROM faces WHERE id = ?", (face_id,)).fetchone()
             if row is None:
-                raise _catalog_error(f"no face with id {face_id} in {self.path}")
+                raise CatalogError(f"no face with id {face_id} in {self.path}")
             person_id = row[0]
             if person_id is None:
                 return None
@@ -362,7 +357,7 @@ class FaceRecords:
                 (person_id, face_id),
             )
             if cur.rowcount != 1:
-                raise _catalog_error(f"no face with id {face_id} in {self.path}")
+                raise CatalogError(f"no face with id {face_id} in {self.path}")
             conn.execute(
                 "DELETE FROM face_rejections WHERE face_id = ? AND person_id = ?",
                 (face_id, person_id),
