@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from photofind import jsonfile
 from photofind.atomic import atomic_write_text
 from photofind.errors import PhotofindError
 
@@ -245,23 +246,19 @@ def _read(path: Path) -> dict | None:
     """The file's object; None when there is no file. _Unusable when it is not settings;
     PhotofindError when it exists but cannot be read (then it must not be replaced)."""
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_BYTES + 1)
+        return jsonfile.read_json_object(path, MAX_BYTES)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise PhotofindError(f"{path} cannot be read: {exc.strerror or exc}") from None
-    if len(raw) > MAX_BYTES:
-        raise _Unusable(f"is larger than {MAX_BYTES:,} bytes")
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise _Unusable(f"is not JSON ({exc})") from None
-    except RecursionError:
-        raise _Unusable("is JSON nested too deeply") from None
-    if not isinstance(data, dict):
-        raise _Unusable("should hold a JSON object")
-    return data
+    except jsonfile.JsonObjectError as exc:
+        reason = {
+            jsonfile.TOO_LARGE: f"is larger than {MAX_BYTES:,} bytes",
+            jsonfile.NOT_JSON: f"is not JSON ({exc.detail})",
+            jsonfile.TOO_DEEP: "is JSON nested too deeply",
+            jsonfile.NOT_OBJECT: "should hold a JSON object",
+        }[exc.problem]
+        raise _Unusable(reason) from None
 
 
 def _set_aside(path: Path, reason: str) -> None:

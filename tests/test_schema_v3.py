@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from images import write_photo_jpeg, write_text_as_jpeg
+from old_code import code_before, old_migrations
 
 from photofind.clip import load_model
 from photofind.library import Catalog
@@ -39,32 +40,12 @@ TINY = REPO / "resources" / "models" / "tiny-synthetic"
 QUERIES = ["a red circle", "a blue square on a striped background", "a green star"]
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True, timeout=60
-    ).stdout
-
-
 def _v2_code(into: Path) -> Path:
     """The photofind package of the last commit before schema v3, unpacked in ``into``."""
-    if shutil.which("git") is None or not (REPO / ".git").exists():
-        pytest.skip("needs this repository's git history (the v2 code comes from it)")
-    introduced = _git(
-        "log", "--format=%H", "-S", "_V3 = [", "--", "photofind/library/migrations.py"
-    ).split()
-    # Before the commit that adds v3 is made (a working tree), HEAD is still v2 code.
-    revision = f"{introduced[-1]}^" if introduced else "HEAD"
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", revision, "photofind"],
-        capture_output=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    into.mkdir()
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True, timeout=60)
-    migrations = (into / "photofind" / "library" / "migrations.py").read_text()
+    code = code_before("_V3 = [", into, schema="v2")
+    migrations = old_migrations(code)
     assert "_V3" not in migrations and "STEPS: list[list[str]] = [_V1, _V2]" in migrations
-    return into
+    return code
 
 
 def _variant(into: Path) -> Path:

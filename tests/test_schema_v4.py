@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from images import write_photo_jpeg, write_text_as_jpeg
+from old_code import code_before, old_migrations
 
 from photofind.clip import load_model
 from photofind.library import Catalog, CatalogError
@@ -41,29 +41,10 @@ MODEL = "dlib-resnet-v1"
 
 def _v3_code(into: Path) -> Path:
     """The photofind package of the last commit before schema v4, unpacked in ``into``."""
-    if shutil.which("git") is None or not (REPO / ".git").exists():
-        pytest.skip("needs this repository's git history (the v3 code comes from it)")
-    introduced = subprocess.run(
-        ["git", "-C", str(REPO), "log", "--format=%H", "-S", "_V4 = [", "--"]
-        + ["photofind/library/migrations.py"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout.split()
-    # Before the commit that adds v4 is made (a working tree), HEAD is still v3 code.
-    revision = f"{introduced[-1]}^" if introduced else "HEAD"
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", revision, "photofind"],
-        capture_output=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    into.mkdir()
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True, timeout=60)
-    migrations = (into / "photofind" / "library" / "migrations.py").read_text()
+    code = code_before("_V4 = [", into, schema="v3")
+    migrations = old_migrations(code)
     assert "_V4" not in migrations and "[_V1, _V2, _V3]" in migrations
-    return into
+    return code
 
 
 V3_SCRIPT = textwrap.dedent(

@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from photofind import jsonfile
 from photofind.errors import ModelError
 
 FORMAT_VERSION = 1
@@ -115,21 +116,17 @@ def read_json_object(path: Path, max_bytes: int = MAX_JSON_BYTES) -> dict:
     """A JSON object from ``path``, bounded in size; ModelError naming the file otherwise."""
     path = Path(path)
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read(max_bytes + 1)
+        return jsonfile.read_json_object(path, max_bytes)
     except OSError as exc:
         raise ModelError(f"{path} cannot be read: {exc.strerror or exc}") from exc
-    if len(raw) > max_bytes:
-        raise ModelError(f"{path} is larger than {max_bytes:,} bytes; refused")
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ModelError(f"{path} cannot be read as JSON: {exc}") from exc
-    except RecursionError:
-        raise ModelError(f"{path} cannot be read as JSON: it is nested too deeply") from None
-    if not isinstance(data, dict):
-        raise ModelError(f"{path} should hold a JSON object")
-    return data
+    except jsonfile.JsonObjectError as exc:
+        reason = {
+            jsonfile.TOO_LARGE: f"is larger than {max_bytes:,} bytes; refused",
+            jsonfile.NOT_JSON: f"cannot be read as JSON: {exc.detail}",
+            jsonfile.TOO_DEEP: "cannot be read as JSON: it is nested too deeply",
+            jsonfile.NOT_OBJECT: "should hold a JSON object",
+        }[exc.problem]
+        raise ModelError(f"{path} {reason}") from exc.__cause__
 
 
 def _need(data: dict, key: str, kind, manifest: Path):

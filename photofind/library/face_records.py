@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from photofind.library.catalog_error import CatalogError
+from photofind.library.catalog_rows import CatalogError
 
 FACES = "faces"  # the face analyser's name in the analyses table
 USER = "user"

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from photofind.library.catalog import FAILED, Folder
-from photofind.library.scanner import FileInfo, ScanResult, scan
+from photofind.library.scanner import FileInfo, ScanResult, any_change, scan
 
 log = logging.getLogger(__name__)
 
@@ -158,15 +158,7 @@ class ReconcileReport:
 
     @property
     def changed(self) -> bool:
-        return bool(
-            self.added
-            or self.updated
-            or self.moved
-            or self.removed
-            or self.restored
-            or self.failed
-            or self.offline_folders
-        )
+        return any_change(self)
 
     def summary(self) -> str:
         parts = [

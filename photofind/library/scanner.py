@@ -80,6 +80,16 @@ class ScanProblem:
     reason: str
 
 
+#: the kinds of change a scan finds: a :class:`ScanResult` lists them, a reconcile's report
+#: counts them
+CHANGE_KINDS = ("added", "updated", "moved", "removed", "restored", "failed", "offline_folders")
+
+
+def any_change(result) -> bool:
+    """Whether a scan's result (or a report of one) holds a change of any kind."""
+    return any(getattr(result, kind) for kind in CHANGE_KINDS)
+
+
 @dataclass
 class ScanResult:
     """The difference between the disk and the catalog, ready for ``Catalog.apply_scan``."""
@@ -100,15 +110,7 @@ class ScanResult:
 
     @property
     def changed(self) -> bool:
-        return bool(
-            self.added
-            or self.updated
-            or self.moved
-            or self.removed
-            or self.restored
-            or self.failed
-            or self.offline_folders
-        )
+        return any_change(self)
 
 
 def is_image_name(name: str) -> bool:
