@@ -360,7 +360,7 @@ def test_settings_apply_at_once_and_are_stored_with_the_library(
 
 
 def test_a_second_writer_is_told_and_may_open_read_only(qtbot, window, tmp_path, model):
-    from photofind.gui.errors import open_window
+    from photofind.gui.app import open_window
 
     index_folder(qtbot, window, _folder_with(tmp_path, 3))
     asked = []

@@ -11,8 +11,8 @@ from PySide6.QtCore import QDate, QPoint, QSize, Qt  # noqa: E402
 from PySide6.QtGui import QColor, QImage  # noqa: E402
 from PySide6.QtWidgets import QWidget  # noqa: E402
 
-from photofind.gui.app import fit_to_screen  # noqa: E402
 from photofind.gui.filters import FilterBar  # noqa: E402
+from photofind.gui.placement import fit_to_screen  # noqa: E402
 from photofind.gui.preview import PhotoDetails, PreviewDialog  # noqa: E402
 
 

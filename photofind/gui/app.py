@@ -7,10 +7,11 @@ import os
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt, QTimer
-from PySide6.QtWidgets import QApplication, QProxyStyle, QStyle, QWidget
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QApplication, QProxyStyle, QStyle
 
 from photofind import __version__
+from photofind.gui.placement import fit_to_screen
 
 log = logging.getLogger(__name__)
 
@@ -38,20 +39,6 @@ class _PlainDialogButtons(QProxyStyle):
         if hint == QStyle.StyleHint.SH_DialogButtonBox_ButtonsHaveIcons:
             return 0
         return super().styleHint(hint, option, widget, data)
-
-
-def fit_to_screen(widget: QWidget, wanted: QSize, *, share: float = 1.0) -> bool:
-    """Size ``widget`` to ``wanted``, or to ``share`` of its screen's free area where that is
-    smaller (a 1280×800 window is taller than a 2560×1440 screen at scale 2, or a laptop's
-    screen under its panel). Returns True when the screen was the limit."""
-    screen = widget.screen() or QApplication.primaryScreen()
-    if screen is None:
-        widget.resize(wanted)
-        return False
-    free = screen.availableGeometry().size()
-    limit = QSize(int(free.width() * share), int(free.height() * share))
-    widget.resize(wanted.boundedTo(limit))
-    return wanted.width() > limit.width() or wanted.height() > limit.height()
 
 
 def create_window(
@@ -96,7 +83,26 @@ def create_window(
         staged_model=staged,
     )
     window.destroyed.connect(library.close)
+    # The window opens other windows (the demo) with this factory, handed in rather than
+    # imported: main_window's modules sit below app.py, which builds them.
+    window.create_window = create_window
     return window
+
+
+def open_window(library_dir, model, *, provider: str = "auto", ask=None):
+    """``create_window``, or — when another process writes the library — ask, then open it
+    read-only (None when the user declines). ``ask`` defaults to the dialog
+    :func:`photofind.gui.errors.ask_read_only`."""
+    from photofind.gui.errors import ask_read_only
+    from photofind.library import LibraryLockedError
+
+    try:
+        return create_window(library_dir, model, provider=provider)
+    except LibraryLockedError as exc:
+        log.warning("%s", exc)
+        if not (ask or ask_read_only)(exc):
+            return None
+        return create_window(library_dir, model, provider=provider, readonly=True)
 
 
 def run(library_dir, model=None, *, provider: str = "auto", start_indexing: bool = True) -> int:
@@ -110,7 +116,7 @@ def run(library_dir, model=None, *, provider: str = "auto", start_indexing: bool
     app.setDesktopFileName("photofind")
     if app.style().name().lower() == "fusion":
         app.setStyle(_PlainDialogButtons(app.style().name()))
-    from photofind.gui.errors import ErrorReporter, open_window
+    from photofind.gui.errors import ErrorReporter
 
     shown: list = []
     reporter = ErrorReporter(lambda: shown[0] if shown else None).install()

@@ -104,18 +104,3 @@ def ask_read_only(error: Exception, parent: QWidget | None = None) -> bool:
     box.addButton("Quit", QMessageBox.ButtonRole.RejectRole)
     box.exec()
     return box.clickedButton() is read_only
-
-
-def open_window(library_dir, model, *, provider: str = "auto", ask=ask_read_only):
-    """``create_window``, or — when another process writes the library — ask, then open it
-    read-only (None when the user declines)."""
-    from photofind.gui.app import create_window
-    from photofind.library import LibraryLockedError
-
-    try:
-        return create_window(library_dir, model, provider=provider)
-    except LibraryLockedError as exc:
-        log.warning("%s", exc)
-        if not ask(exc):
-            return None
-        return create_window(library_dir, model, provider=provider, readonly=True)

@@ -75,6 +75,9 @@ class MainWindow(QMainWindow):
     #: a set_model is in effect (the model searched with; the new watcher runs)
     modelSet = Signal(object)  # noqa: N815
     previewShown = Signal(str)  # noqa: N815 - the preview holds this photo (or its error)
+    #: ``create_window(library_dir, model)`` for the windows this one opens (the demo's);
+    #: :func:`photofind.gui.app.create_window` hands itself in
+    create_window = None
 
     def __init__(
         self,

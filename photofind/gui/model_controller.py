@@ -208,9 +208,7 @@ class ModelController(QObject):
             if error is not None:
                 w.report_error("The demo could not be built", str(error))
                 return
-            from photofind.gui.app import create_window
-
-            window = create_window(root, model)
+            window = w.create_window(root, model)
             window.resize(w.size())  # this one was fitted to the screen
             window.setWindowState(w.windowState())
             window.show()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QEvent, QMargins, QObject, QRect, QSize, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QApplication, QWidget
 
 from photofind import settings
 
@@ -132,3 +132,17 @@ class _FitOnShow(QObject):
             QTimer.singleShot(0, window, lambda: keep_on_screen(window))
             QTimer.singleShot(RECHECK_MS, window, lambda: keep_on_screen(window))
         return False
+
+
+def fit_to_screen(widget: QWidget, wanted: QSize, *, share: float = 1.0) -> bool:
+    """Size ``widget`` to ``wanted``, or to ``share`` of its screen's free area where that is
+    smaller (a 1280×800 window is taller than a 2560×1440 screen at scale 2, or a laptop's
+    screen under its panel). Returns True when the screen was the limit."""
+    screen = widget.screen() or QApplication.primaryScreen()
+    if screen is None:
+        widget.resize(wanted)
+        return False
+    free = screen.availableGeometry().size()
+    limit = QSize(int(free.width() * share), int(free.height() * share))
+    widget.resize(wanted.boundedTo(limit))
+    return wanted.width() > limit.width() or wanted.height() > limit.height()

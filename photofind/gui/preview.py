@@ -80,7 +80,7 @@ class PreviewDialog(QDialog):
         self.setObjectName("previewDialog")
         self.setWindowTitle("Preview")
         self.setModal(False)
-        from photofind.gui.app import fit_to_screen
+        from photofind.gui.placement import fit_to_screen
 
         # At most 85% of the screen: at scale 2 a 2560×1440 screen is 1280×720 points.
         fit_to_screen(self, QSize(960, 760), share=0.85)
