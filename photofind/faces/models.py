@@ -11,9 +11,11 @@ bundle. The HOG detector is built into dlib itself and needs no file.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 from photofind.errors import ModelError
+from photofind.paths import resources_dir
 
 PACKAGE = "face_recognition_models"
 LANDMARKS = "shape_predictor_5_face_landmarks.dat"
@@ -26,8 +28,15 @@ MODEL_ID = "dlib-resnet-v1"
 EMBED_DIM = 128
 
 
+#: Where the desktop bundle carries the three files (resources/installer/bundle_plan.py).
+BUNDLED_FOLDER = "face-models"
+
+
 def models_folder() -> Path:
-    """The ``models/`` folder of the installed face-recognition-models package."""
+    """The ``models/`` folder of the installed face-recognition-models package, or the
+    bundle's copy of the files photofind uses."""
+    if getattr(sys, "frozen", False):
+        return resources_dir() / BUNDLED_FOLDER
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ModelError(

@@ -243,3 +243,22 @@ def model_datas(bundled_root: Path, extra: list[Path]) -> list[tuple[str, str]]:
             relative = file.relative_to(folder).parent
             datas.append((str(file), str(PurePosixPath("resources/models", folder.name, relative))))
     return datas
+
+
+def face_model_datas() -> list[tuple[str, str]]:
+    """PyInstaller ``datas`` for the dlib model files the face pass uses (landmarks, embedder,
+    CNN detector: 32 MB), where :func:`photofind.faces.models.models_folder` looks in the
+    frozen app; never the 100 MB 68-point model, which photofind does not use."""
+    from photofind.faces.models import (
+        BUNDLED_FOLDER,
+        CNN_DETECTOR,
+        EMBEDDER,
+        LANDMARKS,
+        models_folder,
+    )
+
+    folder = models_folder()
+    return [
+        (str(folder / name), f"resources/{BUNDLED_FOLDER}")
+        for name in (LANDMARKS, EMBEDDER, CNN_DETECTOR)
+    ]

@@ -110,6 +110,20 @@ def refcount(args: argparse.Namespace) -> int:
     return qt_refcount.main(["--calls", str(args.calls)])
 
 
+def faces(args: argparse.Namespace) -> int:
+    """The bundled dlib and face model files find the faces of ``args.photo``."""
+    from PIL import Image, ImageOps
+
+    from photofind.faces.detector import FaceModel
+    from photofind.faces.models import models_folder
+
+    with Image.open(args.photo) as image:
+        picture = ImageOps.exif_transpose(image).convert("RGB")
+    found = FaceModel().find(picture)
+    print(json.dumps({"models": str(models_folder()), "faces": len(found)}))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="photofind --bundle-selftest")
     sub = parser.add_subparsers(dest="check", required=True)
@@ -120,5 +134,7 @@ def main(argv: list[str]) -> int:
     g.add_argument("--model")
     r = sub.add_parser("refcount")
     r.add_argument("--calls", type=int, default=2000)
+    sub.add_parser("faces").add_argument("photo", type=Path)
     args = parser.parse_args(argv)
-    return {"info": lambda _: info(), "gui": gui, "refcount": refcount}[args.check](args)
+    checks = {"info": lambda _: info(), "gui": gui, "refcount": refcount, "faces": faces}
+    return checks[args.check](args)
