@@ -11,13 +11,12 @@ import pytest
 
 pytest.importorskip("PySide6.QtWidgets")
 
-from gui_support import FAST  # noqa: E402
+from gui_support import FAST, demo_library  # noqa: E402
 from images import write_photo_jpeg  # noqa: E402
 from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
 from PySide6.QtWidgets import QAbstractItemView, QDialog, QLineEdit, QProgressBar  # noqa: E402
 
-from photofind.clip import load_model  # noqa: E402
 from photofind.gui import create_window  # noqa: E402
 
 
@@ -436,18 +435,7 @@ def test_uncaught_errors_in_any_thread_are_logged_and_shown(qtbot, window, tmp_p
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """The demo library (300 generated photos) indexed with the trained tiny model."""
-    from photofind.clip import resolve_model
-    from photofind.demo import build_demo_library, demo_scenes
-    from photofind.errors import PhotofindError
-
-    try:
-        resolve_model("tiny-synthetic")
-    except PhotofindError:
-        pytest.skip("resources/models/tiny-synthetic is not there yet")
-    tiny = load_model("tiny-synthetic", provider="cpu")
-    root = build_demo_library(tmp_path_factory.mktemp("demo"), tiny)
-    return root, tiny, demo_scenes(root)
+    return demo_library(tmp_path_factory)
 
 
 def test_typing_a_red_circle_fills_the_grid_with_red_circles_first(qtbot, demo):

@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("PySide6.QtWidgets")
 
-from gui_support import FAST  # noqa: E402
+from gui_support import FAST, demo_library  # noqa: E402
 from images import write_photo_jpeg  # noqa: E402
 from PIL import Image  # noqa: E402
 from PySide6.QtCore import QDate, QEvent, QPoint, QRect, Qt  # noqa: E402
@@ -161,18 +161,7 @@ def test_a_failed_search_replaces_the_results_with_the_reason(qtbot, window, tmp
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """The demo library (300 generated photos) indexed with the trained tiny model."""
-    from photofind.clip import load_model, resolve_model
-    from photofind.demo import build_demo_library, demo_scenes
-    from photofind.errors import PhotofindError
-
-    try:
-        resolve_model("tiny-synthetic")
-    except PhotofindError:
-        pytest.skip("resources/models/tiny-synthetic is not there yet")
-    tiny = load_model("tiny-synthetic", provider="cpu")
-    root = build_demo_library(tmp_path_factory.mktemp("demo"), tiny)
-    return root, tiny, demo_scenes(root)
+    return demo_library(tmp_path_factory)
 
 
 def test_show_all_lifts_the_cut_off_and_says_how_many_lay_below(qtbot, demo):
