@@ -32,12 +32,12 @@ import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from photofind.formats.kinds import SUPPORTED_EXTENSIONS
 from photofind.library.catalog import Catalog, Folder, KnownFile
 from photofind.library.hashing import partial_hash
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
-)
+# The one list of supported types (formats/kinds.py); the old name stays for its readers.
+IMAGE_EXTENSIONS = SUPPORTED_EXTENSIONS
 
 # Compared lower-case: Windows and NAS names vary in case.
 SYSTEM_FOLDERS = frozenset(
