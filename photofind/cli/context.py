@@ -47,7 +47,7 @@ class Context:
         ``photofind models use``, else the model whose vectors the library already holds
         (a library indexed from the app or with ``--model`` needs no second choice)."""
         from photofind.library.catalog import CATALOG_NAME, Catalog
-        from photofind.library.library import load_model_by_id
+        from photofind.library.model_session import load_model_by_id
         from photofind.models.store import active_model
 
         if self.model or active_model(self.library):

@@ -31,22 +31,24 @@ MAX_COUNT = 10**9
 
 
 def _search_model(ctx: Context, library):
-    """``--model`` when given; else the model that made the library's vectors."""
-    from photofind.clip import available_models, load_model
+    """``--model`` when given; else the model that made the library's vectors (found by
+    its id, name and image-encoder digest: a namesake with other weights makes other
+    vectors)."""
+    from photofind.library.model_session import load_model_by_id
 
     if ctx.model:
         return ctx.load_model()
     held = library.catalog.model_id
     if held is None:
         return ctx.load_model()  # nothing indexed yet: whatever the user chose, or the error
-    name = ModelId.parse(held).name
-    folder = available_models(ctx.library).get(name)
-    if folder is None:
+    model = load_model_by_id(ctx.library, held, provider=ctx.provider)
+    if model is None:
         raise PhotofindError(
-            f"the library {ctx.library} was indexed with model {name!r}, which is not "
-            "installed: install it, or pass --model to re-index with another"
+            f"the library {ctx.library} was indexed with model "
+            f"{ModelId.parse(held).name!r}, which is not installed (or is installed with "
+            "other weights): install it, or pass --model to re-index with another"
         )
-    return load_model(folder, provider=ctx.provider, library=ctx.library)
+    return model
 
 
 # -- search, similar ----------------------------------------------------------------------

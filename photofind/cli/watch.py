@@ -61,6 +61,7 @@ def _watch_args(p: argparse.ArgumentParser) -> None:
 
 
 def _watch(args: argparse.Namespace, ctx: Context) -> int:
+    from photofind.library.model_session import ModelSession
     from photofind.library.watcher import Watcher, WatchOptions, read_status_file
 
     if args.status:
@@ -103,8 +104,8 @@ def _watch(args: argparse.Namespace, ctx: Context) -> int:
             )
             # A model change (`photofind models use`) continues here once new photos are
             # indexed with the library's model, which searches keep using until the swap.
-            active, staged = library.choose_model(model, provider=ctx.provider)
-            watcher = Watcher(library, active, options, say=_say, staged_model=staged)
+            session = ModelSession.open(library, model, provider=ctx.provider)
+            watcher = Watcher(library, options=options, say=_say, session=session)
             watcher.start()
             _say(
                 f"watching {len(library.folders())} folder(s) of {ctx.library}; "

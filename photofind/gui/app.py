@@ -62,6 +62,7 @@ def create_window(
     from photofind.clip import ClipModel, load_model
     from photofind.gui.main_window import MainWindow
     from photofind.gui.watching import ObservedLibrary
+    from photofind.library.model_session import ModelSession
     from photofind.search import SearchEngine
 
     library_dir = Path(library_dir)
@@ -72,7 +73,8 @@ def create_window(
     if model is not None:
         # The chosen model may be re-indexed for (or another process writes the library):
         # search with the model whose vectors the library holds, when it is here.
-        model, staged = library.choose_model(model, provider=provider)
+        session = ModelSession.open(library, model, provider=provider)
+        model, staged = session.active, session.staged
     engine = SearchEngine(library, model) if model is not None else None
     window = MainWindow(
         library,

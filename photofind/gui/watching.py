@@ -41,6 +41,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from photofind.library.indexer import IndexControl, Progress
 from photofind.library.library import Library
+from photofind.library.model_session import ModelSession
 from photofind.library.watcher import BatchReport, Watcher, WatchOptions
 
 log = logging.getLogger(__name__)
@@ -138,17 +139,15 @@ class WatcherJob(QObject):
     def __init__(
         self,
         library: ObservedLibrary,
-        model,
+        session: ModelSession,
         options: WatchOptions,
         parent=None,
-        *,
-        staged_model=None,
     ):
         super().__init__(parent)
         self.library = library
-        self.model = model
-        #: the model a staged change re-indexes for (None: no change runs)
-        self.staged_model = staged_model
+        #: which model indexes and which is staged; the watcher's worker runs its passes
+        #: (and it changes at a swap, on that thread: the window keeps its own copy)
+        self.session = session
         self.options = options
         self.watcher: Watcher | None = None
         self.last_progress: Progress | None = None
@@ -191,10 +190,9 @@ class WatcherJob(QObject):
         self.library.swap_listeners.append(self._swapped_from_worker.emit)
         self.watcher = Watcher(
             self.library,
-            self.model,
-            self.options,
+            options=self.options,
             say=self._message_from_worker.emit,
-            staged_model=self.staged_model,
+            session=self.session,
             on_batch=self._report_batch,
         )
         self.watcher.start()
@@ -242,7 +240,6 @@ class WatcherJob(QObject):
     def _on_swapped(self, model) -> None:
         # Emitted even from a watcher being stopped: the library did swap, and the window
         # must search with the model whose vectors it now holds.
-        self.model, self.staged_model = model, None
         self.modelSwapped.emit(model)
 
     def _on_progress(self, p: Progress) -> None:
