@@ -40,7 +40,16 @@ class Context:
                 "`photofind models use NAME` (for example tiny-synthetic, the small demo "
                 "model that knows only generated shapes)"
             )
-        return load_model(model, provider=self.provider, library=self.library)
+        return load_model(
+            model, provider=self.provider, library=self.library, verified=self.verified
+        )
+
+    @property
+    def verified(self):
+        """The user's record of hashed model files, which the command line keeps."""
+        from photofind.clip.verified import user_record
+
+        return user_record()
 
     def load_library_model(self):
         """The model to index the library with: ``--model``, else the choice of
@@ -58,7 +67,7 @@ class Context:
                 held = catalog.model_id
         if held is None:
             return self.load_model()  # nothing indexed yet: the "no model chosen" error
-        model = load_model_by_id(self.library, held, provider=self.provider)
+        model = load_model_by_id(self.library, held, provider=self.provider, verified=self.verified)
         if model is None:
             raise PhotofindError(
                 f"the library {self.library} was indexed with model "

@@ -55,7 +55,7 @@ def _index(args: argparse.Namespace, ctx: Context) -> int:
             f"{len(r.removed)} removed, {r.unchanged} unchanged",
             file=sys.stderr,
         )
-        session = ModelSession.open(library, model, provider=ctx.provider)
+        session = ModelSession.open(library, model, provider=ctx.provider, verified=ctx.verified)
         if session.target is not None:
             _model_change(session, args)
             return 0

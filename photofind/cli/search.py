@@ -41,7 +41,7 @@ def _search_model(ctx: Context, library):
     held = library.catalog.model_id
     if held is None:
         return ctx.load_model()  # nothing indexed yet: whatever the user chose, or the error
-    model = load_model_by_id(ctx.library, held, provider=ctx.provider)
+    model = load_model_by_id(ctx.library, held, provider=ctx.provider, verified=ctx.verified)
     if model is None:
         raise PhotofindError(
             f"the library {ctx.library} was indexed with model "
@@ -360,7 +360,12 @@ def run_demo(ctx: Context, *, open_gui=None) -> int:
 
     root = ctx.library / DEMO_DIR
     try:
-        model = load_model(ctx.model or DEMO_MODEL, provider=ctx.provider, library=ctx.library)
+        model = load_model(
+            ctx.model or DEMO_MODEL,
+            provider=ctx.provider,
+            library=ctx.library,
+            verified=ctx.verified,
+        )
     except PhotofindError as exc:
         raise PhotofindError(f"the demo needs the {DEMO_MODEL} model: {exc}") from exc
     if not _demo_built(root, model):

@@ -13,6 +13,7 @@ import logging
 
 from PySide6.QtCore import QObject
 
+from photofind.clip.verified import user_record
 from photofind.gui.watching import WatcherJob, health_text
 from photofind.library.model_session import ModelSession
 
@@ -29,7 +30,7 @@ class ModelController(QObject):
         self.engine = engine
         #: decides what the models are; its watcher's worker changes it at a swap, so the
         #: GUI thread reads model and staged_model above instead
-        self.session = ModelSession(window.library, model, staged_model)
+        self.session = ModelSession(window.library, model, staged_model, verified=user_record())
         self.indexing: WatcherJob | None = None
         self._changes: list[tuple[object, object]] = []  # (model, then): set_model's queue
         self._request: object | None = None  # the newest _load_model: earlier ones lose
@@ -171,7 +172,7 @@ class ModelController(QObject):
             self.set_model(model, then=lambda: changed(model))
 
         w.tasks.run(
-            lambda: load_model(name, provider=provider, library=root),
+            lambda: load_model(name, provider=provider, library=root, verified=user_record()),
             done,
             pool=w.tasks.io_pool,
         )
@@ -187,7 +188,9 @@ class ModelController(QObject):
         library_root = w.library.root
 
         def work():
-            model = load_model(DEMO_MODEL, provider="cpu", library=library_root)
+            model = load_model(
+                DEMO_MODEL, provider="cpu", library=library_root, verified=user_record()
+            )
             build_demo_library(root, model)
             return model
 

@@ -60,10 +60,11 @@ def package_model_id(folder: str | os.PathLike) -> tuple[ModelId, int]:
     return ModelId.of_spec(spec), spec.embed_dim
 
 
-def load_model_by_id(root: str | os.PathLike, mid: str, *, provider: str = "auto"):
+def load_model_by_id(root: str | os.PathLike, mid: str, *, provider: str = "auto", verified=None):
     """The model, installed for the library in ``root`` or bundled, whose vectors carry the
     id ``mid`` (name and image-encoder hash), or None when this machine has no such package.
-    Needs no open library: the command line looks before it opens one for writing."""
+    Needs no open library: the command line looks before it opens one for writing.
+    ``verified``: the record of hashed files :func:`photofind.clip.load_model` keeps."""
     from photofind.clip import available_models, load_model
     from photofind.errors import ModelError
 
@@ -75,7 +76,7 @@ def load_model_by_id(root: str | os.PathLike, mid: str, *, provider: str = "auto
         except ModelError:
             continue
         if have.name == wanted.name and have.digest.startswith(wanted.digest):
-            return load_model(folder, provider=provider, library=Path(root))
+            return load_model(folder, provider=provider, library=Path(root), verified=verified)
     return None
 
 
@@ -92,14 +93,16 @@ class ModelSession:
     and when the watcher reports a swap.
     """
 
-    def __init__(self, library, active=None, staged=None, *, provider: str = "auto"):
+    def __init__(self, library, active=None, staged=None, *, provider: str = "auto", verified=None):
         self.library = library
         self.active = active
         self.staged = staged
+        #: how the held model is loaded when the session needs it (see load_model_by_id)
         self.provider = provider
+        self.verified = verified
 
     @classmethod
-    def open(cls, library, chosen, *, provider: str = "auto") -> ModelSession:
+    def open(cls, library, chosen, *, provider: str = "auto", verified=None) -> ModelSession:
         """The session of the user's choice ``chosen`` (made the library's model unless
         the library is read-only).
 
@@ -108,20 +111,25 @@ class ModelSession:
         is not on this machine, ``chosen`` does both (see the module's docstring); a
         read-only library stages nothing.
         """
-        session = cls(library, provider=provider)
+        session = cls(library, provider=provider, verified=verified)
         if not library.readonly:
             library.begin_model_change(chosen)
         held = library.catalog.model_id
         if held is None or held == _id(chosen):
             session.active = chosen
             return session
-        active = load_model_by_id(library.root, held, provider=provider)
+        active = session._load(held)
         if active is None:
             session.active = chosen
         else:
             session.active = active
             session.staged = None if library.readonly else chosen
         return session
+
+    def _load(self, mid: str):
+        return load_model_by_id(
+            self.library.root, mid, provider=self.provider, verified=self.verified
+        )
 
     # -- what the library holds ------------------------------------------------------------
 
@@ -161,7 +169,7 @@ class ModelSession:
             searching = [m for m in (self.active, self.staged) if m and _id(m) == held]
             active = searching[0] if searching else None
             if active is None and held is not None:
-                active = load_model_by_id(self.library.root, held, provider=self.provider)
+                active = self._load(held)
             if active is not None:
                 self.active, self.staged = active, model
             else:
