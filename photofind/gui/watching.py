@@ -10,7 +10,8 @@ object is shared by the GUI thread, the search pool and the watcher:
   catalog, whose calls each take its internal lock, and the vector index, which supports
   queries while its writer adds (see ``VectorIndex``). A search during indexing simply sees
   the photos committed so far: results appear while indexing continues.
-- **The GUI thread writes one thing itself: a new folder row** (``add_folder``). That is a
+- **A new folder row** (``add_folder``) is written beside the watcher, on a pool thread
+  (never the GUI thread: the watcher may hold the catalog for a long reconcile). It is a
   single catalog transaction that touches no photo and no vector; the worker notices the new
   folder at its next health check (once a second), starts watching it and reconciles it.
 - **Anything that rewrites photos or vectors from the GUI** (removing a folder, switching
@@ -23,11 +24,11 @@ pass an :class:`IndexControl`. :class:`ObservedLibrary` sees every pass instead 
 library the watcher calls): it reports the indexer's progress to listeners and applies the
 GUI's pause to whichever pass is running, or the next one to start.
 
-A model change (:meth:`Library.begin_model_change`) runs on the same thread: after each
-round's pass for the active model, the :class:`Watcher` re-indexes for the new model (its
-``staged_model``), with the same rules for giving way to changes and for stopping. Searches
-keep the active model meanwhile; at the swap the job emits ``modelSwapped`` and the window
-opens a new engine.
+A model change re-indexes on the same thread: the :class:`Watcher` runs the passes of the
+window's :class:`~photofind.library.model_session.ModelSession` in its order (new photos
+with the active model, then the re-index for the staged one), with the same rules for giving
+way to changes and for stopping. Searches keep the active model meanwhile; at the swap the
+job emits ``modelSwapped`` and the window opens a new engine.
 """
 
 from __future__ import annotations
