@@ -323,15 +323,21 @@ class ClipModel:
         return f"<ClipModel {self.info.name} dim={self.info.dim} on {self.info.provider}>"
 
 
+def packages_in(root: Path) -> dict[str, Path]:
+    """The model packages in the folder ``root``, by name: its sub-folders holding a
+    ``model.json``. Hidden ones are not packages: the model store's installs in progress
+    (``.install-*``) and removals under way (``.trash-*``)."""
+    found: dict[str, Path] = {}
+    if root.is_dir():
+        for child in sorted(root.iterdir()):
+            if not child.name.startswith(".") and (child / "model.json").is_file():
+                found[child.name] = child
+    return found
+
+
 def available_models(library: Path | None = None) -> dict[str, Path]:
     """Installed and bundled model packages by name (installed ones win)."""
-    found: dict[str, Path] = {}
-    for root in (bundled_models_dir(), models_dir(library)):
-        if root.is_dir():
-            for child in sorted(root.iterdir()):
-                if (child / "model.json").is_file():
-                    found[child.name] = child
-    return found
+    return {**packages_in(bundled_models_dir()), **packages_in(models_dir(library))}
 
 
 def resolve_model(name_or_dir: str | os.PathLike, library: Path | None = None) -> Path:
