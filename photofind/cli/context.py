@@ -56,7 +56,6 @@ class Context:
         ``photofind models use``, else the model whose vectors the library already holds
         (a library indexed from the app or with ``--model`` needs no second choice)."""
         from photofind.library.catalog import CATALOG_NAME, Catalog
-        from photofind.library.model_session import load_model_by_id
         from photofind.models.store import active_model
 
         if self.model or active_model(self.library):
@@ -67,6 +66,14 @@ class Context:
                 held = catalog.model_id
         if held is None:
             return self.load_model()  # nothing indexed yet: the "no model chosen" error
+        return self.load_held_model(held)
+
+    def load_held_model(self, held: str):
+        """The model whose vectors carry the id ``held`` (its name and image-encoder
+        digest: a namesake with other weights makes other vectors), or the error that says
+        what to do when this machine does not have it."""
+        from photofind.library.model_session import load_model_by_id
+
         model = load_model_by_id(self.library, held, provider=self.provider, verified=self.verified)
         if model is None:
             raise PhotofindError(

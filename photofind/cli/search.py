@@ -18,7 +18,6 @@ from pathlib import Path
 from photofind import __version__
 from photofind.cli.context import Command, Context, emit_json, open_library, shown
 from photofind.errors import PhotofindError
-from photofind.library.model_id import ModelId
 from photofind.terminal import printable
 
 DEFAULT_RESULTS = 20
@@ -31,24 +30,13 @@ MAX_COUNT = 10**9
 
 
 def _search_model(ctx: Context, library):
-    """``--model`` when given; else the model that made the library's vectors (found by
-    its id, name and image-encoder digest: a namesake with other weights makes other
-    vectors)."""
-    from photofind.library.model_session import load_model_by_id
-
+    """``--model`` when given; else the model that made the library's vectors."""
     if ctx.model:
         return ctx.load_model()
     held = library.catalog.model_id
     if held is None:
         return ctx.load_model()  # nothing indexed yet: whatever the user chose, or the error
-    model = load_model_by_id(ctx.library, held, provider=ctx.provider, verified=ctx.verified)
-    if model is None:
-        raise PhotofindError(
-            f"the library {ctx.library} was indexed with model "
-            f"{ModelId.parse(held).name!r}, which is not installed (or is installed with "
-            "other weights): install it, or pass --model to re-index with another"
-        )
-    return model
+    return ctx.load_held_model(held)
 
 
 # -- search, similar ----------------------------------------------------------------------
