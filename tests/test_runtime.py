@@ -75,11 +75,12 @@ def test_empty_inputs_give_empty_arrays(model):
     assert model.encode_texts([]).shape == (0, model.info.dim)
 
 
-def test_runtime_matches_torch_end_to_end(model, tmp_path):
+def test_runtime_matches_torch_end_to_end(torch_package, tmp_path):
     """Tokenizer + preprocessing + ONNX equal the torch model on the same inputs."""
     torch = pytest.importorskip("torch")
     from export.model import ARCHS, random_init_model
 
+    model = load_model(torch_package, provider="cpu")
     spec = read_manifest(model.info.path)
     reference = random_init_model(ARCHS[spec.arch], seed=0).eval()
     paths = _photos(tmp_path, 3)
