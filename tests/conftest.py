@@ -1,15 +1,27 @@
 """Shared fixtures.
 
-Model packages are built for real through ``export/`` (torch -> ONNX), once per session. Where
-torch is not installed the tests that need a package are skipped, not failed: the app itself
-must work without torch, and so must the rest of the test suite.
+The second model most tests need beside the bundled ``tiny-synthetic`` (``random_package``,
+``model``) is written without torch (tests/onnx_package.py): only the tests of ``export/``
+and of layouts exported from torch models build packages through ``export/`` (torch ->
+ONNX, ``torch_package``), and they skip where torch is not installed: the app itself must
+work without torch, and so must the rest of the test suite.
+
+``PHOTOFIND_TESTS_WITHOUT_TORCH=1`` makes ``import torch`` fail in the test process, to
+show which tests need torch: they skip (the processes tests start run photofind, which never
+imports torch: the import contract in pyproject.toml).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
+
+if os.environ.get("PHOTOFIND_TESTS_WITHOUT_TORCH") == "1":
+    # None in sys.modules makes every `import torch` raise ImportError.
+    for _name in ("torch", "torchvision", "open_clip", "transformers"):
+        sys.modules[_name] = None  # type: ignore[assignment]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -46,8 +58,18 @@ def _build_random_package(folder, arch: str, seed: int = 0):
 
 @pytest.fixture(scope="session")
 def random_package(tmp_path_factory):
-    """Folder of a tiny-test CLIP package with random weights (seed 0); about a second."""
-    return _build_random_package(tmp_path_factory.mktemp("tiny-test-package"), "tiny-test")
+    """Folder of a package with random weights (``tiny-test-random-seed0``: 32-d vectors of
+    32 px pictures), written without torch (tests/onnx_package.py)."""
+    from onnx_package import write_random_package
+
+    return write_random_package(tmp_path_factory.mktemp("tiny-test-package"))
+
+
+@pytest.fixture(scope="session")
+def torch_package(tmp_path_factory):
+    """Folder of the tiny-test CLIP exported from torch with random weights (seed 0), for
+    the tests that compare with other exports of that same torch model; about a second."""
+    return _build_random_package(tmp_path_factory.mktemp("tiny-test-torch"), "tiny-test")
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +83,7 @@ def vitb32_package(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def model(random_package):
-    """The random-weight tiny-test package loaded on the CPU provider."""
+    """The random-weight package (``random_package``) loaded on the CPU provider."""
     from photofind.clip import load_model
 
     return load_model(random_package, provider="cpu")

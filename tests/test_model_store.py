@@ -3,7 +3,7 @@
 Real packages (the tiny random-weights one), real archives, a real HTTP server on
 127.0.0.1 (plain http behind the test-only switch) and real ONNX sessions for the probe.
 Immich-layout exports are made here with torch from the same seeded weights as the
-``random_package`` fixture, so the adapted package must give the very same vectors.
+``torch_package`` fixture, so the adapted package must give the very same vectors.
 """
 
 from __future__ import annotations
@@ -383,7 +383,7 @@ def test_url_not_found(store, server):
 # -- Immich's layout and catalogue entries -------------------------------------------------
 
 
-def test_immich_layout_gives_the_same_vectors(store, immich_int64, random_package, tmp_path):
+def test_immich_layout_gives_the_same_vectors(store, immich_int64, torch_package, tmp_path):
     source = tmp_path / "copy"
     shutil.copytree(immich_int64, source)
     report = store.install(source, name="immich-tiny")
@@ -394,13 +394,13 @@ def test_immich_layout_gives_the_same_vectors(store, immich_int64, random_packag
     # Same seed, same weights: the adapted package must agree with our own export.
     _same_vectors(
         load_model("immich-tiny", provider="cpu", library=store.library),
-        load_model(random_package, provider="cpu"),
+        load_model(torch_package, provider="cpu"),
     )
     assert source.is_dir()  # a local source is copied, never moved
 
 
 def test_int32_fixed_batch_export_installs_and_gives_the_same_vectors(
-    store, immich_int32_static, random_package, tmp_path
+    store, immich_int32_static, torch_package, tmp_path
 ):
     """Immich's exporter feeds int32 ids and fixes the batch at 1; the runtime honours both."""
     spec = adapters.adapt_immich(immich_int32_static, tmp_path / "adapted", name="i32")
@@ -409,7 +409,7 @@ def test_int32_fixed_batch_export_installs_and_gives_the_same_vectors(
     store.install(immich_int32_static, name="immich-i32")
     _same_vectors(
         load_model("immich-i32", provider="cpu", library=store.library),
-        load_model(random_package, provider="cpu"),
+        load_model(torch_package, provider="cpu"),
     )
 
 

@@ -23,7 +23,7 @@ from photofind.clip.package import (
     verify_files,
     write_manifest,
 )
-from photofind.clip.verified import RECORD_NAME, VerifiedFiles
+from photofind.clip.verified import RECORD_NAME, VerifiedFiles, user_record
 from photofind.errors import ImageError, ModelError, ProviderError
 
 
@@ -75,11 +75,12 @@ def test_empty_inputs_give_empty_arrays(model):
     assert model.encode_texts([]).shape == (0, model.info.dim)
 
 
-def test_runtime_matches_torch_end_to_end(model, tmp_path):
+def test_runtime_matches_torch_end_to_end(torch_package, tmp_path):
     """Tokenizer + preprocessing + ONNX equal the torch model on the same inputs."""
     torch = pytest.importorskip("torch")
     from export.model import ARCHS, random_init_model
 
+    model = load_model(torch_package, provider="cpu")
     spec = read_manifest(model.info.path)
     reference = random_init_model(ARCHS[spec.arch], seed=0).eval()
     paths = _photos(tmp_path, 3)
@@ -159,7 +160,9 @@ def test_a_damaged_record_of_verified_files_means_hashing_again(random_package, 
 
 def test_load_model_records_what_it_verified(random_package, tmp_path, monkeypatch):
     monkeypatch.setenv("PHOTOFIND_HOME", str(tmp_path / "home"))
-    load_model(random_package, provider="cpu")
+    load_model(random_package, provider="cpu")  # no record given: none is written
+    assert not (tmp_path / "home" / "cache" / RECORD_NAME).exists()
+    load_model(random_package, provider="cpu", verified=user_record())
     record = json.loads((tmp_path / "home" / "cache" / RECORD_NAME).read_text())
     assert str((random_package / "textual.onnx").absolute()) in record["files"]
 

@@ -266,9 +266,9 @@ def test_fixed_floor_applies_to_plain_text_only(world, model):
 
 
 def test_another_models_vectors_are_refused(world, tmp_path):
-    from tests.conftest import _build_random_package
+    from onnx_package import write_random_package
 
-    other = load_model(_build_random_package(tmp_path / "other", "tiny-test", seed=1), "cpu")
+    other = load_model(write_random_package(tmp_path / "other", seed=1), "cpu")
     engine = SearchEngine(world["library"], other)
     with pytest.raises(SearchError, match="holds vectors of model"):
         engine.search("a red circle")

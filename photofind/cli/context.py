@@ -40,14 +40,22 @@ class Context:
                 "`photofind models use NAME` (for example tiny-synthetic, the small demo "
                 "model that knows only generated shapes)"
             )
-        return load_model(model, provider=self.provider, library=self.library)
+        return load_model(
+            model, provider=self.provider, library=self.library, verified=self.verified
+        )
+
+    @property
+    def verified(self):
+        """The user's record of hashed model files, which the command line keeps."""
+        from photofind.clip.verified import user_record
+
+        return user_record()
 
     def load_library_model(self):
         """The model to index the library with: ``--model``, else the choice of
         ``photofind models use``, else the model whose vectors the library already holds
         (a library indexed from the app or with ``--model`` needs no second choice)."""
         from photofind.library.catalog import CATALOG_NAME, Catalog
-        from photofind.library.library import load_model_by_id
         from photofind.models.store import active_model
 
         if self.model or active_model(self.library):
@@ -58,7 +66,15 @@ class Context:
                 held = catalog.model_id
         if held is None:
             return self.load_model()  # nothing indexed yet: the "no model chosen" error
-        model = load_model_by_id(self.library, held, provider=self.provider)
+        return self.load_held_model(held)
+
+    def load_held_model(self, held: str):
+        """The model whose vectors carry the id ``held`` (its name and image-encoder
+        digest: a namesake with other weights makes other vectors), or the error that says
+        what to do when this machine does not have it."""
+        from photofind.library.model_session import load_model_by_id
+
+        model = load_model_by_id(self.library, held, provider=self.provider, verified=self.verified)
         if model is None:
             raise PhotofindError(
                 f"the library {self.library} was indexed with model "

@@ -40,6 +40,8 @@ def _analysers(args) -> list:
 
 
 def _index(args: argparse.Namespace, ctx: Context) -> int:
+    from photofind.library.model_session import ModelSession
+
     model = ctx.load_library_model()
     with open_library(ctx, readonly=False) as library:
         for folder in args.folders:
@@ -53,16 +55,17 @@ def _index(args: argparse.Namespace, ctx: Context) -> int:
             f"{len(r.removed)} removed, {r.unchanged} unchanged",
             file=sys.stderr,
         )
-        if _model_change(ctx, library, model, args):
+        session = ModelSession.open(library, model, provider=ctx.provider, verified=ctx.verified)
+        if session.target is not None:
+            _model_change(session, args)
             return 0
-        bar = None if args.no_progress else IndexBar()
-        try:
-            stats = library.index_pending(
+        stats = _run_with_bar(
+            args,
+            "indexing",
+            lambda bar: library.index_pending(
                 model, progress=bar, batch_size=args.batch_size, analysers=_analysers(args)
-            )
-        finally:
-            if bar:
-                bar.close()
+            ),
+        )
         print(
             f"indexed {stats.indexed} photos, {stats.failed} failed, "
             f"in {stats.seconds:.1f} s ({stats.images_per_s:.1f} photos/s)",
@@ -86,49 +89,58 @@ def _run_with_bar(args, desc: str, run):
             bar.close()
 
 
-def _model_change(ctx: Context, library, model, args) -> bool:
-    """Continue (or begin) a staged change to ``model`` when the library holds another
-    model's vectors: new photos first get the active model's vectors (searchable at once),
-    then every photo gets ``model``'s, then the swap. False when there is no change to run."""
-    from photofind.library.library import model_id
+def _model_change(session, args) -> None:
+    """Run a model change in the session's order, each pass once: new photos first get
+    the held model's vectors (searchable at once), then every photo gets the new model's,
+    then the swap, then the photos that had no new vector at the swap."""
+    from photofind.library.model_session import NEW, STAGED
 
-    held = library.catalog.model_id
-    if held is None or held == model_id(model) or not library.begin_model_change(model):
-        return False
-    done, total = library.catalog.staged_progress()
-    held_name = ModelId.parse(held).name
+    target = session.target
+    held_name = ModelId.parse(session.held).name
     print(
-        f"re-indexing {total - done:,} photos for model {model.info.name}; "
+        f"re-indexing {session.todo():,} photos for model {target.info.name}; "
         f"search uses {held_name} until done",
         file=sys.stderr,
     )
-    active = library.load_model_by_id(held, provider=ctx.provider)
-    if active is not None and library.catalog.counts().get("pending", 0):
+    swapped = False
+    ran: set[tuple[str, bool]] = set()
+    while (kind := session.next_pass()) is not None:
+        if (kind, swapped) in ran and kind == NEW and session.staged is not None:
+            kind = STAGED  # photos that changed meanwhile wait for the next run
+        if (kind, swapped) in ran:
+            break
+        ran.add((kind, swapped))
+        by = session.active.info.name
+        if kind == NEW and not swapped and session.staged is not None:
+            desc = f"indexing new photos with {held_name}"
+        elif kind == NEW and swapped:
+            desc = f"indexing with {by}"
+        else:
+            desc = f"re-indexing for {target.info.name}"
         stats = _run_with_bar(
             args,
-            f"indexing new photos with {held_name}",
-            lambda bar: library.index_pending(active, progress=bar, batch_size=args.batch_size),
+            desc,
+            lambda bar, kind=kind: session.run_pass(kind, progress=bar, batch_size=args.batch_size),
         )
-        print(f"indexed {stats.indexed} new photos with {held_name}", file=sys.stderr)
-    stats = _run_with_bar(
-        args,
-        f"re-indexing for {model.info.name}",
-        lambda bar: library.reindex_staged(model, progress=bar, batch_size=args.batch_size),
-    )
-    print(
-        f"re-indexed {stats.indexed} photos for {model.info.name}, {stats.failed} failed, "
-        f"in {stats.seconds:.1f} s ({stats.images_per_s:.1f} photos/s)",
-        file=sys.stderr,
-    )
-    if not stats.swapped:
-        print("re-index not finished: run `photofind index` again", file=sys.stderr)
-        return True
-    print(f"model {model.info.name} is now the library's model; search uses it", file=sys.stderr)
-    # Photos without a new vector at the swap (offline ones, those added in the last moment)
-    stats = library.index_pending(model, batch_size=args.batch_size)
-    if stats.indexed or stats.failed:
-        print(f"indexed {stats.indexed} photos, {stats.failed} failed", file=sys.stderr)
-    return True
+        if desc.startswith("indexing new"):
+            print(f"indexed {stats.indexed} new photos with {held_name}", file=sys.stderr)
+        elif swapped:
+            if stats.indexed or stats.failed:
+                print(f"indexed {stats.indexed} photos, {stats.failed} failed", file=sys.stderr)
+        else:
+            print(
+                f"re-indexed {stats.indexed} photos for {target.info.name}, {stats.failed} "
+                f"failed, in {stats.seconds:.1f} s ({stats.images_per_s:.1f} photos/s)",
+                file=sys.stderr,
+            )
+            if not getattr(stats, "swapped", False):
+                print("re-index not finished: run `photofind index` again", file=sys.stderr)
+                return
+            swapped = True
+            print(
+                f"model {target.info.name} is now the library's model; search uses it",
+                file=sys.stderr,
+            )
 
 
 def _folders_args(p: argparse.ArgumentParser) -> None:

@@ -132,15 +132,17 @@ def _models(args: argparse.Namespace, ctx: Context) -> int:
 
 def _begin_change(name: str, ctx: Context) -> str:
     """Start the staged re-index of an indexed library for the newly chosen model; the
-    sentence that tells the user where things stand."""
-    from photofind.clip import load_model
+    sentence that tells the user where things stand. The model's id comes from its
+    manifest: no encoder is opened (the next `photofind index` opens it)."""
+    from photofind.clip import resolve_model
     from photofind.library.catalog import CATALOG_NAME
     from photofind.library.library import Library
     from photofind.library.lockfile import LibraryLockedError
+    from photofind.library.model_session import ModelSession
 
     if not (ctx.library / CATALOG_NAME).exists():
         return f"{name} is now the library's model"
-    model = load_model(name, provider="cpu", library=ctx.library)
+    folder = resolve_model(name, ctx.library)
     try:
         library = Library.open(ctx.library)
     except LibraryLockedError:
@@ -149,19 +151,17 @@ def _begin_change(name: str, ctx: Context) -> str:
             "the re-index begins with the next `photofind index` (search keeps the old model)"
         )
     with library:
-        held = library.catalog.model_id
-        had_staged = library.staged_model_id
-        if not library.begin_model_change(model):
-            if had_staged:
-                return (
-                    f"{name} is the library's model again; the re-index for "
-                    f"{ModelId.parse(had_staged).name} was cancelled"
-                )
-            return f"{name} is now the library's model"
-        done, total = library.catalog.staged_progress()
+        change = ModelSession(library).choose_package(folder)
+    if not change.staged:
+        if change.cancelled:
+            return (
+                f"{name} is the library's model again; the re-index for "
+                f"{ModelId.parse(change.cancelled).name} was cancelled"
+            )
+        return f"{name} is now the library's model"
     return (
-        f"{name} is now the library's model: `photofind index` re-indexes {total - done:,} "
-        f"photos for it; search uses {ModelId.parse(held).name} until done"
+        f"{name} is now the library's model: `photofind index` re-indexes {change.todo:,} "
+        f"photos for it; search uses {ModelId.parse(change.held).name} until done"
     )
 
 

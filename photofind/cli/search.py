@@ -18,7 +18,6 @@ from pathlib import Path
 from photofind import __version__
 from photofind.cli.context import Command, Context, emit_json, open_library, shown
 from photofind.errors import PhotofindError
-from photofind.library.model_id import ModelId
 from photofind.terminal import printable
 
 DEFAULT_RESULTS = 20
@@ -32,21 +31,12 @@ MAX_COUNT = 10**9
 
 def _search_model(ctx: Context, library):
     """``--model`` when given; else the model that made the library's vectors."""
-    from photofind.clip import available_models, load_model
-
     if ctx.model:
         return ctx.load_model()
     held = library.catalog.model_id
     if held is None:
         return ctx.load_model()  # nothing indexed yet: whatever the user chose, or the error
-    name = ModelId.parse(held).name
-    folder = available_models(ctx.library).get(name)
-    if folder is None:
-        raise PhotofindError(
-            f"the library {ctx.library} was indexed with model {name!r}, which is not "
-            "installed: install it, or pass --model to re-index with another"
-        )
-    return load_model(folder, provider=ctx.provider, library=ctx.library)
+    return ctx.load_held_model(held)
 
 
 # -- search, similar ----------------------------------------------------------------------
@@ -358,7 +348,12 @@ def run_demo(ctx: Context, *, open_gui=None) -> int:
 
     root = ctx.library / DEMO_DIR
     try:
-        model = load_model(ctx.model or DEMO_MODEL, provider=ctx.provider, library=ctx.library)
+        model = load_model(
+            ctx.model or DEMO_MODEL,
+            provider=ctx.provider,
+            library=ctx.library,
+            verified=ctx.verified,
+        )
     except PhotofindError as exc:
         raise PhotofindError(f"the demo needs the {DEMO_MODEL} model: {exc}") from exc
     if not _demo_built(root, model):

@@ -61,7 +61,7 @@ def _watch_args(p: argparse.ArgumentParser) -> None:
 
 
 def _watch(args: argparse.Namespace, ctx: Context) -> int:
-    from photofind.library.watcher import Watcher, WatchOptions, read_status_file
+    from photofind.library.watcher import read_status_file
 
     if args.status:
         status = read_status_file(ctx.library)
@@ -71,8 +71,17 @@ def _watch(args: argparse.Namespace, ctx: Context) -> int:
         return 0
 
     # watchdog warns when a folder moved mid-walk gets its watch re-added; the watch is right
-    # afterwards and the reconcile covers the moment, so this is noise on the terminal.
-    warnings.filterwarnings("ignore", "Callback with id", RuntimeWarning, "watchdog")
+    # afterwards and the reconcile covers the moment, so this is noise on the terminal. The
+    # filter holds while this command runs (watchdog's threads warn too) and is then undone.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Callback with id", RuntimeWarning, "watchdog")
+        return _watch_until_stopped(args, ctx)
+
+
+def _watch_until_stopped(args: argparse.Namespace, ctx: Context) -> int:
+    from photofind.library.model_session import ModelSession
+    from photofind.library.watcher import Watcher, WatchOptions
+
     model = ctx.load_library_model()
     stop = threading.Event()
     received: list[str] = []
@@ -103,8 +112,10 @@ def _watch(args: argparse.Namespace, ctx: Context) -> int:
             )
             # A model change (`photofind models use`) continues here once new photos are
             # indexed with the library's model, which searches keep using until the swap.
-            active, staged = library.choose_model(model, provider=ctx.provider)
-            watcher = Watcher(library, active, options, say=_say, staged_model=staged)
+            session = ModelSession.open(
+                library, model, provider=ctx.provider, verified=ctx.verified
+            )
+            watcher = Watcher(library, options=options, say=_say, session=session)
             watcher.start()
             _say(
                 f"watching {len(library.folders())} folder(s) of {ctx.library}; "

@@ -16,9 +16,9 @@ from photofind.clip.package import ModelSpec, read_manifest, verify_files
 from photofind.clip.preprocess import DEFAULT_MAX_PIXELS, load_and_preprocess
 from photofind.clip.providers import ProviderChoice, cpu_threads, open_sessions, planned_provider
 from photofind.clip.tokenizer import ClipTokenizer
-from photofind.clip.verified import RECORD_NAME, VerifiedFiles
+from photofind.clip.verified import VerifiedFiles
 from photofind.errors import ModelError
-from photofind.paths import bundled_models_dir, cache_dir, models_dir
+from photofind.paths import bundled_models_dir, models_dir
 
 log = logging.getLogger(__name__)
 
@@ -323,15 +323,21 @@ class ClipModel:
         return f"<ClipModel {self.info.name} dim={self.info.dim} on {self.info.provider}>"
 
 
+def packages_in(root: Path) -> dict[str, Path]:
+    """The model packages in the folder ``root``, by name: its sub-folders holding a
+    ``model.json``. Hidden ones are not packages: the model store's installs in progress
+    (``.install-*``) and removals under way (``.trash-*``)."""
+    found: dict[str, Path] = {}
+    if root.is_dir():
+        for child in sorted(root.iterdir()):
+            if not child.name.startswith(".") and (child / "model.json").is_file():
+                found[child.name] = child
+    return found
+
+
 def available_models(library: Path | None = None) -> dict[str, Path]:
     """Installed and bundled model packages by name (installed ones win)."""
-    found: dict[str, Path] = {}
-    for root in (bundled_models_dir(), models_dir(library)):
-        if root.is_dir():
-            for child in sorted(root.iterdir()):
-                if (child / "model.json").is_file():
-                    found[child.name] = child
-    return found
+    return {**packages_in(bundled_models_dir()), **packages_in(models_dir(library))}
 
 
 def resolve_model(name_or_dir: str | os.PathLike, library: Path | None = None) -> Path:
@@ -355,12 +361,15 @@ def load_model(
     library: Path | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     check: bool = False,
+    verified: VerifiedFiles | None = None,
 ) -> ClipModel:
     """Open a model package (a folder, or a model's name) after checking what it claims
     (files unchanged since their last check are not hashed again: see clip/verified.py).
 
     Its encoders' ONNX sessions open on first use; with ``check`` both open (and their
-    graphs are checked) now.
+    graphs are checked) now. ``verified`` is the record of files already hashed that is
+    read and kept up to date (:func:`photofind.clip.verified.user_record` for the user's);
+    without one every file is hashed and nothing is written.
     """
     folder = resolve_model(path, library)
     spec = read_manifest(folder)
@@ -370,6 +379,6 @@ def load_model(
         provider=provider,
         threads=threads,
         max_pixels=max_pixels,
-        verified=VerifiedFiles(cache_dir() / RECORD_NAME),
+        verified=verified,
     )
     return model.check() if check else model

@@ -22,6 +22,16 @@ from photofind.atomic import atomic_write_text
 log = logging.getLogger(__name__)
 
 RECORD_NAME = "verified-model-files.json"
+
+
+def user_record() -> VerifiedFiles:
+    """The record in the user's cache folder, which the app and the command line keep
+    (library code gets it as an argument: nothing writes the user's cache unasked)."""
+    from photofind.paths import cache_dir
+
+    return VerifiedFiles(cache_dir() / RECORD_NAME)
+
+
 _lock = threading.Lock()
 
 

@@ -60,19 +60,24 @@ def create_window(
     library and ``readonly`` is false.
     """
     from photofind.clip import ClipModel, load_model
+    from photofind.clip.verified import user_record
     from photofind.gui.main_window import MainWindow
     from photofind.gui.watching import ObservedLibrary
+    from photofind.library.model_session import ModelSession
     from photofind.search import SearchEngine
 
     library_dir = Path(library_dir)
     if model is not None and not isinstance(model, ClipModel):
-        model = load_model(os.fspath(model), provider=provider, library=library_dir)
+        model = load_model(
+            os.fspath(model), provider=provider, library=library_dir, verified=user_record()
+        )
     library = ObservedLibrary.open(library_dir, readonly=readonly)
     staged = None
     if model is not None:
         # The chosen model may be re-indexed for (or another process writes the library):
         # search with the model whose vectors the library holds, when it is here.
-        model, staged = library.choose_model(model, provider=provider)
+        session = ModelSession.open(library, model, provider=provider, verified=user_record())
+        model, staged = session.active, session.staged
     engine = SearchEngine(library, model) if model is not None else None
     window = MainWindow(
         library,

@@ -249,6 +249,7 @@ class ModelSetup(QObject):
         from PySide6.QtWidgets import QProgressDialog
 
         from photofind.clip import load_model
+        from photofind.clip.verified import user_record
         from photofind.models.store import ModelStore
 
         window = self.window
@@ -270,7 +271,7 @@ class ModelSetup(QObject):
                 source, progress=lambda p: relay.progress.emit(p.done, p.total or 0)
             )
             store.use(report.name)
-            return load_model(report.name, library=window.library.root)
+            return load_model(report.name, library=window.library.root, verified=user_record())
 
         def done(model, error):
             progress.close()

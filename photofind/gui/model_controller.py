@@ -1,10 +1,10 @@
 """Which model the window searches and indexes with, and the watcher that indexes with it.
 
-The GUI adapter over the library's model calls: everything that waits or writes (stopping
-the old watcher, :meth:`Library.begin_model_change`, loading a model, building the demo)
-runs on a pool thread; this object only keeps what the window shows and searches with, and
-swaps it on the GUI thread when the work is done. It holds no model logic of its own, so it
-can be pointed at a library-level model session later without the window noticing.
+The GUI adapter over the library's :class:`~photofind.library.model_session.ModelSession`,
+which decides: everything that waits or writes (stopping the old watcher, beginning a
+change, loading a model, building the demo) runs on a pool thread; this object only keeps
+the GUI thread's copy of the session's models (what the window shows and searches with),
+refreshed when a change was begun and when the watcher reports a swap.
 """
 
 from __future__ import annotations
@@ -13,18 +13,11 @@ import logging
 
 from PySide6.QtCore import QObject
 
+from photofind.clip.verified import user_record
 from photofind.gui.watching import WatcherJob, health_text
+from photofind.library.model_session import ModelSession
 
 log = logging.getLogger(__name__)
-
-
-def begin_change(library, model) -> tuple[bool, str | None]:
-    """On a pool thread, no watcher running: begin the change to ``model``. Returns whether
-    it is staged (re-indexed for while the held vectors keep answering) and the id of the
-    model whose vectors the library holds. The window's one question to the library about
-    its model: a library-level model session answers it here."""
-    staged = library.begin_model_change(model)
-    return staged, library.catalog.model_id
 
 
 class ModelController(QObject):
@@ -35,6 +28,9 @@ class ModelController(QObject):
         #: the model a staged change re-indexes for; searches use self.model until the swap
         self.staged_model = staged_model
         self.engine = engine
+        #: decides what the models are; its watcher's worker changes it at a swap, so the
+        #: GUI thread reads model and staged_model above instead
+        self.session = ModelSession(window.library, model, staged_model, verified=user_record())
         self.indexing: WatcherJob | None = None
         self._changes: list[tuple[object, object]] = []  # (model, then): set_model's queue
         self._request: object | None = None  # the newest _load_model: earlier ones lose
@@ -62,9 +58,7 @@ class ModelController(QObject):
         if self.model is None or w.library.readonly:
             w.watch_label.setText(health_text(None, readonly=w.library.readonly))
             return
-        self.indexing = WatcherJob(
-            w.library, self.model, w.watch_options, w, staged_model=self.staged_model
-        )
+        self.indexing = WatcherJob(w.library, self.session, w.watch_options, w)
         self.indexing.modelSwapped.connect(self._on_model_swapped)
         self.indexing.message.connect(lambda text: log.info("watcher: %s", text))
         w.folders.attach(self.indexing)
@@ -98,12 +92,13 @@ class ModelController(QObject):
         # The watcher of the old model must not write any more; it is stopped (a join
         # that waits for the batch in flight) off the GUI thread, before the change.
         watcher = job.detach() if job is not None else None
-        library = w.library
+        session = self.session
 
         def work():
             if watcher is not None:
                 watcher.stop()
-            return begin_change(library, model)
+            session.choose(model)
+            return session.active, session.staged
 
         def done(result, error):
             self._changes.pop(0)
@@ -114,7 +109,7 @@ class ModelController(QObject):
             if error is not None:
                 w.report_error("The model could not be used", str(error))
             else:
-                self._changed(model, *result)
+                self._changed(*result)
                 w.model_label.setText(self.text())
             if then is not None and error is None:
                 then()
@@ -127,22 +122,15 @@ class ModelController(QObject):
 
         w.writes.run(work, done)
 
-    def _changed(self, model, staged: bool, held: str | None) -> None:
-        from photofind.library.library import model_id
+    def _changed(self, active, staged) -> None:
+        """The session's models after a change was begun: a library holding the active
+        model's vectors keeps searching with them while the watcher re-indexes for the
+        staged one (see _on_model_swapped)."""
         from photofind.search import SearchEngine
 
-        # (A change the stopped watcher completed may not have reached _on_model_swapped.)
-        searching = [m for m in (self.model, self.staged_model) if m and model_id(m) == held]
-        if staged and searching:
-            # The library holds these vectors: they keep serving searches while the
-            # watcher re-indexes for the new model (see _on_model_swapped).
-            if searching[0] is not self.model:
-                self.model = searching[0]
-                self.engine = SearchEngine(self.window.library, self.model)
-            self.staged_model = model
-        else:
-            self.model, self.staged_model = model, None
-            self.engine = SearchEngine(self.window.library, model)
+        if active is not self.model or self.engine is None:
+            self.engine = SearchEngine(self.window.library, active)
+        self.model, self.staged_model = active, staged
 
     def _on_model_swapped(self, model) -> None:
         """A staged model change completed: search with the new model from now on."""
@@ -184,7 +172,7 @@ class ModelController(QObject):
             self.set_model(model, then=lambda: changed(model))
 
         w.tasks.run(
-            lambda: load_model(name, provider=provider, library=root),
+            lambda: load_model(name, provider=provider, library=root, verified=user_record()),
             done,
             pool=w.tasks.io_pool,
         )
@@ -200,7 +188,9 @@ class ModelController(QObject):
         library_root = w.library.root
 
         def work():
-            model = load_model(DEMO_MODEL, provider="cpu", library=library_root)
+            model = load_model(
+                DEMO_MODEL, provider="cpu", library=library_root, verified=user_record()
+            )
             build_demo_library(root, model)
             return model
 

@@ -10,7 +10,8 @@ object is shared by the GUI thread, the search pool and the watcher:
   catalog, whose calls each take its internal lock, and the vector index, which supports
   queries while its writer adds (see ``VectorIndex``). A search during indexing simply sees
   the photos committed so far: results appear while indexing continues.
-- **The GUI thread writes one thing itself: a new folder row** (``add_folder``). That is a
+- **A new folder row** (``add_folder``) is written beside the watcher, on a pool thread
+  (never the GUI thread: the watcher may hold the catalog for a long reconcile). It is a
   single catalog transaction that touches no photo and no vector; the worker notices the new
   folder at its next health check (once a second), starts watching it and reconciles it.
 - **Anything that rewrites photos or vectors from the GUI** (removing a folder, switching
@@ -23,11 +24,11 @@ pass an :class:`IndexControl`. :class:`ObservedLibrary` sees every pass instead 
 library the watcher calls): it reports the indexer's progress to listeners and applies the
 GUI's pause to whichever pass is running, or the next one to start.
 
-A model change (:meth:`Library.begin_model_change`) runs on the same thread: after each
-round's pass for the active model, the :class:`Watcher` re-indexes for the new model (its
-``staged_model``), with the same rules for giving way to changes and for stopping. Searches
-keep the active model meanwhile; at the swap the job emits ``modelSwapped`` and the window
-opens a new engine.
+A model change re-indexes on the same thread: the :class:`Watcher` runs the passes of the
+window's :class:`~photofind.library.model_session.ModelSession` in its order (new photos
+with the active model, then the re-index for the staged one), with the same rules for giving
+way to changes and for stopping. Searches keep the active model meanwhile; at the swap the
+job emits ``modelSwapped`` and the window opens a new engine.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from photofind.library.indexer import IndexControl, Progress
 from photofind.library.library import Library
+from photofind.library.model_session import ModelSession
 from photofind.library.watcher import BatchReport, Watcher, WatchOptions
 
 log = logging.getLogger(__name__)
@@ -138,17 +140,15 @@ class WatcherJob(QObject):
     def __init__(
         self,
         library: ObservedLibrary,
-        model,
+        session: ModelSession,
         options: WatchOptions,
         parent=None,
-        *,
-        staged_model=None,
     ):
         super().__init__(parent)
         self.library = library
-        self.model = model
-        #: the model a staged change re-indexes for (None: no change runs)
-        self.staged_model = staged_model
+        #: which model indexes and which is staged; the watcher's worker runs its passes
+        #: (and it changes at a swap, on that thread: the window keeps its own copy)
+        self.session = session
         self.options = options
         self.watcher: Watcher | None = None
         self.last_progress: Progress | None = None
@@ -191,10 +191,9 @@ class WatcherJob(QObject):
         self.library.swap_listeners.append(self._swapped_from_worker.emit)
         self.watcher = Watcher(
             self.library,
-            self.model,
-            self.options,
+            options=self.options,
             say=self._message_from_worker.emit,
-            staged_model=self.staged_model,
+            session=self.session,
             on_batch=self._report_batch,
         )
         self.watcher.start()
@@ -242,7 +241,6 @@ class WatcherJob(QObject):
     def _on_swapped(self, model) -> None:
         # Emitted even from a watcher being stopped: the library did swap, and the window
         # must search with the model whose vectors it now holds.
-        self.model, self.staged_model = model, None
         self.modelSwapped.emit(model)
 
     def _on_progress(self, p: Progress) -> None:

@@ -121,7 +121,7 @@ class FolderWatches:
         *,
         poll_s: float = 30.0,
         ignore: list[str] | None = None,
-        say: Callable[[str], None] = print,
+        say: Callable[[str], None] | None = None,
         force_polling: bool = False,
         observer_factory: Callable[[], object] | None = None,
     ):
@@ -129,7 +129,7 @@ class FolderWatches:
         self.on_full_reconcile = on_full_reconcile
         self.poll_s = poll_s
         self.ignore = list(ignore or [])
-        self.say = say
+        self.say = say or (lambda message: log.info("%s", message))
         self.force_polling = force_polling
         self._observer_factory = observer_factory
         self.states: dict[int, FolderState] = {}
@@ -366,17 +366,43 @@ class _WatchdogLogHook(logging.Handler):
     def __init__(self, callback: Callable[[str], None]):
         super().__init__(level=logging.WARNING)
         self.callback = callback
+        self._listening = False
+
+    # The loggers' levels are lowered to WARNING while at least one hook listens (a log
+    # set quieter would hide the overflow) and set back when the last one is removed.
+    _lock = threading.Lock()
+    _installed = 0
+    _saved_levels: dict[str, int] = {}
 
     def install(self) -> None:
-        for name in self.LOGGERS:
-            logger = logging.getLogger(name)
-            if logger.getEffectiveLevel() > logging.WARNING:
-                logger.setLevel(logging.WARNING)
-            logger.addHandler(self)
+        cls = type(self)
+        with cls._lock:
+            if self._listening:
+                return
+            self._listening = True
+            if cls._installed == 0:
+                for name in self.LOGGERS:
+                    logger = logging.getLogger(name)
+                    if logger.getEffectiveLevel() > logging.WARNING:
+                        cls._saved_levels[name] = logger.level
+                        logger.setLevel(logging.WARNING)
+            cls._installed += 1
+            for name in self.LOGGERS:
+                logging.getLogger(name).addHandler(self)
 
     def remove(self) -> None:
-        for name in self.LOGGERS:
-            logging.getLogger(name).removeHandler(self)
+        cls = type(self)
+        with cls._lock:
+            if not self._listening:
+                return
+            self._listening = False
+            for name in self.LOGGERS:
+                logging.getLogger(name).removeHandler(self)
+            cls._installed -= 1
+            if cls._installed == 0:
+                for name, level in cls._saved_levels.items():
+                    logging.getLogger(name).setLevel(level)
+                cls._saved_levels.clear()
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage()

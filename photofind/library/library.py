@@ -2,7 +2,8 @@
 
 The CLI, the watcher and the GUI all go through :class:`Library`; dependencies come in
 as arguments (the model is passed to :meth:`Library.index_pending` and
-:meth:`Library.reindex_staged`), never from globals.
+:meth:`Library.reindex_staged`), never from globals. Which model to pass, and which pass
+runs next, is :class:`photofind.library.model_session.ModelSession`'s part.
 
 Changing the model of an indexed library is staged (:meth:`Library.begin_model_change`):
 searches keep using the active model's vectors while :meth:`Library.reindex_staged` collects
@@ -28,7 +29,6 @@ from photofind.errors import PhotofindError
 from photofind.library.analysers import model_id
 from photofind.library.catalog import CATALOG_NAME, Catalog, Folder, ScanApplied
 from photofind.library.indexer import IndexControl, Indexer, IndexStats, Progress
-from photofind.library.model_id import ModelId
 from photofind.library.scanner import ScanResult, is_library_folder, scan
 from photofind.library.vector_index import (
     INDEX_NAME,
@@ -95,26 +95,6 @@ def _settle_staged_files(root: Path, catalog: Catalog) -> None:
             _move_staged_files(folder, root)
             return
     shutil.rmtree(folder, ignore_errors=True)
-
-
-def load_model_by_id(root: str | os.PathLike, mid: str, *, provider: str = "auto"):
-    """The model, installed for the library in ``root`` or bundled, whose vectors carry the
-    id ``mid`` (name and image-encoder hash), or None when this machine has no such package.
-    Needs no open library: the command line looks before it opens one for writing."""
-    from photofind.clip import available_models, load_model
-    from photofind.clip.package import read_manifest
-    from photofind.errors import ModelError
-
-    wanted = ModelId.parse(mid)
-    found = available_models(Path(root))
-    for folder in [found[wanted.name]] if wanted.name in found else list(found.values()):
-        try:
-            spec = read_manifest(folder)
-        except ModelError:
-            continue
-        if spec.name == wanted.name and spec.files["visual"].sha256.startswith(wanted.digest):
-            return load_model(folder, provider=provider, library=Path(root))
-    return None
 
 
 class Library:
@@ -222,10 +202,14 @@ class Library:
         the library held no vectors, so there was nothing to keep searchable and it was
         made active at once.
         """
-        mid = model_id(model)
+        return self.begin_change(model_id(model), model.info.dim)
+
+    def begin_change(self, mid: str, dim: int) -> bool:
+        """:meth:`begin_model_change` for the model whose vectors carry the id ``mid`` and
+        have ``dim`` dimensions, which need not be loaded (``photofind models use``)."""
         if self.catalog.model_id != mid and self.catalog.embedding_count() == 0:
             if self.catalog.set_model(mid):  # also drops any staged change
-                self.index = VectorIndex.build(self.catalog, dim=model.info.dim)
+                self.index = VectorIndex.build(self.catalog, dim=dim)
                 self.index.save(self.root)
             self.staged_index = None
             return False
@@ -318,31 +302,6 @@ class Library:
         log.info("%s: model %s is now active", self.root, mid)
         return True
 
-    def choose_model(self, model, *, provider: str = "auto") -> tuple[object, object | None]:
-        """The user chose ``model`` (:meth:`use_model`, unless read-only): return
-        ``(active, staged)``, the model to search and to index new photos with now, and the
-        one a staged change re-indexes for.
-
-        While the library holds another model's vectors, that model stays active (new photos
-        are searchable at once) and ``model`` is staged. When that model's package is not
-        on this machine, ``model`` does both (:meth:`index_pending` finishes the change
-        first); a read-only library stages nothing.
-        """
-        if not self.readonly:
-            self.use_model(model)
-        held = self.catalog.model_id
-        if held is None or held == model_id(model):
-            return model, None
-        active = self.load_model_by_id(held, provider=provider)
-        if active is None:
-            return model, None
-        return active, (None if self.readonly else model)
-
-    def load_model_by_id(self, mid: str, *, provider: str = "auto"):
-        """The installed or bundled model whose vectors carry the id ``mid`` (name and
-        image-encoder hash), or None when this machine has no such package."""
-        return load_model_by_id(self.root, mid, provider=provider)
-
     # -- indexing ---------------------------------------------------------------------------
 
     def index_pending(
@@ -352,7 +311,9 @@ class Library:
 
         Given another model while the library holds vectors, this finishes a staged change
         to it first (:meth:`reindex_staged`; searches keep the active model until the swap)
-        and then encodes what is pending with it.
+        and then encodes what is pending with it: the order when the held model is not at
+        hand. Which pass runs when is :class:`photofind.library.model_session.ModelSession`'s
+        choice (new photos first when the held model is here).
         """
         staged: ReindexStats | None = None
         # The active model asks nothing of a staged change (the watcher indexes new photos

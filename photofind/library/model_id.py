@@ -27,7 +27,12 @@ class ModelId:
     @classmethod
     def of(cls, model) -> ModelId:
         """The id of the vectors a loaded model makes."""
-        return cls(model.info.name, model.spec.files["visual"].sha256[:DIGEST_LENGTH])
+        return cls.of_spec(model.spec)
+
+    @classmethod
+    def of_spec(cls, spec) -> ModelId:
+        """The id of the vectors the package a manifest (``ModelSpec``) describes makes."""
+        return cls(spec.name, spec.files["visual"].sha256[:DIGEST_LENGTH])
 
     def __str__(self) -> str:
         return f"{self.name}@{self.digest}" if self.digest else self.name

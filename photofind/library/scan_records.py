@@ -218,7 +218,8 @@ class ScanRecords:
         return dropped
 
     def move_photo(self, photo_id: int, new_path: str | os.PathLike, folder_id: int | None = None):
-        """Follow a rename or move (e.g. from a file watcher): the embedding stays."""
+        """Give a photo a new path (and folder): its vectors stay. The scanner and the
+        watcher record moves through :meth:`apply_scan`; this is the one-photo form."""
         with self._write() as conn:
             sets, params = "path = ?", [_enc(new_path)]
             if folder_id is not None:

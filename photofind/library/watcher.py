@@ -21,8 +21,12 @@ Design, chosen for being hard to get wrong:
   the catalog commits every vector, and an index file that lags it (a crash) catches up
   with the rows written since its generation when the library is next opened.
 
-The GUI and ``photofind watch`` use it the same way: ``Watcher(library, model).start()``,
-read :meth:`Watcher.status`, ``stop()``.
+- Which model encodes, and whether a staged model change re-indexes after the new photos,
+  is the :class:`~photofind.library.model_session.ModelSession`'s: the watcher runs its
+  passes in its order.
+
+The GUI and ``photofind watch`` use it the same way: ``Watcher(library, session=session)``
+(or ``Watcher(library, model)``), ``start()``, read :meth:`Watcher.status`, ``stop()``.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from photofind.atomic import atomic_write_text
 from photofind.library.debounce import DirtyFolders
 from photofind.library.folder_watches import FolderWatches
 from photofind.library.indexer import IndexControl
+from photofind.library.model_session import NEW, ModelSession
 from photofind.library.reconcile import RecentlyRemoved, ReconcileReport, Settler, reconcile
 
 log = logging.getLogger(__name__)
@@ -63,9 +68,15 @@ class WatchOptions:
     index_save_interval_s: float = 300.0
 
 
+#: the counters of a ReconcileReport that WatchCounters sums over the rounds
+RECONCILED = ("added", "updated", "moved", "removed", "restored")
+
+
 @dataclass
 class WatchCounters:
-    events: int = 0
+    """Totals since the watcher started (``failed``: photos the indexer could not read);
+    :meth:`Watcher.status` adds ``events``, the file events seen."""
+
     reconciles: int = 0
     full_reconciles: int = 0
     added: int = 0
@@ -91,26 +102,27 @@ class BatchReport:
 
 class Watcher:
     """Watch every folder of ``library``, keep its catalog equal to the disk, index with
-    ``model``. ``say`` gets one-line human messages (the CLI prints them on stderr)."""
+    ``session`` (or ``model``, with ``staged_model`` re-indexed for). ``say`` gets one-line
+    human messages (the CLI prints them on stderr)."""
 
     MAX_FAILURES = 5  # consecutive failed rounds before the worker gives up
 
     def __init__(
         self,
         library,
-        model,
+        model=None,
         options: WatchOptions | None = None,
         *,
         say: Callable[[str], None] | None = None,
         on_batch: Callable[[BatchReport], None] | None = None,
         observer_factory: Callable[[], object] | None = None,
         staged_model=None,
+        session: ModelSession | None = None,
     ):
         self.library = library
-        self.model = model
-        #: the model of a staged change (Library.begin_model_change) that this watcher
-        #: re-indexes for once nothing is pending; None when no change runs
-        self.staged_model = staged_model
+        #: which model indexes, which is staged, and which pass runs next; given, or made of
+        #: ``model`` and ``staged_model`` (a change begun with Library.begin_model_change)
+        self.session = session or ModelSession(library, model, staged_model)
         self.options = options or WatchOptions()
         self.say = say or (lambda message: log.info("%s", message))
         self.on_batch = on_batch
@@ -145,6 +157,17 @@ class Watcher:
         self._last_save = time.monotonic()
         self._failures = 0
         self.idle = threading.Event()  # set whenever the worker has nothing left to do
+
+    @property
+    def model(self):
+        """The model new photos are encoded with (the active one)."""
+        return self.session.active
+
+    @property
+    def staged_model(self):
+        """The model a staged change re-indexes for once nothing is pending; None when no
+        change runs."""
+        return self.session.staged
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -321,11 +344,8 @@ class Watcher:
         c.reconciles += 1
         c.full_reconciles += int(full)
         if report is not None:
-            c.added += report.added
-            c.updated += report.updated
-            c.moved += report.moved
-            c.removed += report.removed
-            c.restored += report.restored
+            for kind in RECONCILED:
+                setattr(c, kind, getattr(c, kind) + getattr(report, kind))
             # Files still being written in folders not scanned this round keep waiting.
             self._unsettled = {
                 p: f for p, f in self._unsettled.items() if f not in scanned
@@ -335,10 +355,38 @@ class Watcher:
         )
 
     def _index(self, batch: BatchReport) -> None:
-        """Encode every pending photo, then continue a staged model change (new photos are
-        searchable first); give way when changes have waited too long."""
-        if self._index_pending(batch) and self.staged_model is not None:
-            self._index_staged(batch)
+        """Run the session's passes in its order (new photos first, so they are searchable
+        at once; then a staged model change) until none is left or a pass gives way."""
+        while not self._stop.is_set():
+            kind = self.session.next_pass()
+            if kind is None:
+                return
+            # A pass for new photos does not save the index itself: this watcher does, at
+            # most every index_save_interval_s and when it stops. (A staged index is saved
+            # at its swap.)
+            options = {"batch_size": self.options.batch_size}
+            if kind == NEW:
+                options.update(save_every_s=None, save_at_end=False)
+            stats = self._pass(
+                lambda control, progress, kind=kind, options=options: self.session.run_pass(
+                    kind, control=control, progress=progress, **options
+                )
+            )
+            if stats is None:
+                return
+            batch.encoded += stats.indexed
+            batch.failed += stats.failed
+            if kind == NEW:
+                self.counters.encoded += stats.indexed
+                self.counters.failed += stats.failed
+                if stats.indexed or stats.failed:
+                    self.say(f"indexed {stats.indexed} photo(s), {stats.failed} unreadable")
+                self._save_index()
+            if getattr(stats, "swapped", False):
+                self.say(f"re-indexed for model {self.session.active.info.name}: it is now in use")
+                continue  # photos that had no new vector at the swap
+            if stats.cancelled or self._left_for_next_reconcile(stats):
+                return  # changes are waiting (or we are stopping): reconcile first
 
     def _pass(self, run: Callable[[IndexControl, Callable], object]):
         """``run(control, progress)`` as an index pass that :meth:`stop` and waiting
@@ -362,61 +410,6 @@ class Watcher:
             with self._control_lock:
                 self._control = None
 
-    def _index_pending(self, batch: BatchReport) -> bool:
-        """Encode pending photos until none is left (True) or the pass gave way (False)."""
-        while not self._stop.is_set():
-            if not self.library.catalog.counts().get("pending", 0):
-                return True
-            # The pass does not save the index itself: this watcher does, at most every
-            # index_save_interval_s and when it stops.
-            stats = self._pass(
-                lambda control, progress: self.library.index_pending(
-                    self.model,
-                    control=control,
-                    progress=progress,
-                    batch_size=self.options.batch_size,
-                    save_every_s=None,
-                    save_at_end=False,
-                )
-            )
-            if stats is None:
-                return False
-            batch.encoded += stats.indexed
-            batch.failed += stats.failed
-            self.counters.encoded += stats.indexed
-            self.counters.failed += stats.failed
-            if stats.indexed or stats.failed:
-                self.say(f"indexed {stats.indexed} photo(s), {stats.failed} unreadable")
-            self._save_index()
-            if stats.cancelled:
-                return False  # changes are waiting (or we are stopping): reconcile first
-            if self._left_for_next_reconcile(stats):
-                return False
-        return False
-
-    def _index_staged(self, batch: BatchReport) -> None:
-        """Re-index for ``staged_model`` until the change swaps models or gives way."""
-        while self.staged_model is not None and not self._stop.is_set():
-            if self.library.catalog.counts().get("pending", 0):
-                return  # new photos first: the next round comes back here
-            staged = self.staged_model
-            stats = self._pass(
-                lambda control, progress, staged=staged: self.library.reindex_staged(
-                    staged, control=control, progress=progress, batch_size=self.options.batch_size
-                )
-            )
-            if stats is None:
-                return
-            batch.encoded += stats.indexed
-            batch.failed += stats.failed
-            if stats.swapped:
-                self.model, self.staged_model = staged, None
-                self.say(f"re-indexed for model {staged.info.name}: it is now in use")
-                self._index_pending(batch)  # photos that had no new vector at the swap
-                return
-            if stats.cancelled or self._left_for_next_reconcile(stats):
-                return
-
     def _left_for_next_reconcile(self, stats) -> bool:
         """Photos the pass left pending because their files changed after the reconcile
         wait for the next one (passing again now would only find them changed again).
@@ -430,8 +423,8 @@ class Watcher:
     # -- status -----------------------------------------------------------------------------
 
     def status(self) -> dict:
-        """Health for the GUI and ``photofind doctor``: safe to call from any thread."""
-        self.counters.events = self.dirty.events
+        """Health for the GUI and ``photofind watch --status``: a read, safe from any
+        thread."""
         out = {
             "state": self._state,
             "pid": os.getpid(),
@@ -439,7 +432,7 @@ class Watcher:
             "changes_waiting": self.dirty.waiting_s() > 0,
             "files_settling": len(self._unsettled),
             "last_batch_at": self._last_batch_at,
-            "counters": asdict(self.counters),
+            "counters": {"events": self.dirty.events, **asdict(self.counters)},
             "options": asdict(self.options),
             "library": str(self.library.root),
         }
@@ -448,8 +441,8 @@ class Watcher:
         return out
 
     def _write_status(self) -> None:
-        """Mirror the status to ``<library>/watch-status.json`` for other processes
-        (``photofind doctor``, a GUI attached to a headless watcher)."""
+        """Mirror the status to ``<library>/watch-status.json``, which ``photofind watch
+        --status`` prints from another process."""
         if not self.options.write_status_file:
             return
         import json

@@ -133,6 +133,27 @@ def _damaged(archive: Path, budget: WriteBudget, exc: BaseException) -> ArchiveE
     return ArchiveError(f"{archive} is damaged or truncated: {exc}")
 
 
+def _place(
+    archive: Path, dest: Path, budget: WriteBudget, name: str, is_link: bool, is_dir: bool
+) -> Path | None:
+    """The checks every entry of a tar or zip passes alike: counted, a safe relative name,
+    no link. A folder is made here (None); else the path its file is unpacked to."""
+    budget.entry()
+    rel = _safe_relative(archive, name)
+    if is_link:
+        raise ArchiveError(
+            f"{archive}: entry {name!r} is a link; model packages hold plain files only, refused"
+        )
+    if is_dir:
+        _target(dest, rel).mkdir(parents=True, exist_ok=True)
+        return None
+    return _target(dest, rel)
+
+
+def _not_plain(archive: Path, name: str) -> ArchiveError:
+    return ArchiveError(f"{archive}: entry {name!r} is not a plain file or folder; refused")
+
+
 def _extract_tar(archive: Path, dest: Path, budget: WriteBudget) -> None:
     try:
         tar = tarfile.open(archive, mode="r:*")  # noqa: SIM115 (closed by the with below)
@@ -141,23 +162,14 @@ def _extract_tar(archive: Path, dest: Path, budget: WriteBudget) -> None:
     with tar:
         try:
             for member in tar:
-                budget.entry()
-                rel = _safe_relative(archive, member.name)
-                if member.issym() or member.islnk():
-                    raise ArchiveError(
-                        f"{archive}: entry {member.name!r} is a link; model packages hold "
-                        "plain files only, refused"
-                    )
-                if member.isdir():
-                    _target(dest, rel).mkdir(parents=True, exist_ok=True)
+                is_link = member.issym() or member.islnk()
+                target = _place(archive, dest, budget, member.name, is_link, member.isdir())
+                if target is None:
                     continue
                 if not member.isfile():
-                    raise ArchiveError(
-                        f"{archive}: entry {member.name!r} is not a plain file or folder; refused"
-                    )
+                    raise _not_plain(archive, member.name)
                 # Sparse members declare their full size here, which is what they unpack to.
                 budget.declare(member.size)
-                target = _target(dest, rel)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 source = tar.extractfile(member)
                 if source is None:
@@ -211,23 +223,15 @@ def _extract_zip(archive: Path, dest: Path, budget: WriteBudget) -> None:
         budget.declare(sum(info.file_size for info in infos if not info.is_dir()))
         try:
             for info in infos:
-                budget.entry()
-                rel = _safe_relative(archive, info.filename)
                 mode = info.external_attr >> 16
-                if stat.S_ISLNK(mode):
-                    raise ArchiveError(
-                        f"{archive}: entry {info.filename!r} is a link; model packages hold "
-                        "plain files only, refused"
-                    )
-                if info.is_dir():
-                    _target(dest, rel).mkdir(parents=True, exist_ok=True)
+                target = _place(
+                    archive, dest, budget, info.filename, stat.S_ISLNK(mode), info.is_dir()
+                )
+                if target is None:
                     continue
                 # Zip writers often store permission bits only (no file type): a plain file.
                 if stat.S_IFMT(mode) not in (0, stat.S_IFREG):
-                    raise ArchiveError(
-                        f"{archive}: entry {info.filename!r} is not a plain file; refused"
-                    )
-                target = _target(dest, rel)
+                    raise _not_plain(archive, info.filename)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as source:
                     budget.copy(source, target, declared=info.file_size)

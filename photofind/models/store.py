@@ -113,10 +113,14 @@ class ModelStore:
     # listing and choosing -------------------------------------------------------------
 
     def installed(self) -> dict[str, Path]:
-        return _packages(self.root)
+        from photofind.clip.model import packages_in
+
+        return packages_in(self.root)
 
     def bundled(self) -> dict[str, Path]:
-        return _packages(bundled_models_dir())
+        from photofind.clip.model import packages_in
+
+        return packages_in(bundled_models_dir())
 
     def list(self) -> list[InstalledModel]:
         active = active_model(self.library)
@@ -390,12 +394,3 @@ class ModelStore:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return target
-
-
-def _packages(root: Path) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    if root.is_dir():
-        for child in sorted(root.iterdir()):
-            if not child.name.startswith(".") and (child / "model.json").is_file():
-                found[child.name] = child
-    return found

@@ -1,0 +1,228 @@
+"""Which model a library uses, which one is staged, and which index pass runs next.
+
+A library holds the vectors of one model, the *active* one: searches use it. Choosing
+another model for an indexed library stages a change (:meth:`Library.begin_model_change`):
+the library is re-indexed for the *staged* model while searches keep the active model's
+vectors, and the two swap when every photo has its new vector.
+
+:class:`ModelSession` is the one place that decides this, with no Qt and no printing: the
+command line (``index``, ``watch``, ``models use``, ``search``), the watcher and the window
+all ask it. Its indexing order is the same for all of them (:meth:`ModelSession.next_pass`):
+
+1. photos pending are encoded with the active model first, so they are searchable at once
+   and a search never waits on a re-index;
+2. then the staged change re-indexes, and swaps;
+3. photos that had no new vector at the swap are pending again, and step 1 takes them.
+
+When the library holds the vectors of a model this machine does not have, nothing can
+encode new photos for them: the chosen model is then the active one, and its first pass
+(:meth:`Library.index_pending`) finishes the change before it encodes what is pending.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from photofind.library.model_id import ModelId
+
+log = logging.getLogger(__name__)
+
+#: an index pass: the photos pending, encoded with the active model
+NEW = "new"
+#: an index pass: the staged change re-indexing (and swapping at its end)
+STAGED = "staged"
+
+
+@dataclass(frozen=True)
+class Change:
+    """What choosing a model did to a library."""
+
+    #: a re-index for the chosen model runs (searches keep the held vectors until the swap)
+    staged: bool
+    #: the id of the vectors the library holds now (None: nothing indexed yet)
+    held: str | None
+    #: the id of a staged change the choice cancelled (switching back costs nothing)
+    cancelled: str | None
+    #: photos the re-index still has to encode
+    todo: int = 0
+
+
+def package_model_id(folder: str | os.PathLike) -> tuple[ModelId, int]:
+    """The id of the vectors the package in ``folder`` makes, and their dimension, from its
+    manifest: no encoder is opened and no file hashed (loading the package checks the
+    hashes the manifest lists)."""
+    from photofind.clip.package import read_manifest
+
+    spec = read_manifest(Path(folder))
+    return ModelId.of_spec(spec), spec.embed_dim
+
+
+def load_model_by_id(root: str | os.PathLike, mid: str, *, provider: str = "auto", verified=None):
+    """The model, installed for the library in ``root`` or bundled, whose vectors carry the
+    id ``mid`` (name and image-encoder hash), or None when this machine has no such package.
+    Needs no open library: the command line looks before it opens one for writing.
+    ``verified``: the record of hashed files :func:`photofind.clip.load_model` keeps."""
+    from photofind.clip import available_models, load_model
+    from photofind.errors import ModelError
+
+    wanted = ModelId.parse(mid)
+    found = available_models(Path(root))
+    for folder in [found[wanted.name]] if wanted.name in found else list(found.values()):
+        try:
+            have, _ = package_model_id(folder)
+        except ModelError:
+            continue
+        if have.name == wanted.name and have.digest.startswith(wanted.digest):
+            return load_model(folder, provider=provider, library=Path(root), verified=verified)
+    return None
+
+
+def _id(model) -> str:
+    return str(ModelId.of(model))
+
+
+class ModelSession:
+    """The models of one open library: ``active`` (searches and new photos use it) and
+    ``staged`` (a change re-indexes for it; None when none runs).
+
+    One writer at a time uses a session (the watcher's worker, or the command that holds
+    the library's lock); the window reads its own copy, refreshed when a change is begun
+    and when the watcher reports a swap.
+    """
+
+    def __init__(self, library, active=None, staged=None, *, provider: str = "auto", verified=None):
+        self.library = library
+        self.active = active
+        self.staged = staged
+        #: how the held model is loaded when the session needs it (see load_model_by_id)
+        self.provider = provider
+        self.verified = verified
+
+    @classmethod
+    def open(cls, library, chosen, *, provider: str = "auto", verified=None) -> ModelSession:
+        """The session of the user's choice ``chosen`` (made the library's model unless
+        the library is read-only).
+
+        While the library holds another model's vectors, that model stays active (new
+        photos are searchable at once) and ``chosen`` is staged. When that model's package
+        is not on this machine, ``chosen`` does both (see the module's docstring); a
+        read-only library stages nothing.
+        """
+        session = cls(library, provider=provider, verified=verified)
+        if not library.readonly:
+            library.begin_model_change(chosen)
+        held = library.catalog.model_id
+        if held is None or held == _id(chosen):
+            session.active = chosen
+            return session
+        active = session._load(held)
+        if active is None:
+            session.active = chosen
+        else:
+            session.active = active
+            session.staged = None if library.readonly else chosen
+        return session
+
+    def _load(self, mid: str):
+        return load_model_by_id(
+            self.library.root, mid, provider=self.provider, verified=self.verified
+        )
+
+    # -- what the library holds ------------------------------------------------------------
+
+    @property
+    def held(self) -> str | None:
+        """The id of the vectors the library holds (searches compare with these)."""
+        return self.library.catalog.model_id
+
+    @property
+    def target(self):
+        """The model a change re-indexes for: the staged one, or the active one while the
+        library still holds another model's vectors (whose package is not here); None when
+        no change runs."""
+        if self.staged is not None:
+            return self.staged
+        held = self.held
+        if self.active is not None and held is not None and held != _id(self.active):
+            return self.active
+        return None
+
+    def todo(self) -> int:
+        """Photos a change still has to re-index (0 when none runs)."""
+        done, total = self.library.catalog.staged_progress()
+        return total - done
+
+    # -- choosing ----------------------------------------------------------------------------
+
+    def choose(self, model) -> Change:
+        """Use ``model`` from now on (begins its change, or makes it active at once when the
+        library holds no vectors or already holds its own). The models of this session
+        whose vectors the library holds keep serving searches; else the one the library
+        holds is loaded when this machine has it."""
+        before = self.library.catalog.staged_model_id
+        staged = self.library.begin_model_change(model)
+        held = self.held
+        if staged:
+            searching = [m for m in (self.active, self.staged) if m and _id(m) == held]
+            active = searching[0] if searching else None
+            if active is None and held is not None:
+                active = self._load(held)
+            if active is not None:
+                self.active, self.staged = active, model
+            else:
+                self.active, self.staged = model, None  # its first pass finishes the change
+        else:
+            self.active, self.staged = model, None
+        return self._change(staged, before)
+
+    def choose_package(self, folder: str | os.PathLike) -> Change:
+        """Use the package in ``folder`` without loading it (``photofind models use``: the
+        encoders open at the next index run). The session's models are left alone."""
+        mid, dim = package_model_id(folder)
+        before = self.library.catalog.staged_model_id
+        return self._change(self.library.begin_change(str(mid), dim), before)
+
+    def _change(self, staged: bool, before: str | None) -> Change:
+        """The :class:`Change` of a choice made while ``before`` was staged."""
+        after = self.library.catalog.staged_model_id
+        cancelled = before if before is not None and before != after else None
+        return Change(staged, self.held, cancelled, self.todo() if staged else 0)
+
+    # -- indexing ----------------------------------------------------------------------------
+
+    def next_pass(self) -> str | None:
+        """The pass to run now (:data:`NEW` or :data:`STAGED`), or None when nothing is left:
+        new photos before the re-index, so that they are searchable at once."""
+        if self.active is None:
+            return None
+        held = self.held
+        if self.library.catalog.counts().get("pending", 0) or (
+            held is not None and held != _id(self.active)
+        ):
+            return NEW
+        if self.staged is not None:
+            return STAGED
+        return None
+
+    def run_pass(self, kind: str, *, progress=None, control=None, **options):
+        """Run one pass of ``kind`` (as :meth:`next_pass` names it); the :class:`Library`'s
+        stats. A re-index that swaps makes the staged model active here."""
+        if kind == NEW:
+            stats = self.library.index_pending(
+                self.active, progress=progress, control=control, **options
+            )
+        elif kind == STAGED:
+            if self.staged is None:
+                raise ValueError("no staged model change runs")
+            options.pop("analysers", None)  # a re-index encodes the CLIP vectors only
+            stats = self.library.reindex_staged(
+                self.staged, progress=progress, control=control, **options
+            )
+            if stats.swapped:
+                self.active, self.staged = self.staged, None
+        else:
+            raise ValueError(f"unknown index pass {kind!r}")
+        return stats
