@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.machinery
 import json
 import subprocess
 import sys
@@ -259,10 +261,12 @@ def openclip_model_module(monkeypatch):
     for name in ("torchvision", "torchvision.ops", "torchvision.ops.misc"):
         stub = types.ModuleType(name)
         stub.__path__ = []
+        # transformers (imported by open_clip.hf_model) asks importlib.util.find_spec about
+        # torchvision, which raises on a module without a spec; with one, and no installed
+        # distribution behind it, transformers takes torchvision as absent.
+        stub.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
         monkeypatch.setitem(sys.modules, name, stub)
     sys.modules["torchvision.ops.misc"].FrozenBatchNorm2d = torch.nn.BatchNorm2d
-    import importlib
-
     yield importlib.import_module("open_clip.model")
     for name in set(sys.modules) - before:
         if name.startswith("open_clip"):
