@@ -41,9 +41,15 @@ from photofind.clip.package import (
     verify_files,
 )
 from photofind.errors import ModelError, PhotofindError
-from photofind.models import adapters, archive, catalogue
+from photofind.models import adapters, archive, catalogue, hub
 from photofind.models.budget import DEFAULT_MAX_BYTES
-from photofind.models.download import DownloadLimits, ProgressCallback, check_url, download
+from photofind.models.download import (
+    DownloadError,
+    DownloadLimits,
+    ProgressCallback,
+    check_url,
+    download,
+)
 from photofind.models.folder_copy import copy_package_folder
 from photofind.paths import bundled_models_dir, models_dir
 
@@ -207,11 +213,12 @@ class ModelStore:
             if isinstance(source, catalogue.CatalogueEntry):
                 entry = source
             elif not text.lower().startswith(("https://", "http://")) and not local.exists():
-                entry = catalogue.find(text)
+                entry = catalogue.find_or_immich(text)
                 if entry is None:
                     raise ModelError(
-                        f"{text!r} is neither a folder, an archive file, an https URL nor a "
-                        "name in the catalogue (`photofind models list --catalogue`)"
+                        f"{text!r} is neither a folder, an archive file, an https URL, a "
+                        "name in the catalogue (`photofind models list --catalogue`) nor an "
+                        "Immich model (immich-app/NAME)"
                     )
             if entry is not None:
                 fetched = self._fetch_catalogue(entry, content, progress, limits, report_extra)
@@ -225,14 +232,18 @@ class ModelStore:
             root, layout = adapters.find_package_root(content)
             if layout == "immich":
                 package = staging / "package"
+                guessed = entry.package_name if entry else _name_of_source(text, root, content)
                 adapters.adapt_immich(
                     root,
                     package,
-                    name=name or (entry.package_name if entry else root.name),
+                    name=name or guessed,
                     description=entry.description if entry else "",
                     source=entry.source if entry else text,
                     license=entry.license if entry else "",
                     move=True,
+                    repo=entry.name if entry else guessed,
+                    probe=False,
+                    extra=report_extra.get("revision"),
                 )
             else:
                 package = root
@@ -313,7 +324,52 @@ class ModelStore:
         archive.extract(result.path, content, max_bytes=self.max_bytes)
         return folder
 
+    def _fetch_hub(self, entry, content, progress, limits, report) -> list[Path]:
+        """Every wanted file of the entry's hub repository at one commit, each checked
+        against the hub's listing (LFS sha256 or git blob id)."""
+        commit = hub.resolve_revision(entry.repo, entry.revision or "main", limits.timeout)
+        files = hub.list_files(entry.repo, commit, limits.timeout)
+        if not files:
+            raise ModelError(f"{entry.repo} at {commit[:12]} lists no files photofind can use")
+        total = sum(f.size for f in files)
+        if total > self.max_bytes:
+            raise ModelError(
+                f"{entry.repo} is {total:,} bytes, more than the {self.max_bytes:,} one "
+                "install may write"
+            )
+        folder = self._download_dir(check_name(entry.name))
+        for remote in files:
+            local = folder / "__".join(remote.path.split("/"))
+            result = download(
+                hub.file_url(entry.repo, commit, remote.path),
+                local,
+                sha256=remote.sha256,
+                progress=progress,
+                limits=limits,
+                max_bytes=max(remote.size, 1),
+            )
+            if remote.git_oid and hub.git_blob_id(result.path) != remote.git_oid:
+                result.path.unlink()
+                raise DownloadError(
+                    f"{remote.path}: the downloaded bytes are not the git blob "
+                    f"{remote.git_oid} the hub lists for commit {commit}; deleted"
+                )
+            target = content / remote.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(result.path, target)
+            except OSError:
+                shutil.copyfile(result.path, target)
+        report["notes"].extend(entry.notes)
+        report["notes"].append(
+            f"{entry.repo} at commit {commit}: {len(files)} files, {total:,} bytes"
+        )
+        report["revision"] = {"hub_repo": entry.repo, "revision": commit}
+        return [folder]
+
     def _fetch_catalogue(self, entry, content, progress, limits, report) -> list[Path]:
+        if entry.repo and not entry.files:
+            return self._fetch_hub(entry, content, progress, limits, report)
         if entry.kind == "checkpoint":
             raise ModelError(
                 f"{entry.name} is an original checkpoint, which needs torch to convert: with "
@@ -390,6 +446,20 @@ class ModelStore:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return target
+
+
+def _name_of_source(text: str, root: Path, content: Path) -> str:
+    """A package name for an Immich-layout source installed without --name: the folder's
+    (or the archive's, or the URL's) own name, never our staging folder's."""
+    if root != content:
+        base = root.name  # the one folder inside an archive
+    else:
+        base = Path(unquote(urlsplit(text).path) if "://" in text else text).name
+        suffix = archive.suffix_of(base)
+        if suffix:
+            base = base[: -len(suffix)]
+    cleaned = re.sub(r"[^A-Za-z0-9._+-]+", "-", base).strip("-._+")[:100]
+    return cleaned or "immich-model"
 
 
 def _packages(root: Path) -> dict[str, Path]:
