@@ -167,30 +167,7 @@ def _begin_change(name: str, ctx: Context) -> str:
 
 def _list(args: argparse.Namespace, ctx: Context) -> int:
     if args.catalogue:
-        from photofind.models import catalogue
-
-        rows = [
-            {
-                "name": e.name,
-                "kind": e.kind,
-                "arch": e.arch,
-                "installs_as": e.package_name,
-                "pinned": e.pinned,
-                "source": e.source,
-                "description": e.description,
-                **({"convert": e.export_command()} if e.kind == "checkpoint" else {}),
-            }
-            for e in catalogue.entries()
-        ]
-        if args.json:
-            emit_json(rows)
-            return 0
-        for r in rows:
-            pinned = "sha256 pinned" if r["pinned"] else "sha256 NOT pinned"
-            print(f"{r['name']:<40} {r['kind']:<10} {r['arch']:<9} {pinned:<17} {r['description']}")
-            if "convert" in r:
-                print(f"{'':<40} convert with: {r['convert']}")
-        return 0
+        return _list_catalogue(args)
     models = _store(ctx).list()
     rows = [
         {
@@ -215,6 +192,45 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
         where = "bundled" if r["bundled"] else "installed"
         detail = r["problem"] or f"{r['arch'] or ''} {r['embed_dim']}-d  {r['description'] or ''}"
         print(f"{mark} {r['name']:<32} {where:<9}  {detail}")
+    return 0
+
+
+def _list_catalogue(args: argparse.Namespace) -> int:
+    from photofind.models import catalogue
+
+    rows = [
+        {
+            "name": e.name,
+            "kind": e.kind,
+            "arch": e.arch,
+            "installs_as": e.package_name,
+            "embed_dim": e.embed_dim or None,
+            "languages": list(e.languages),
+            "languages_text": e.languages_text,
+            "multilingual": e.multilingual,
+            # Estimated from the parameter count; the install lists the real sizes.
+            "approx_bytes": e.approx_bytes or None,
+            "pinned": e.pinned,
+            "source": e.source,
+            "description": e.description,
+            **({"image_tower_of": e.image_tower_of} if e.image_tower_of else {}),
+            **({"convert": e.export_command()} if e.kind == "checkpoint" else {}),
+        }
+        for e in catalogue.entries()
+    ]
+    if args.json:
+        emit_json(rows)
+        return 0
+    for r in rows:
+        pinned = "pinned" if r["pinned"] else "not pinned"
+        size = f"~{r['approx_bytes'] / 1e9:.1f} GB" if r["approx_bytes"] else "size ?"
+        dim = f"{r['embed_dim']}-d" if r["embed_dim"] else "?-d"
+        print(
+            f"{r['name']:<54} {size:>9} {dim:>7}  {r['languages_text']:<20} {pinned:<10} "
+            f"{r['kind']}"
+        )
+        if "convert" in r:
+            print(f"{'':<54} convert with: {r['convert']}")
     return 0
 
 

@@ -209,7 +209,7 @@ class ModelSpec:
             "resize": self.resize,
             "interpolation": self.interpolation,
             "context_length": self.context_length,
-            "vocab_size": self.vocab_size,
+            **({"vocab_size": self.vocab_size} if self.vocab_size else {}),
             "logit_scale": self.logit_scale,
             **({"fill": self.fill} if self.resize == "letterbox" else {}),
             **({"tokenizer": self.text.to_json()} if fmt >= 2 else {}),
