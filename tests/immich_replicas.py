@@ -159,8 +159,9 @@ def _model(graph):
 # -- tokenizers ---------------------------------------------------------------------------
 
 
-def clip_tokenizer():
-    """CLIP's BPE (OpenAI's vocabulary) as Hugging Face's CLIP tokenizer.json describes it."""
+def clip_tokenizer(vocab_path=None, vocab_size: int = 49408):
+    """CLIP's BPE (by default OpenAI's vocabulary) as Hugging Face's CLIP tokenizer.json
+    describes it (without ftfy, which tokenizers has no step for)."""
     from tokenizers import (
         Regex,
         Tokenizer,
@@ -174,8 +175,9 @@ def clip_tokenizer():
     from export.vocab import find_clip_vocab
     from photofind.clip.tokenizer import EOT_TOKEN, SOT_TOKEN, base_vocabulary, read_merges
 
-    merges = read_merges(find_clip_vocab(), 49408 - 514)
+    merges = read_merges(vocab_path or find_clip_vocab(), vocab_size - 514)
     table = base_vocabulary() + ["".join(m) for m in merges] + [SOT_TOKEN, EOT_TOKEN]
+    sot, eot = vocab_size - 2, vocab_size - 1
     tokenizer = Tokenizer(
         models.BPE(
             {token: i for i, token in enumerate(table)},
@@ -198,7 +200,7 @@ def clip_tokenizer():
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{SOT_TOKEN} $A {EOT_TOKEN}",
-        special_tokens=[(SOT_TOKEN, 49406), (EOT_TOKEN, 49407)],
+        special_tokens=[(SOT_TOKEN, sot), (EOT_TOKEN, eot)],
     )
     tokenizer.add_special_tokens([SOT_TOKEN, EOT_TOKEN])
     return tokenizer
