@@ -249,3 +249,47 @@ def test_format_2_refuses_what_it_cannot_run(layouts, tmp_path):
     with pytest.raises(ModelError, match="pad token '<nope>' is not in the vocabulary"):
         store.install(source)
     assert store.installed() == {}
+
+
+def test_a_model_sharing_the_image_tower_switches_without_a_re_index(layouts, photos, tmp_path):
+    """M-CLIP's text encoder beside the very image graph of the CLIP model indexed with:
+    the switch keeps every photo vector; a model with another image tower re-indexes."""
+    from photofind.library.library import Library, model_id
+    from photofind.search import SearchEngine
+
+    store = ModelStore(tmp_path / "models-home")
+    sources = {}
+    for name, kind in (("ViT-B-32__openai", "openai"), ("my-mclip", "mclip")):
+        sources[name] = tmp_path / name
+        shutil.copytree(layouts[kind], sources[name])
+    # M-CLIP's image side is its CLIP's: the same image graph bytes and preprocessing.
+    for rel in ("visual/model.onnx", "visual/preprocess_cfg.json"):
+        shutil.copyfile(sources["ViT-B-32__openai"] / rel, sources["my-mclip"] / rel)
+    sources["siglip"] = tmp_path / "siglip"
+    shutil.copytree(layouts["siglip"], sources["siglip"])
+    models = {
+        name: load_model(store.install(src).path, provider="cpu") for name, src in sources.items()
+    }
+    clip, mclip, siglip = models["ViT-B-32__openai"], models["my-mclip"], models["siglip"]
+    assert clip.image_tower_id == mclip.image_tower_id != siglip.image_tower_id
+
+    library = Library.open(tmp_path / "lib")
+    library.add_folder(photos)
+    library.scan()
+    library.index_pending(clip, batch_size=2)
+    before = {i: v.copy() for ids, vs in library.catalog.embeddings() for i, v in zip(ids, vs)}
+    generation = library.catalog.generation
+
+    assert library.begin_model_change(mclip) is False  # no staged change: active at once
+    assert library.catalog.model_id == model_id(mclip) and library.staged_model_id is None
+    after = {i: v for ids, vs in library.catalog.embeddings() for i, v in zip(ids, vs)}
+    assert after.keys() == before.keys()
+    assert all(np.array_equal(after[i], before[i]) for i in before)
+    assert library.catalog.generation > generation
+    hits = SearchEngine(library, mclip).search("đỏ", k=3, cutoff=False)
+    assert Path(hits[0].path).stem == "red"
+
+    # SigLIP's image tower differs: a staged re-index, the M-CLIP vectors serving meanwhile.
+    assert library.begin_model_change(siglip) is True
+    assert library.catalog.model_id == model_id(mclip)
+    library.close()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import logging
 import os
 import threading
@@ -195,6 +198,33 @@ class ClipModel:
             path=self._folder,
             description=spec.description,
         )
+
+    @functools.cached_property
+    def image_tower_id(self) -> str:
+        """What the photo vectors depend on, hashed: the image graph and its external data
+        (their sha256, checked at load) and the preprocessing. Two packages with the same
+        id make the same photo vectors (an M-CLIP text encoder beside OpenAI's image tower)."""
+        from photofind.clip.onnx_external import external_locations
+
+        spec, graph = self.spec, self._files["visual"]
+        by_path = {os.path.normpath(p.absolute()): r for r, p in self._files.items()}
+        data = sorted(
+            spec.files[by_path[os.path.normpath((graph.parent / loc).absolute())]].sha256
+            for loc in external_locations(graph)
+        )
+        described = {
+            "visual": spec.files["visual"].sha256,
+            "data": data,
+            "size": spec.image_size,
+            "mean": list(spec.mean),
+            "std": list(spec.std),
+            "resize": spec.resize,
+            "interpolation": spec.interpolation,
+            "fill": spec.fill,
+            "embed_dim": spec.embed_dim,
+        }
+        text = json.dumps(described, sort_keys=True).encode("utf-8")
+        return hashlib.sha256(text).hexdigest()[:32]
 
     # -- sessions -------------------------------------------------------------------------
 

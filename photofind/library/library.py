@@ -228,6 +228,10 @@ class Library:
                 self.index = VectorIndex.build(self.catalog, dim=model.info.dim)
                 self.index.save(self.root)
             self.staged_index = None
+            self._record_image_tower(model, mid)
+            return False
+        self._record_image_tower(model, mid)  # when it is the active model
+        if self._adopt_shared_tower(model, mid):
             return False
         if self.catalog.begin_staged_model(mid):
             log.info("%s: re-indexing for model %s begins", self.root, mid)
@@ -279,6 +283,8 @@ class Library:
         )
         stats = indexer.run()
         swapped = not stats.cancelled and self._swap(mid)
+        if swapped:
+            self._record_image_tower(model, mid)
         return ReindexStats(
             stats.indexed,
             stats.failed,
@@ -289,6 +295,25 @@ class Library:
             swapped=swapped,
             model_id=mid,
         )
+
+    # -- a shared image tower (see StagedModel.adopt_model) ----------------------------
+
+    def _record_image_tower(self, model, mid: str) -> None:
+        tower = getattr(model, "image_tower_id", None)
+        if tower and self.catalog.model_id == mid and self.catalog.image_tower != tower:
+            self.catalog.record_image_tower(mid, tower)
+
+    def _adopt_shared_tower(self, model, mid: str) -> bool:
+        """Switch to ``model`` keeping the photo vectors when it shares the active model's
+        image tower (same image graph and preprocessing); True when it did."""
+        tower = getattr(model, "image_tower_id", None)
+        if not tower or not self.catalog.adopt_model(mid, tower):
+            return False
+        self.staged_index = None
+        self.index = VectorIndex.build(self.catalog, dim=model.info.dim, params=self.index.params)
+        self.index.save(self.root)
+        log.info("%s: model %s shares the image tower: photo vectors kept", self.root, mid)
+        return True
 
     def _staged_index_for(self, model, mid: str) -> VectorIndex:
         """The staged index in memory; after a restart, rebuilt from the staged vectors."""
@@ -317,6 +342,11 @@ class Library:
         _move_staged_files(folder, self.root)
         log.info("%s: model %s is now active", self.root, mid)
         return True
+
+    def record_model(self, model) -> None:
+        """Note the active ``model``'s image tower (for a later switch that can keep the
+        photo vectors); nothing when ``model`` is not the active model."""
+        self._record_image_tower(model, model_id(model))
 
     def choose_model(self, model, *, provider: str = "auto") -> tuple[object, object | None]:
         """The user chose ``model`` (:meth:`use_model`, unless read-only): return
@@ -361,6 +391,7 @@ class Library:
             staged = self.reindex_staged(model, progress=progress, control=control, **options)
             if not staged.swapped:
                 return staged
+        self._record_image_tower(model, model_id(model))
         indexer = Indexer(
             self.catalog,
             self.index,
