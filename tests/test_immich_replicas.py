@@ -22,7 +22,7 @@ from photofind.cli import main
 from photofind.clip import load_model
 from photofind.clip.package import read_manifest
 from photofind.errors import ModelError
-from photofind.models import catalogue, hub
+from photofind.models import catalogue, facts, hub
 from photofind.models.download import ALLOW_HTTP_ENV, DownloadError
 from photofind.models.store import ModelStore
 from photofind.paths import models_dir
@@ -155,6 +155,8 @@ def test_what_each_layout_becomes(hub_server, tmp_path):
     assert mask[0].tolist() == [1, 1, 1] + [0] * 74
     assert model.tokenizer.batch(["đỏ"], "fr-CA")[0][0, 0] == token("fra_Latn")
     assert model.tokenizer.batch(["đỏ"], "xx")[0][0, 0] == token("eng_Latn")  # the default
+    about = facts.installed_facts(store)["nllb-clip-base-siglip__v1"]
+    assert about.languages == "multilingual (~201)" and about.speed.images_per_s > 0
 
     mclip = store.install("LABSE-Vit-L-14").spec
     names = {f.path for f in mclip.files.values()}
@@ -224,7 +226,7 @@ def test_the_catalogue_lists_immichs_models(capsys):
     assert mclip["image_tower_of"] == "ViT-B-32__openai"
     assert main(["models", "list", "--catalogue"]) == 0
     text = capsys.readouterr().out
-    assert "multilingual (~201)" in text and "not pinned" in text
+    assert "multilingual (~201)" in text and "NOT pinned" in text
 
 
 def test_the_hub_address_honours_hf_endpoint(monkeypatch):

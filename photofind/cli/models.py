@@ -222,7 +222,7 @@ def _list_catalogue(args: argparse.Namespace) -> int:
         emit_json(rows)
         return 0
     for r in rows:
-        pinned = "pinned" if r["pinned"] else "not pinned"
+        pinned = "pinned" if r["pinned"] else "NOT pinned"
         size = f"~{r['approx_bytes'] / 1e9:.1f} GB" if r["approx_bytes"] else "size ?"
         dim = f"{r['embed_dim']}-d" if r["embed_dim"] else "?-d"
         print(

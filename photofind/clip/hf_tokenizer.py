@@ -116,7 +116,9 @@ class HFTokenizer:
         """int64 ids and mask, both [N, context_length]."""
         if isinstance(texts, str):
             texts = [texts]
-        encodings = self._tokenizer.encode_batch(self.texts_for(texts, language))
+        # One text at a time: encode_batch would start tokenizers' thread pool, which a
+        # later fork (subprocesses) must then disable, with a warning on stderr.
+        encodings = [self._tokenizer.encode(text) for text in self.texts_for(texts, language)]
         ids = np.array([e.ids for e in encodings], dtype=np.int64).reshape(len(texts), -1)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         return ids, mask.reshape(ids.shape)

@@ -41,7 +41,7 @@ from photofind.clip.package import (
     verify_files,
 )
 from photofind.errors import ModelError, PhotofindError
-from photofind.models import adapters, archive, catalogue, hub
+from photofind.models import adapters, archive, catalogue, facts, hub
 from photofind.models.budget import DEFAULT_MAX_BYTES
 from photofind.models.download import (
     DownloadError,
@@ -92,6 +92,7 @@ class InstallReport:
     # compare with the publisher's listing. Empty when everything was pinned or local.
     unpinned: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    speed: facts.Speed | None = None  # measured here by the install's probe
 
 
 def check_name(name: str) -> str:
@@ -250,15 +251,22 @@ class ModelStore:
             spec = read_manifest(package)
             verify_files(package, spec)
             final_name = check_name(name or (entry.package_name if entry else spec.name))
-            self._probe(package, spec)
+            speed = self._probe(package, spec)
             target = self._commit(package, final_name, replace)
+            facts.record_speed(self.root, final_name, spec, speed)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         for path in downloaded:
             with contextlib.suppress(OSError):
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
         return InstallReport(
-            final_name, target, spec, layout, report_extra["unpinned"], report_extra["notes"]
+            final_name,
+            target,
+            spec,
+            layout,
+            report_extra["unpinned"],
+            report_extra["notes"],
+            speed,
         )
 
     def _clean_leftovers(self) -> None:
@@ -403,8 +411,9 @@ class ModelStore:
         report["notes"].extend(entry.notes)
         return [folder]
 
-    def _probe(self, package: Path, spec: ModelSpec) -> None:
-        """Load the package as the app will and encode one sentence and one blank image."""
+    def _probe(self, package: Path, spec: ModelSpec) -> facts.Speed:
+        """Load the package as the app will, encode one sentence and one blank image, and
+        measure its speed here."""
         from photofind.clip import load_model
 
         try:
@@ -412,16 +421,12 @@ class ModelStore:
             text = model.encode_texts(["a photo of a cat"])
             size = spec.image_size
             image = model.encode_pixels(np.zeros((1, 3, size, size), dtype=np.float32))
+            speed = facts.measure(model, size)
         except PhotofindError as exc:
             extra = spec.extra or {}
             hint = ""
             if extra.get("adapted_from"):
-                hint = (
-                    f" (the package was adapted from {extra['adapted_from']}'s layout: text "
-                    f"input {extra.get('textual_input_type')}, image batch "
-                    f"{extra.get('visual_batch') or 'any'}; this photofind's runtime may not "
-                    "run such graphs yet)"
-                )
+                hint = f" (the package was adapted from {extra['adapted_from']}'s layout)"
             raise ModelError(f"the package does not load: {exc}{hint}") from exc
         for what, vectors in (("text", text), ("image", image)):
             if vectors.shape != (1, spec.embed_dim) or not np.all(np.isfinite(vectors)):
@@ -429,6 +434,7 @@ class ModelStore:
                     f"the package's {what} encoder gives shape {vectors.shape} or non-finite "
                     "values on a test input"
                 )
+        return speed
 
     def _commit(self, package: Path, name: str, replace: bool) -> Path:
         target = self.root / name
