@@ -7,11 +7,18 @@ Two kinds of entry:
 
 * ``onnx``: files of a published ONNX export that ``photofind models install NAME`` fetches
   and turns into a photofind package with :mod:`photofind.models.adapters`; no torch needed.
+  Immich's whole CLIP-family list is here (``repo`` set, no ``files``): the install asks the
+  hub (``HF_ENDPOINT`` honoured, :mod:`photofind.models.hub`) for the repository's file list
+  at the commit "main" points at, and fetches every file but the Arm NN / RKNN ones, each
+  checked against the listing (LFS sha256, git blob id). An Immich model the catalogue does
+  not know installs the same way by its name (``immich-app/NAME``).
 * ``checkpoint``: the original weights, for users with the ``export`` extra, who convert them
   with ``python -m export convert`` and then ``photofind models install FOLDER``.
 
 Honesty about hashes: a ``sha256`` of None means *nobody on this project has checked the
-file*: the development machines have no route to the hubs. The installer then computes the
+file*: the development machines have no route to the hubs. The hub's own listing guards an
+Immich install against damage and against a file changed after the listing, not against the
+publisher; so those entries count as not pinned. The installer then computes the
 hash, shows it and writes it into the package, but says plainly that it was not pinned. Pin
 a hash here only after downloading the file and comparing with the publisher's listing (the
 Hugging Face file page shows each LFS file's SHA256), and pin ``revision`` to that commit at
@@ -33,7 +40,7 @@ _REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,95}$")
 class RemoteFile:
     path: str  # inside the published layout, '/'-separated
     sha256: str | None = None  # None: not verified by this project (see module docstring)
-    max_bytes: int = 2 << 30
+    max_bytes: int | None = None  # None: the install's budget (models/budget.py)
     git_oid: str | None = None  # a small file's git blob id, from the hub's listing
     size: int | None = None
 

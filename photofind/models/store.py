@@ -397,7 +397,7 @@ class ModelStore:
                 sha256=remote.sha256,
                 progress=progress,
                 limits=limits,
-                max_bytes=remote.max_bytes,
+                max_bytes=remote.max_bytes or self.max_bytes,
             )
             if not remote.sha256:
                 report["unpinned"][remote.path] = result.sha256
