@@ -38,8 +38,9 @@ def test_an_install_measures_the_speed_here(tmp_path):
     assert found.speed == report.speed and found.size_bytes > 1_000_000
     assert found.languages == "languages unknown"  # not a catalogue model
     assert "photos/s" in found.text() and "MB" in found.text()
-    # The bundled model was never probed here: its speed is not made up.
-    assert facts.installed_facts(store)["tiny-synthetic"].speed is None
+    # A package never probed here has no speed: none is made up.
+    assert facts.speed_of("never-installed", report.spec) is None
+    assert "speed not measured yet" in facts.ModelFacts("en", None, None).text()
 
 
 def test_the_first_run_dialog_offers_a_model_for_the_language(qtbot):

@@ -51,7 +51,11 @@ def _models_args(p: argparse.ArgumentParser) -> None:
         "install",
         help="install a package folder, an archive, an https URL of one, or a catalogue name",
     )
-    inst.add_argument("source", help="folder, .tar.gz/.tgz/.zip, https URL or catalogue name")
+    inst.add_argument(
+        "source",
+        help="folder, .tar.gz/.tgz/.zip, https URL, catalogue name or an Immich model "
+        "(immich-app/NAME; the hub is HF_ENDPOINT when set)",
+    )
     inst.add_argument("--name", help="install under this name (default: the package's)")
     inst.add_argument("--sha256", help="expected sha256 of the archive (downloaded or local)")
     inst.add_argument("--replace", action="store_true", help="overwrite an installed namesake")
@@ -115,6 +119,11 @@ def _models(args: argparse.Namespace, ctx: Context) -> int:
             print(f"  sha256 {digest}  {what}  (NOT pinned: compare with the publisher's listing)")
         for note in report.notes:
             print(f"  note: {note}")
+        if report.speed is not None:
+            print(
+                f"  speed here: {report.speed.images_per_s:,.1f} photos/s (decoding aside), "
+                f"a query in {report.speed.query_ms:,.1f} ms"
+            )
         if args.use:
             store.use(report.name)
             print(f"{report.name} is now the library's model; run `photofind index` to re-index")

@@ -8,8 +8,10 @@
 * The speed is measured on this machine, when the store probes a package it installs: a
   few blank pictures through the image encoder after one warm-up (what indexing costs per
   photo, decoding aside), one sentence through the text encoder (what a query costs). It
-  is kept in ``models/.speeds.json`` of the library, keyed by package name and image graph
-  hash, so a replaced package is measured again.
+  is a fact of this machine, not of a library: kept in the user cache
+  (``model-speeds.json`` beside the record of verified model files), keyed by package name
+  and image graph hash, so a replaced package is measured again. Lost, it is measured at
+  the next install.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from photofind.models.languages import base_language
 
 log = logging.getLogger(__name__)
 
-SPEEDS_FILE = ".speeds.json"
+SPEEDS_FILE = "model-speeds.json"
 PROBE_IMAGES = 4
 # For a desktop whose language is not English: NLLB-CLIP (201 languages, Immich's
 # recommendation for other languages), then any multilingual model that speaks it.
@@ -79,25 +81,32 @@ def _key(name: str, spec) -> str:
     return f"{name}@{spec.files['visual'].sha256[:16]}"
 
 
-def _read(models_root: Path) -> dict:
+def _record() -> Path:
+    from photofind.paths import cache_dir
+
+    return cache_dir() / SPEEDS_FILE
+
+
+def _read() -> dict:
     try:
-        data = json.loads((models_root / SPEEDS_FILE).read_text(encoding="utf-8"))
+        data = json.loads(_record().read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
 
 
-def record_speed(models_root: Path, name: str, spec, speed: Speed) -> None:
-    data = _read(models_root)
+def record_speed(name: str, spec, speed: Speed) -> None:
+    data = _read()
     data[_key(name, spec)] = {"images_per_s": speed.images_per_s, "query_ms": speed.query_ms}
     try:
-        atomic_write_text(models_root / SPEEDS_FILE, json.dumps(data, indent=1))
-    except OSError as exc:  # a read-only library: the speed is shown again after a probe
+        _record().parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(_record(), json.dumps(data, indent=1))
+    except OSError as exc:  # a read-only home: measured again at the next install
         log.warning("cannot record the speed of %s: %s", name, exc)
 
 
-def speed_of(models_root: Path, name: str, spec) -> Speed | None:
-    entry = _read(models_root).get(_key(name, spec))
+def speed_of(name: str, spec) -> Speed | None:
+    entry = _read().get(_key(name, spec))
     try:
         return Speed(float(entry["images_per_s"]), float(entry["query_ms"]))
     except (TypeError, KeyError, ValueError):
@@ -129,7 +138,7 @@ def installed_facts(store) -> dict[str, ModelFacts]:
         found[model.name] = ModelFacts(
             entry.languages_text if entry else "languages unknown",
             size or None,
-            speed_of(store.root, model.name, model.spec),
+            speed_of(model.name, model.spec),
         )
     return found
 

@@ -253,7 +253,7 @@ class ModelStore:
             final_name = check_name(name or (entry.package_name if entry else spec.name))
             speed = self._probe(package, spec)
             target = self._commit(package, final_name, replace)
-            facts.record_speed(self.root, final_name, spec, speed)
+            facts.record_speed(final_name, spec, speed)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         for path in downloaded:
