@@ -27,7 +27,7 @@ from photofind.models.download import ALLOW_HTTP_ENV, DownloadError
 from photofind.models.store import ModelStore
 from photofind.paths import models_dir
 from tests import immich_replicas as replicas
-from tests.local_http import LocalServer
+from tests.local_http import LocalServer, Served
 
 pytest.importorskip("onnx", reason="the replicas' graphs are built with onnx's helper API")
 
@@ -73,9 +73,9 @@ def photos(tmp_path_factory):
     return folder
 
 
-def _search(lib: Path, model: str, query: str, capsys) -> list[str]:
+def _search(lib: Path, model: str, query: str, capsys, *more) -> list[str]:
     argv = ["--library", lib, "--model", model, "--provider", "cpu"]
-    argv += ["search", query, "--json", "--all", "-n", "3"]
+    argv += ["search", query, "--json", "--all", "-n", "3", *more]
     assert main([str(a) for a in argv]) == 0
     return [Path(hit["path"]).stem for hit in json.loads(capsys.readouterr().out)]
 
@@ -132,6 +132,16 @@ def test_a_replica_installs_by_name_and_searches(
         monkeypatch.delenv("LC_ALL", raising=False)
         monkeypatch.delenv("LC_MESSAGES", raising=False)
         assert _search(lib, installed, query, capsys)[0] == expected, (query, language)
+        # The same with the language named on the command line, whatever the system's.
+        monkeypatch.setenv("LANG", "C")
+        code = language.split("_")[0]
+        hits = _search(lib, installed, query, capsys, "--language", code)
+        assert hits[0] == expected, (query, code)
+    if installed.startswith("nllb"):
+        # The language token is the one asked for (French's pulls every query to green).
+        assert _search(lib, installed, "đỏ", capsys, "--language", "fr")[0] == "green"
+        monkeypatch.setenv("LANG", "fr_FR.UTF-8")
+        assert _search(lib, installed, "đỏ", capsys)[0] == "green"
 
 
 def _full(repo: str) -> str:
@@ -295,3 +305,33 @@ def test_a_model_sharing_the_image_tower_switches_without_a_re_index(layouts, ph
     assert library.begin_model_change(siglip) is True
     assert library.catalog.model_id == model_id(mclip)
     library.close()
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"type": "file", "path": "../evil.onnx", "size": 3, "oid": "a" * 40}, "unsafe"),
+        ({"type": "file", "path": "/etc/passwd", "size": 3, "oid": "a" * 40}, "unsafe"),
+        ({"type": "file", "path": "visual/x", "size": -1, "oid": "a" * 40}, "malformed"),
+        ({"type": "file", "path": "visual/x", "size": 3}, "neither an LFS sha256"),
+        (
+            {"type": "file", "path": "visual/x", "size": 3, "lfs": {"oid": "short"}},
+            "malformed LFS sha256",
+        ),
+    ],
+)
+def test_a_hostile_listing_installs_nothing(hub_server, tmp_path, entry, message):
+    repo, commit = "immich-app/ViT-B-32__hostile", "6" * 40
+    hub_server.files[f"/api/models/{repo}/revision/main"] = Served(
+        json.dumps({"sha": commit}).encode()
+    )
+    hub_server.files[f"/api/models/{repo}/tree/{commit}?recursive=true"] = Served(
+        json.dumps([entry]).encode()
+    )
+    store = ModelStore(tmp_path / "lib")
+    with pytest.raises(DownloadError, match=message):
+        store.install(repo)
+    assert store.installed() == {}
+    assert not any(
+        "/resolve/" in r["path"] and "hostile" in r["path"] for r in hub_server.log.requests
+    )
