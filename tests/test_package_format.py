@@ -222,3 +222,25 @@ def test_the_fast_path_stays_close(wide, mode):
     spec = _spec(mode, "bilinear")
     fast, exact = preprocess_for(wide, spec, fast=True), preprocess_for(wide, spec, fast=False)
     assert np.abs(fast - exact).mean() < 2 / 255 / min(CLIP_STD)
+
+
+# -- why CLIP's BPE keeps its own clean-up and split ---------------------------------------
+
+
+def test_tokenizers_alone_differ_from_clip_where_the_docstring_says():
+    """CLIP's tokenizer.json run by tokenizers alone (as Hugging Face's CLIPTokenizerFast and
+    Immich run it) agrees with the reference ids on ordinary text, and differs where
+    tokenizers has no step for the reference's: HTML entities, ftfy's mojibake repair."""
+    from export.vocab import find_clip_vocab
+    from photofind.clip.tokenizer import ClipTokenizer
+
+    reference = ClipTokenizer(find_clip_vocab(), vocab_size=49408)  # OpenCLIP's ids (tested)
+    alone = immich_replicas.clip_tokenizer()
+
+    def ids(text):
+        return alone.encode(text).ids
+
+    for text in ["a photo of a cat", "A PHOTO of  a Cat!", "two dogs, 3 cats & a bird"]:
+        assert ids(text) == reference(text)[0][: len(ids(text))].tolist()
+    for text in ["fish &amp; chips", "cafÃ©"]:  # an entity; UTF-8 read as Latin-1
+        assert ids(text) != reference(text)[0][: len(ids(text))].tolist()
