@@ -239,6 +239,7 @@ def adapt_immich(
     repo: str = "",
     probe: bool = True,
     extra: dict | None = None,
+    arch: str = "",
 ) -> ModelSpec:
     """Build a photofind package in the new folder ``out`` from Immich's layout in ``src``.
 
@@ -312,7 +313,7 @@ def adapt_immich(
             role: PackageFile(path, sha256_file(out / path), (out / path).stat().st_size)
             for role, path in placed
         },
-        arch=str(config.get("arch", "")) or _arch_guess(vision_cfg),
+        arch=str(config.get("arch", "")) or arch or _arch_guess(vision_cfg),
         description=description,
         source=source,
         license=license,

@@ -245,6 +245,7 @@ class ModelStore:
                     repo=entry.name if entry else guessed,
                     probe=False,
                     extra=report_extra.get("revision"),
+                    arch=entry.arch if entry else "",
                 )
             else:
                 package = root
