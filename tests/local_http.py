@@ -23,6 +23,8 @@ class Served:
     honour_range: bool = True
     # Set -> the server sends headers, then waits on this event before the body (a stall).
     stall: threading.Event | None = None
+    # More response headers (a hub listing's Link to its next page).
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def sha256(self) -> str:
@@ -79,6 +81,8 @@ class LocalServer:
                 body = data[start:]
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("ETag", served.etag)
+                for key, value in served.headers.items():
+                    self.send_header(key, value)
                 self.end_headers()
                 if served.stall is not None:
                     served.stall.wait(10)

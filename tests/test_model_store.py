@@ -389,28 +389,26 @@ def test_immich_layout_gives_the_same_vectors(store, immich_int64, torch_package
     report = store.install(source, name="immich-tiny")
     assert report.layout == "immich"
     extra = report.spec.extra
-    assert extra["adapted_from"] == "immich" and extra["textual_input_type"] == "int64"
-    assert extra["visual_batch"] is None and extra["bpe_merges"] == 48894
+    assert extra["adapted_from"] == "immich" and extra["bpe_merges"] == 48894
+    assert report.spec.format == 2 and report.spec.text.kind == "clip-bpe"
     # Same seed, same weights: the adapted package must agree with our own export.
-    _same_vectors(
-        load_model("immich-tiny", provider="cpu", library=store.library),
-        load_model(torch_package, provider="cpu"),
-    )
+    adapted = load_model("immich-tiny", provider="cpu", library=store.library)
+    _same_vectors(adapted, load_model(torch_package, provider="cpu"))
+    assert adapted._text_parts["ids"][1] is np.int64 and adapted._visual_batch is None
     assert source.is_dir()  # a local source is copied, never moved
 
 
 def test_int32_fixed_batch_export_installs_and_gives_the_same_vectors(
     store, immich_int32_static, torch_package, tmp_path
 ):
-    """Immich's exporter feeds int32 ids and fixes the batch at 1; the runtime honours both."""
-    spec = adapters.adapt_immich(immich_int32_static, tmp_path / "adapted", name="i32")
-    assert spec.extra["textual_input_type"] == "int32"
-    assert spec.extra["visual_batch"] == 1 and spec.extra["textual_batch"] == 1
+    """Immich's exporter feeds int32 ids and fixes the batch at 1; the runtime reads both
+    from the graphs and honours them."""
+    adapters.adapt_immich(immich_int32_static, tmp_path / "adapted", name="i32")
     store.install(immich_int32_static, name="immich-i32")
-    _same_vectors(
-        load_model("immich-i32", provider="cpu", library=store.library),
-        load_model(torch_package, provider="cpu"),
-    )
+    adapted = load_model("immich-i32", provider="cpu", library=store.library)
+    _same_vectors(adapted, load_model(torch_package, provider="cpu"))
+    assert adapted._text_parts["ids"][1] is np.int32
+    assert adapted._visual_batch == 1 and adapted._textual_batch == 1
 
 
 def test_a_tokenizer_with_other_ids_is_refused(immich_int64, tmp_path):
@@ -428,9 +426,9 @@ def test_unsupported_preprocessing_is_refused(immich_int64, tmp_path):
     source = tmp_path / "copy"
     shutil.copytree(immich_int64, source)
     pre = json.loads((source / "visual/preprocess_cfg.json").read_text())
-    pre["resize_mode"] = "squash"
+    pre["resize_mode"] = "fisheye"
     (source / "visual/preprocess_cfg.json").write_text(json.dumps(pre))
-    with pytest.raises(ModelError, match="resize_mode 'squash'"):
+    with pytest.raises(ModelError, match="resize_mode 'fisheye'"):
         adapters.adapt_immich(source, tmp_path / "out", name="x")
 
 
@@ -476,13 +474,17 @@ def test_catalogue_entry_with_a_wrong_pinned_hash_installs_nothing(store, server
 def test_the_catalogue_is_honest():
     vitb32 = catalogue.get("ViT-B-32")
     assert vitb32.kind == "onnx" and vitb32.layout == "immich"
-    assert all(f.sha256 is None for f in vitb32.files) and not vitb32.pinned
-    assert all(f.path in adapters.IMMICH_REQUIRED for f in vitb32.files)
+    # Listed from the hub at install time: nothing pinned by this project.
+    assert vitb32.repo == "immich-app/ViT-B-32__openai" and not vitb32.files
+    assert not vitb32.pinned
     openai = catalogue.get("openai-ViT-B-32-checkpoint")
     assert openai.checkpoint_sha256 in openai.checkpoint_url and openai.pinned
     assert "--activation quick_gelu" in openai.export_command()
     for entry in catalogue.entries():
         assert entry.source.startswith("https://")
+        if entry.repo:
+            assert entry.layout == "immich" and entry.revision == "main" and not entry.pinned
+            continue
         urls = [entry.url_of(f) for f in entry.files] or [entry.checkpoint_url]
         assert all(u.startswith("https://") for u in urls)
     with pytest.raises(ModelError, match="not in the model catalogue"):

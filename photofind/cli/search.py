@@ -67,6 +67,12 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     )
     _filter_args(p)
     p.add_argument("--all", action="store_true", help="no relevance cut-off: K results always")
+    p.add_argument(
+        "--language",
+        metavar="CODE",
+        help="the query's language (vi, pt-BR, ...) for models that take one (NLLB-CLIP); "
+        "default: the system's",
+    )
 
 
 def _similar_args(p: argparse.ArgumentParser) -> None:
@@ -119,7 +125,10 @@ def _engine_run(ctx: Context, args, run) -> int:
     search_filter = _filter(args)
     with open_library(ctx, readonly=True) as library:
         _check_folders(library, args.folder)
-        engine = SearchEngine(library, _search_model(ctx, library))
+        model = _search_model(ctx, library)
+        if getattr(args, "language", None):
+            model.language = args.language
+        engine = SearchEngine(library, model)
         results = run(engine, search_filter)
         nothing = None if len(results) else _nothing_found(library, args, results)
     _print(results, args)

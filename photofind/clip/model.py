@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import logging
 import os
 import threading
@@ -12,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from photofind.clip.hf_tokenizer import system_language, text_tokenizer
 from photofind.clip.package import ModelSpec, read_manifest, verify_files
-from photofind.clip.preprocess import DEFAULT_MAX_PIXELS, load_and_preprocess
+from photofind.clip.preprocess import DEFAULT_MAX_PIXELS
 from photofind.clip.providers import ProviderChoice, cpu_threads, open_sessions, planned_provider
-from photofind.clip.tokenizer import ClipTokenizer
+from photofind.clip.resize import preprocess_for
 from photofind.clip.verified import VerifiedFiles
 from photofind.errors import ModelError
 from photofind.paths import bundled_models_dir, models_dir
@@ -66,22 +70,55 @@ def check_batch_axes(path: Path, got_in: list, got_out: list) -> None:
         )
 
 
-def _check_io(session, path: Path, want_in: list, in_type: str, dim: int) -> None:
+_INT_TYPES = {"tensor(int32)": np.int32, "tensor(int64)": np.int64}
+
+
+def text_inputs(session, path: Path, named: dict[str, str]) -> dict[str, tuple[str, type]]:
+    """Which input of a text graph gets the ids and which the mask, with the integer type
+    each one declares: {"ids": (name, dtype), "mask": (name, dtype)} (no mask for a graph
+    of one input). ``named``: model.json's tokenizer.inputs (graph input -> part)."""
+    inputs = session.get_inputs()
+    if not 1 <= len(inputs) <= 2:
+        raise ModelError(
+            f"{path}: expected the token ids and at most an attention mask as inputs, found "
+            f"{[i.name for i in inputs]}"
+        )
+    parts: dict[str, tuple[str, type]] = {}
+    for item in inputs:
+        part = named.get(item.name)
+        if part is None:
+            part = "mask" if len(inputs) == 2 and "mask" in item.name.lower() else "ids"
+        if part in parts:
+            raise ModelError(
+                f"{path}: cannot tell the ids from the mask among the inputs "
+                f"{[i.name for i in inputs]}; model.json's tokenizer.inputs should say"
+            )
+        if item.type not in _INT_TYPES:
+            raise ModelError(f"{path}: input {item.name} is {item.type}, expected int32/int64")
+        parts[part] = (item.name, _INT_TYPES[item.type])
+    if "ids" not in parts:
+        raise ModelError(f"{path}: no input takes the token ids")
+    return parts
+
+
+def _check_io(session, path: Path, want_in: list, in_type: str | None, dim: int) -> None:
     inputs, outputs = session.get_inputs(), session.get_outputs()
-    if len(inputs) != 1 or len(outputs) < 1:
+    if len(outputs) < 1 or (in_type is not None and len(inputs) != 1):
         raise ModelError(
             f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}"
         )
+    for item in inputs:
+        got_in = _static_dims(item)
+        if len(got_in) != len(want_in) or any(
+            w is not None and g is not None and g != w for g, w in zip(got_in, want_in)
+        ):
+            raise ModelError(
+                f"{path}: input shape {item.shape} does not match model.json (expected "
+                f"{['N' if w is None else w for w in want_in]})"
+            )
+        if in_type is not None and item.type != in_type:
+            raise ModelError(f"{path}: input type {item.type}, expected {in_type}")
     got_in = _static_dims(inputs[0])
-    if len(got_in) != len(want_in) or any(
-        w is not None and g is not None and g != w for g, w in zip(got_in, want_in)
-    ):
-        raise ModelError(
-            f"{path}: input shape {inputs[0].shape} does not match model.json (expected "
-            f"{['N' if w is None else w for w in want_in]})"
-        )
-    if inputs[0].type != in_type:
-        raise ModelError(f"{path}: input type {inputs[0].type}, expected {in_type}")
     got_out = _static_dims(outputs[0])
     if len(got_out) != 2 or (got_out[1] is not None and got_out[1] != dim):
         raise ModelError(
@@ -90,13 +127,14 @@ def _check_io(session, path: Path, want_in: list, in_type: str, dim: int) -> Non
     check_batch_axes(path, got_in, got_out)
 
 
-def _run(session, name: str, batch: np.ndarray, fixed: int | None, path: str) -> np.ndarray:
+def _run(session, feeds: dict, fixed: int | None, path: str) -> np.ndarray:
     """One session run, or one per row for a graph exported with a fixed batch of 1."""
+    rows = next(iter(feeds.values())).shape[0]
     try:
-        if fixed != 1 or batch.shape[0] == 1:
-            return session.run(None, {name: batch})[0]
+        if fixed != 1 or rows == 1:
+            return session.run(None, feeds)[0]
         return np.concatenate(
-            [session.run(None, {name: batch[i : i + 1]})[0] for i in range(len(batch))]
+            [session.run(None, {k: v[i : i + 1] for k, v in feeds.items()})[0] for i in range(rows)]
         )
     except MemoryError:
         raise ModelError(f"{path}: running the graph needs more memory than there is") from None
@@ -119,17 +157,15 @@ class ClipModel:
         files = verify_files(folder, spec, verified)
         self.spec = spec
         self.max_pixels = max_pixels
-        self.tokenizer = ClipTokenizer(
-            files["vocab"], context_length=spec.context_length, vocab_size=spec.vocab_size
-        )
+        self.tokenizer = text_tokenizer(spec, files)
+        # The language a query is written in, for models that take a language token (NLLB);
+        # None: the system's language.
+        self.language: str | None = None
         # Packages adapted from other exporters (photofind.models.adapters) may take int32
-        # ids and a batch fixed at 1; model.json's extra says so.
+        # ids, a mask, and a batch fixed at 1: read from each graph when it opens (model.json's
+        # extra may say so too, for the batch).
         extra = spec.extra or {}
-        text_type = extra.get("textual_input_type", "int64")
-        if text_type not in ("int32", "int64"):
-            raise ModelError(f"{folder}/model.json: textual_input_type {text_type!r} unsupported")
-        self._text_type = text_type
-        self._text_dtype = np.int32 if text_type == "int32" else np.int64
+        self._text_parts: dict[str, tuple[str, type]] = {}
         self._visual_batch = extra.get("visual_batch")
         self._textual_batch = extra.get("textual_batch")
         self._files = files
@@ -163,6 +199,33 @@ class ClipModel:
             description=spec.description,
         )
 
+    @functools.cached_property
+    def image_tower_id(self) -> str:
+        """What the photo vectors depend on, hashed: the image graph and its external data
+        (their sha256, checked at load) and the preprocessing. Two packages with the same
+        id make the same photo vectors (an M-CLIP text encoder beside OpenAI's image tower)."""
+        from photofind.clip.onnx_external import external_locations
+
+        spec, graph = self.spec, self._files["visual"]
+        by_path = {os.path.normpath(p.absolute()): r for r, p in self._files.items()}
+        data = sorted(
+            spec.files[by_path[os.path.normpath((graph.parent / loc).absolute())]].sha256
+            for loc in external_locations(graph)
+        )
+        described = {
+            "visual": spec.files["visual"].sha256,
+            "data": data,
+            "size": spec.image_size,
+            "mean": list(spec.mean),
+            "std": list(spec.std),
+            "resize": spec.resize,
+            "interpolation": spec.interpolation,
+            "fill": spec.fill,
+            "embed_dim": spec.embed_dim,
+        }
+        text = json.dumps(described, sort_keys=True).encode("utf-8")
+        return hashlib.sha256(text).hexdigest()[:32]
+
     # -- sessions -------------------------------------------------------------------------
 
     def _session(self, tower: str):
@@ -192,13 +255,8 @@ class ClipModel:
             if first[:1] == [1]:
                 self._visual_batch = 1
         else:
-            _check_io(
-                session,
-                path,
-                [None, spec.context_length],
-                f"tensor({self._text_type})",
-                spec.embed_dim,
-            )
+            self._text_parts = text_inputs(session, path, spec.text.inputs)
+            _check_io(session, path, [None, spec.context_length], None, spec.embed_dim)
             if first[:1] == [1]:
                 self._textual_batch = 1
         if not self._chosen:
@@ -222,14 +280,7 @@ class ClipModel:
 
     def preprocess(self, item, *, fast: bool = True) -> np.ndarray:
         """One photo (path or PIL image) as the float32 [3,S,S] tensor the encoder takes."""
-        return load_and_preprocess(
-            item,
-            self.spec.image_size,
-            self.spec.mean,
-            self.spec.std,
-            fast=fast,
-            max_pixels=self.max_pixels,
-        )
+        return preprocess_for(item, self.spec, fast=fast, max_pixels=self.max_pixels)
 
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Preprocessed tensors [N,3,S,S] -> unit vectors [N,D]."""
@@ -239,8 +290,7 @@ class ClipModel:
         session = self._session("visual")
         out = _run(
             session,
-            session.get_inputs()[0].name,
-            pixels,
+            {session.get_inputs()[0].name: pixels},
             self._visual_batch,
             self.spec.files["visual"].path,
         )
@@ -277,15 +327,22 @@ class ClipModel:
         after all, get the full context.
         """
         session = self._session("textual")
-        return (self.spec.extra or {}).get("textual_dynamic_length") is True and _static_dims(
-            session.get_inputs()[0]
-        )[1] is None
+        return (
+            (self.spec.extra or {}).get("textual_dynamic_length") is True
+            and self.spec.text.kind == "clip-bpe"
+            and len(session.get_inputs()) == 1
+            and _static_dims(session.get_inputs()[0])[1] is None
+        )
 
     def tokenize(self, texts: Sequence[str]) -> np.ndarray:
-        return self.tokenizer(texts)
+        return self.tokenizer.batch(texts, self.language or system_language())[0]
 
-    def encode_texts(self, texts: str | Sequence[str], *, batch_size: int = 64) -> np.ndarray:
-        """Sentences -> unit vectors [N,D]."""
+    def encode_texts(
+        self, texts: str | Sequence[str], *, batch_size: int = 64, language: str | None = None
+    ) -> np.ndarray:
+        """Sentences -> unit vectors [N,D]. ``language``: what they are written in, for the
+        models that take a language token (default: :attr:`language`, else the system's)."""
+        language = language or self.language or system_language()
         if isinstance(texts, str):
             texts = [texts]
         texts = list(texts)
@@ -294,15 +351,18 @@ class ClipModel:
             return np.zeros((0, self.info.dim), dtype=np.float32)
         session = self._session("textual")
         cut = self.cuts_text_ids
+        parts = self._text_parts
         for start in range(0, len(texts), batch_size):
-            ids = self.tokenizer(texts[start : start + batch_size]).astype(self._text_dtype)
+            ids, mask = self.tokenizer.batch(texts[start : start + batch_size], language)
             if cut:
                 # EOT has the largest id of the vocabulary, so argmax finds it in each row.
-                ids = np.ascontiguousarray(ids[:, : int(ids.argmax(axis=1).max()) + 1])
+                ids = ids[:, : int(ids.argmax(axis=1).max()) + 1]
+            feeds = {parts["ids"][0]: np.ascontiguousarray(ids, dtype=parts["ids"][1])}
+            if "mask" in parts:
+                feeds[parts["mask"][0]] = np.ascontiguousarray(mask, dtype=parts["mask"][1])
             out = _run(
                 session,
-                session.get_inputs()[0].name,
-                ids,
+                feeds,
                 self._textual_batch,
                 self.spec.files["textual"].path,
             )

@@ -1,9 +1,19 @@
-"""CLIP's byte-level BPE tokenizer, without torch.
+"""CLIP's byte-level BPE tokenizer (the ``clip-bpe`` kind of model.json), without torch.
 
 It reproduces OpenAI's / OpenCLIP's ``SimpleTokenizer`` id for id (the tests compare it with
 OpenCLIP's own code on thousands of strings): the same text clean-up (ftfy, HTML unescaped
 twice, whitespace collapsed, lower case), the same split pattern, the same byte-to-symbol
 table, the same merge rule and ``</w>`` end-of-word mark.
+
+The merges run in the HF ``tokenizers`` BPE model (built here from the gzip'ed merges file;
+identical ids on every word of the parity strings, and linear where the hand-written merge
+loop it replaced was quadratic in a word's length). Two steps stay in Python because
+``tokenizers`` cannot reproduce them: ftfy's clean-up and HTML unescaping have no
+``tokenizers`` normalizer (Hugging Face's own CLIPTokenizerFast skips them, and differs from
+the reference on "&amp;" and mojibake), and the split must use the ``regex`` module's
+Unicode tables as the reference does: ``tokenizers``' Oniguruma tables disagree on some code
+points (U+1D6A6 is a letter to ``regex``, not to Oniguruma: 2 of the 1,200 parity strings
+split differently). Models that ship a tokenizer.json use :mod:`photofind.clip.hf_tokenizer`.
 
 Id layout, for a vocabulary file with M merges in use:
 
@@ -35,6 +45,7 @@ from pathlib import Path
 import ftfy
 import numpy as np
 import regex
+from tokenizers.models import BPE
 
 from photofind.errors import ModelError
 
@@ -268,7 +279,16 @@ class ClipTokenizer:
         # Built as the reference builds it: should two merges spell the same string, the
         # later id wins (never the case in OpenAI's file, or in what bpe_learn writes).
         self._encoder = dict(zip(vocab, range(len(vocab))))
-        self._ranks = dict(zip(merges, range(len(merges))))
+        self._num_merges = len(merges)
+        # The merges run in HF tokenizers' BPE (Rust, linear in the word's length); the
+        # clean-up and the split stay here, see the module docstring.
+        self._bpe = BPE(
+            vocab=self._encoder,
+            merges=merges,
+            end_of_word_suffix=END_OF_WORD,
+            continuing_subword_prefix="",
+            cache_capacity=0,
+        )
         self._context_length = context_length
         self._sot_id = len(vocab) - 2
         self._eot_id = len(vocab) - 1
@@ -296,7 +316,7 @@ class ClipTokenizer:
 
     @property
     def num_merges(self) -> int:
-        return len(self._ranks)
+        return self._num_merges
 
     def __repr__(self) -> str:
         return (
@@ -307,21 +327,9 @@ class ClipTokenizer:
     # -- encoding ----------------------------------------------------------------------
 
     def bpe(self, symbols: str) -> list[str]:
-        """One word's BPE pieces: repeatedly merge the adjacent pair of lowest rank."""
-        word = initial_word(symbols)
-        ranks = self._ranks
-        while len(word) > 1:
-            best_rank = None
-            best_pair = None
-            for pair in zip(word, word[1:]):
-                rank = ranks.get(pair)
-                if rank is not None and (best_rank is None or rank < best_rank):
-                    best_rank = rank
-                    best_pair = pair
-            if best_pair is None:
-                break
-            word = merge_pair(word, *best_pair)
-        return word
+        """One word's BPE pieces (the merge of lowest rank first, as the reference), by the
+        HF ``tokenizers`` BPE model."""
+        return [token.value for token in self._bpe.tokenize(symbols)]
 
     def _bpe_ids(self, symbols: str) -> tuple[int, ...]:
         encoder = self._encoder
@@ -380,6 +388,13 @@ class ClipTokenizer:
             result[row, 1 : len(ids) + 1] = ids
             result[row, len(ids) + 1] = self._eot_id
         return result
+
+    def batch(self, texts: str | Sequence[str], language: str | None = None):
+        """int64 ids [N, context_length] and their mask (1 up to end-of-text, 0 after);
+        ``language`` is ignored (CLIP's BPE takes no language token)."""
+        ids = self(texts)
+        mask = (np.arange(ids.shape[1]) <= ids.argmax(axis=1)[:, None]).astype(np.int64)
+        return ids, mask
 
     # -- decoding ----------------------------------------------------------------------
 

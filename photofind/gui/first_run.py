@@ -49,11 +49,20 @@ class FirstRunDialog(QDialog):
     ``demo_at``: where the demo library lives or would be made.
     """
 
-    def __init__(self, parent=None, *, library_root=None, demo_at=None):
+    def __init__(self, parent=None, *, library_root=None, demo_at=None, language=None):
+        from photofind.clip.hf_tokenizer import system_language
+        from photofind.models import facts
+
         super().__init__(parent)
         self.setObjectName("firstRunDialog")
         self.setWindowTitle("Welcome to photofind")
         self.choice: str | None = None
+        # A desktop in another language than English is offered a model that reads it.
+        language = language or system_language()
+        self.multilingual = None
+        if facts.base_language(language) not in ("", "en", "c", "posix"):
+            entry = facts.recommended(language)
+            self.multilingual = entry if entry.multilingual else None
         layout = QVBoxLayout(self)
         demo_made = demo_at is not None and _demo_made(Path(demo_at))
         where = ""
@@ -81,10 +90,24 @@ class FirstRunDialog(QDialog):
         demo_tip = "A small model that only knows coloured shapes, to see how search works."
         if demo_at is not None:
             demo_tip += f" Its own library, in {demo_at}."
+        choices = []
+        if self.multilingual is not None:
+            entry = self.multilingual
+            choices.append(
+                (
+                    "download-multilingual",
+                    f"Download a model that reads {facts.base_language(language)} queries "
+                    f"({entry.name}, {entry.languages_text}, about "
+                    f"{entry.approx_bytes / 1e9:.1f} GB)",
+                    "Searches in your language as well as in English; needs an internet "
+                    "connection once; its speed here is measured when it is installed.",
+                )
+            )
         for key, label, tip in (
+            *choices,
             (
                 "download",
-                "Download the recommended model (CLIP ViT-B/32, about 600 MB)",
+                "Download the recommended model (CLIP ViT-B/32, English, about 600 MB)",
                 "Needs an internet connection once; checked before it is used.",
             ),
             (
@@ -227,7 +250,7 @@ class ModelSetup(QObject):
         try:
             if self.ask(dialog) != QDialog.DialogCode.Accepted:
                 return
-            choice = dialog.choice
+            choice, multilingual = dialog.choice, dialog.multilingual
         finally:
             dialog.deleteLater()
         if choice == "import":
@@ -238,6 +261,8 @@ class ModelSetup(QObject):
                 self.install(folder)
         elif choice == "download":
             self.install(RECOMMENDED)
+        elif choice == "download-multilingual" and multilingual is not None:
+            self.install(multilingual.name)
         elif choice == "demo":
             self.window.open_demo()
 
@@ -341,7 +366,11 @@ def _url_of(source: str) -> str | None:
         return None
     from photofind.models import catalogue
 
-    entry = catalogue.find(source)
+    entry = catalogue.find_or_immich(source)
     if entry is not None and entry.files:
         return entry.url_of(entry.files[0])
+    if entry is not None and entry.repo:
+        from photofind.models import hub
+
+        return f"{hub.endpoint()}/{entry.repo}"
     return None

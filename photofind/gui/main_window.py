@@ -353,17 +353,19 @@ class MainWindow(QMainWindow):
 
     def open_settings(self) -> None:
         from photofind.gui.settings import SettingsDialog
+        from photofind.models.facts import installed_facts
         from photofind.models.store import ModelStore
 
         store = ModelStore(self.library.root)
         names = [m.name for m in store.list() if m.problem is None]
+        details = {name: f.text() for name, f in installed_facts(store).items()}
         # The model the status bar names (the one being re-indexed for, during a change),
         # not whatever settings.json says: --model or the demo may have chosen another.
         shown = self.staged_model or self.model
         current = dataclasses.replace(
             self.settings, model=shown.info.name if shown is not None else None
         )
-        dialog = SettingsDialog(current, names, self)
+        dialog = SettingsDialog(current, names, self, details=details)
         if dialog.exec() == SettingsDialog.DialogCode.Accepted:
             self.apply_settings(dialog.value())
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QLabel,
     QSpinBox,
     QVBoxLayout,
 )
@@ -83,7 +85,13 @@ def _bounded(box: QSpinBox, key: str) -> None:
 class SettingsDialog(QDialog):
     """Edits a copy of the settings; ``value()`` gives the result after ``accept``."""
 
-    def __init__(self, settings: GuiSettings, models: list[str], parent=None):
+    def __init__(
+        self,
+        settings: GuiSettings,
+        models: list[str],
+        parent=None,
+        details: dict[str, str] | None = None,
+    ):
         super().__init__(parent)
         self.setObjectName("settingsDialog")
         self.setWindowTitle("Settings")
@@ -96,12 +104,28 @@ class SettingsDialog(QDialog):
         if settings.model is None:
             # As the status bar says: no model. Not the first of the list, which OK would load.
             self.model.addItem("No model yet (choose one)", None)
+        details = details or {}
         for name in models:
+            # Languages, size and speed here (photofind.models.facts), as a choice needs.
+            about = details.get(name)
             self.model.addItem(name, name)
+            if about:
+                self.model.setItemData(self.model.count() - 1, about, Qt.ItemDataRole.ToolTipRole)
         if settings.model and self.model.findData(settings.model) < 0:
             self.model.addItem(settings.model, settings.model)
         self.model.setCurrentIndex(max(0, self.model.findData(settings.model)))
         form.addRow("Model", self.model)
+        # The chosen model's languages, size and speed here, under its name.
+        self.model_facts = QLabel(self)
+        self.model_facts.setObjectName("modelFacts")
+        self.model_facts.setWordWrap(True)
+        form.addRow("", self.model_facts)
+
+        def show_facts() -> None:
+            self.model_facts.setText(details.get(self.model.currentData() or "", ""))
+
+        self.model.currentIndexChanged.connect(show_facts)
+        show_facts()
 
         self.provider = QComboBox(self)
         self.provider.setObjectName("providerSetting")

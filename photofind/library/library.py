@@ -202,16 +202,23 @@ class Library:
         the library held no vectors, so there was nothing to keep searchable and it was
         made active at once.
         """
-        return self.begin_change(model_id(model), model.info.dim)
+        return self.begin_change(
+            model_id(model), model.info.dim, tower=getattr(model, "image_tower_id", None)
+        )
 
-    def begin_change(self, mid: str, dim: int) -> bool:
+    def begin_change(self, mid: str, dim: int, *, tower: str | None = None) -> bool:
         """:meth:`begin_model_change` for the model whose vectors carry the id ``mid`` and
-        have ``dim`` dimensions, which need not be loaded (``photofind models use``)."""
+        have ``dim`` dimensions, which need not be loaded (``photofind models use``);
+        ``tower`` is its image tower's id, when known (a shared tower keeps the vectors)."""
         if self.catalog.model_id != mid and self.catalog.embedding_count() == 0:
             if self.catalog.set_model(mid):  # also drops any staged change
                 self.index = VectorIndex.build(self.catalog, dim=dim)
                 self.index.save(self.root)
             self.staged_index = None
+            self._record_tower(tower, mid)
+            return False
+        self._record_tower(tower, mid)  # when it is the active model
+        if self._adopt_shared_tower(tower, mid, dim):
             return False
         if self.catalog.begin_staged_model(mid):
             log.info("%s: re-indexing for model %s begins", self.root, mid)
@@ -263,6 +270,8 @@ class Library:
         )
         stats = indexer.run()
         swapped = not stats.cancelled and self._swap(mid)
+        if swapped:
+            self._record_image_tower(model, mid)
         return ReindexStats(
             stats.indexed,
             stats.failed,
@@ -273,6 +282,26 @@ class Library:
             swapped=swapped,
             model_id=mid,
         )
+
+    # -- a shared image tower (see StagedModel.adopt_model) ----------------------------
+
+    def _record_image_tower(self, model, mid: str) -> None:
+        self._record_tower(getattr(model, "image_tower_id", None), mid)
+
+    def _record_tower(self, tower: str | None, mid: str) -> None:
+        if tower and self.catalog.model_id == mid and self.catalog.image_tower != tower:
+            self.catalog.record_image_tower(mid, tower)
+
+    def _adopt_shared_tower(self, tower: str | None, mid: str, dim: int) -> bool:
+        """Switch to the model ``mid`` keeping the photo vectors when it shares the active
+        model's image tower ``tower`` (same image graph and preprocessing); True when it did."""
+        if not tower or not self.catalog.adopt_model(mid, tower):
+            return False
+        self.staged_index = None
+        self.index = VectorIndex.build(self.catalog, dim=dim, params=self.index.params)
+        self.index.save(self.root)
+        log.info("%s: model %s shares the image tower: photo vectors kept", self.root, mid)
+        return True
 
     def _staged_index_for(self, model, mid: str) -> VectorIndex:
         """The staged index in memory; after a restart, rebuilt from the staged vectors."""
@@ -322,6 +351,7 @@ class Library:
             staged = self.reindex_staged(model, progress=progress, control=control, **options)
             if not staged.swapped:
                 return staged
+        self._record_image_tower(model, model_id(model))
         indexer = Indexer(
             self.catalog,
             self.index,

@@ -41,6 +41,51 @@ class StagedModel:
     # removes its staged rows (foreign key cascade); a photo whose content changed loses
     # them (see ``apply_scan``) and is encoded again.
 
+    # ------------------------------------------------------------ a shared image tower
+    #
+    # Two models whose image side is the same (image graph and its external data hashed,
+    # and the same preprocessing: photofind.clip.model.ClipModel.image_tower_id) make the
+    # same photo vectors: M-CLIP's text encoders were trained into OpenAI's ViT space, so
+    # a switch between them needs no re-index. The catalog records the active model's
+    # image tower in meta ``image_tower`` (absent in libraries from before it: their first
+    # change re-indexes, as before).
+
+    @property
+    def image_tower(self) -> str | None:
+        rows = self._query("SELECT value FROM meta WHERE key = 'image_tower'")
+        return (rows[0][0] or None) if rows else None
+
+    def record_image_tower(self, model_id: str, tower: str) -> None:
+        """Remember ``tower`` as the image tower of the active model ``model_id`` (nothing
+        when ``model_id`` is not the active model)."""
+        with self._write() as conn:
+            active = conn.execute("SELECT value FROM meta WHERE key = 'model_id'").fetchone()[0]
+            if active == model_id:
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('image_tower', ?)", (tower,)
+                )
+
+    def adopt_model(self, model_id: str, tower: str) -> bool:
+        """Make ``model_id`` the active model keeping every photo vector, when its image
+        tower is the active model's; False (nothing changed) otherwise. Any staged change
+        is dropped: its vectors would be the same ones again."""
+        if not model_id or not tower:
+            raise CatalogError("model id and image tower must not be empty")
+        with self._write() as conn:
+            active = conn.execute("SELECT value FROM meta WHERE key = 'model_id'").fetchone()[0]
+            row = conn.execute("SELECT value FROM meta WHERE key = 'image_tower'").fetchone()
+            if not active or active == model_id or row is None or row[0] != tower:
+                return False
+            self._clear_staged(conn)
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'model_id'", (model_id,))
+            conn.execute("UPDATE vectors SET model_id = ? WHERE model_id = ?", (model_id, active))
+            conn.execute(
+                "UPDATE analyses SET model_id = ? WHERE analyser = ? AND model_id = ?",
+                (model_id, CLIP, active),
+            )
+            self._bump_generation(conn)
+            return True
+
     @property
     def staged_model_id(self) -> str | None:
         """The model a staged change re-indexes for; ``None`` when no change runs."""

@@ -4,29 +4,30 @@ Immich (immich-app on Hugging Face, written by machine-learning/export in its re
 publishes, per model::
 
     config.json                  OpenCLIP model config: embed_dim, vision_cfg, text_cfg
-    visual/model.onnx            input "image" float32 [N|1, 3, S, S] -> L2-normalised [N, D]
-    visual/preprocess_cfg.json   size, mean, std, interpolation, resize_mode
-    textual/model.onnx           input "text" int32 [N|1, 77] -> L2-normalised [N, D]
-    textual/tokenizer.json       Hugging Face tokenizer (BPE vocab + merges)
+    visual/model.onnx            input "image" float32 [N|1, 3, S, S] -> [N, D]
+    visual/preprocess_cfg.json   size, mean, std, interpolation, resize_mode, fill_color
+    textual/model.onnx           "text" int32 [N|1, L] (M-CLIP: "input_ids" and
+                                 "attention_mask") -> [N, D]
+    textual/tokenizer.json       the Hugging Face tokenizer (BPE, Unigram or WordPiece)
+    textual/tokenizer_config.json  its pad token (and more)
+    */<anything>                 external data of large graphs (UUID-named, Constant_*,
+                                 *.bias, model.onnx_data, ...)
 
-What differs from a photofind package, and what this adapter does about it:
+What the adapter does with it:
 
-* The vocabulary: photofind reads CLIP's gzip'ed merges file. The merges are taken from
-  tokenizer.json and the resulting id table (bytes, bytes + ``</w>``, one id per merge,
-  then the two specials) is checked entry by entry against tokenizer.json's own vocab, so a
-  tokenizer that would give different ids is refused rather than silently mis-tokenised.
-  A model whose config names a Hugging Face tokenizer other than CLIP's (multilingual
-  models) is refused: the runtime only speaks CLIP's BPE.
-* Preprocessing: only "shortest side, bicubic, centre crop" is supported by the runtime;
-  anything else in preprocess_cfg.json is refused.
-* Input names and the output name differ: harmless, the runtime looks them up.
-* Outputs are already normalised by Immich's exporter; the runtime normalises again anyway.
-* Token ids are int32 in both generations of Immich's exporter, and the newer one exports
-  without a dynamic batch axis (batch fixed at 1). photofind's runtime today feeds int64
-  batches. The adapter cannot rewrite the graphs (the onnx package stays out of the app), so
-  it records both facts in ``model.json`` under ``extra`` (``textual_input_type``,
-  ``visual_batch``, ``textual_batch``) for the runtime to honour, and the store's load probe
-  decides whether this photofind can run the package.
+* The tokenizer: a plain OpenCLIP config (no ``hf_tokenizer_name`` / ``hf_model_name``)
+  means CLIP's BPE: its merges are taken from tokenizer.json, checked id by id against
+  CLIP's layout, and run by photofind's ``clip-bpe`` tokenizer, which reproduces OpenCLIP's
+  ids (ftfy clean-up included) that the model was trained with. Every other model
+  (SigLIP, NLLB, XLM-R, M-CLIP) keeps its tokenizer.json as the ``hf`` tokenizer, with
+  tokenizer_config.json's pad token, the config's context length, SigLIP's
+  "canonicalize" clean (``text_cfg.tokenizer_kwargs.clean``) and, for NLLB models, the
+  Flores-200 language token before the text: what Immich's service does with these files.
+* Preprocessing: preprocess_cfg.json's resize mode ("shortest", "squash", OpenCLIP's
+  "longest" = letterbox) and interpolation go into model.json.
+* The graphs and all their external-data files are moved in, each listed with its sha256.
+  Input names, integer types and a batch fixed at 1 are read from the graphs by the runtime.
+* The package is probed: loaded by the runtime, one sentence and one image encoded.
 """
 
 from __future__ import annotations
@@ -38,22 +39,28 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from photofind.clip.model import check_batch_axes
 from photofind.clip.package import (
+    INTERPOLATIONS,
     MANIFEST,
     MAX_CONTEXT_LENGTH,
     MAX_EMBED_DIM,
     MAX_IMAGE_SIZE,
     MAX_VOCAB_SIZE,
+    RESIZE_MODES,
     ModelSpec,
     PackageFile,
+    TokenizerSpec,
     read_json_object,
     sha256_file,
     write_manifest,
 )
-from photofind.errors import ModelError
+from photofind.errors import ModelError, PhotofindError
+from photofind.models.languages import FLORES_200
 
 VOCAB_FILE = "vocab.txt.gz"
+HF_TOKENIZER_FILE = "tokenizer.json"
+# OpenCLIP's names for the resize modes that photofind names otherwise.
+RESIZE_ALIASES = {"longest": "letterbox"}
 IMMICH_REQUIRED = (
     "config.json",
     "visual/model.onnx",
@@ -61,7 +68,6 @@ IMMICH_REQUIRED = (
     "textual/model.onnx",
     "textual/tokenizer.json",
 )
-_ONNX_TYPES = {"tensor(int32)": (np.int32, "int32"), "tensor(int64)": (np.int64, "int64")}
 
 
 def detect_layout(folder: Path) -> str | None:
@@ -168,62 +174,57 @@ def write_clip_vocab(tokenizer_json: Path, out: Path, vocab_size: int) -> int:
     return count
 
 
-# -- the graphs ----------------------------------------------------------------------------
+# -- Immich --------------------------------------------------------------------------------
 
 
-def inspect_graph(path: Path, want_dim: int) -> dict:
-    """Input name/type/batch and output width of an ONNX graph, read by onnxruntime."""
-    import onnxruntime as ort
+def _pad_token(src: Path):
+    """tokenizer_config.json's pad token (text; older files write an AddedToken object)."""
+    path = src / "textual" / "tokenizer_config.json"
+    if not path.is_file():
+        return None
+    pad = _json(path).get("pad_token")
+    if isinstance(pad, dict):
+        pad = pad.get("content")
+    return pad if isinstance(pad, str) and pad else None
 
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own untyped errors
-        raise ModelError(f"{path} cannot be opened by ONNX Runtime: {exc}") from exc
-    inputs, outputs = session.get_inputs(), session.get_outputs()
-    if len(inputs) != 1:
-        names = [i.name for i in inputs]
+
+def _preprocessing(src: Path, image_size: int) -> dict:
+    pre_path = src / "visual" / "preprocess_cfg.json"
+    pre = _json(pre_path)
+    size = _positive_int(pre.get("size", image_size), "size", pre_path, MAX_IMAGE_SIZE)
+    if size != image_size:
+        raise ModelError(f"{pre_path}: size {size} differs from config.json's {image_size}")
+    resize = pre.get("resize_mode", "shortest")
+    resize = RESIZE_ALIASES.get(resize, resize)
+    interp = pre.get("interpolation", "bicubic")
+    if resize not in RESIZE_MODES or interp not in INTERPOLATIONS:
         raise ModelError(
-            f"{path}: expected one input, found {names} (an attention-mask model is not supported)"
+            f"{pre_path}: resize_mode {pre.get('resize_mode')!r} / interpolation {interp!r}; "
+            f"photofind supports {RESIZE_MODES} (and 'longest') / {INTERPOLATIONS}"
         )
-    batch = inputs[0].shape[0] if inputs[0].shape else None
-    out_shape = outputs[0].shape
-    if len(out_shape) != 2 or (isinstance(out_shape[1], int) and out_shape[1] != want_dim):
-        raise ModelError(f"{path}: output shape {out_shape}, expected [N, {want_dim}]")
-    check_batch_axes(
-        path,
-        [d if isinstance(d, int) else None for d in inputs[0].shape],
-        [d if isinstance(d, int) else None for d in out_shape],
-    )
+    mean, std = pre.get("mean"), pre.get("std")
+    for key, value in (("mean", mean), ("std", std)):
+        numbers = isinstance(value, list) and len(value) == 3
+        numbers = numbers and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+            for v in value
+        )
+        if not numbers or (key == "std" and any(v <= 0 for v in value)):
+            raise ModelError(f"{pre_path}: {key} should be three numbers, got {value!r:.80}")
+    fill = pre.get("fill_color", 0)
+    fill = fill if isinstance(fill, int) and not isinstance(fill, bool) and 0 <= fill <= 255 else 0
     return {
-        "session": session,
-        "input": inputs[0].name,
-        "type": inputs[0].type,
-        "shape": list(inputs[0].shape),
-        "batch": batch if isinstance(batch, int) else None,
+        "mean": tuple(float(v) for v in mean),
+        "std": tuple(float(v) for v in std),
+        "resize": resize,
+        "interpolation": interp,
+        "fill": fill,
     }
 
 
-def probe_graphs(visual: dict, textual: dict, spec: ModelSpec, ids: np.ndarray) -> None:
-    """Run each graph once with inputs of its own types; check shape and finiteness."""
-    s = spec.image_size
-    pixels = np.zeros((1, 3, s, s), dtype=np.float32)
-    dtype = _ONNX_TYPES[textual["type"]][0]
-    for info, feed, tower in (
-        (visual, pixels, "visual"),
-        (textual, ids[:1].astype(dtype), "textual"),
-    ):
-        try:
-            out = info["session"].run(None, {info["input"]: feed})[0]
-        except Exception as exc:
-            raise ModelError(f"the {tower} graph fails on one input: {exc}") from exc
-        if out.shape != (1, spec.embed_dim) or not np.all(np.isfinite(out)):
-            raise ModelError(
-                f"the {tower} graph returned shape {out.shape} (finite: "
-                f"{bool(np.all(np.isfinite(out)))}), expected (1, {spec.embed_dim})"
-            )
-
-
-# -- Immich --------------------------------------------------------------------------------
+def _is_nllb(name: str, text_cfg: dict) -> bool:
+    hf_name = str(text_cfg.get("hf_tokenizer_name") or text_cfg.get("hf_model_name") or "")
+    return name.lower().startswith("nllb") or "nllb" in hf_name.lower()
 
 
 def adapt_immich(
@@ -235,10 +236,17 @@ def adapt_immich(
     source: str = "",
     license: str = "",
     move: bool = False,
+    repo: str = "",
+    probe: bool = True,
+    extra: dict | None = None,
+    arch: str = "",
 ) -> ModelSpec:
     """Build a photofind package in the new folder ``out`` from Immich's layout in ``src``.
 
-    ``move``: move the ONNX files instead of copying (``src`` is a staging folder of ours).
+    ``move``: move the files instead of copying (``src`` is a staging folder of ours).
+    ``repo``: the Immich model name (NLLB models are known by it, as Immich knows them).
+    ``probe``: load the package and encode one sentence and one image (the store probes
+    itself and passes False). ``extra``: more for model.json's extra (the hub commit).
     """
     src, out = Path(src), Path(out)
     config_path = src / "config.json"
@@ -246,12 +254,6 @@ def adapt_immich(
     text_cfg, vision_cfg = config.get("text_cfg") or {}, config.get("vision_cfg") or {}
     if not isinstance(text_cfg, dict) or not isinstance(vision_cfg, dict):
         raise ModelError(f"{config_path}: text_cfg and vision_cfg should be objects")
-    for key in ("hf_model_name", "hf_tokenizer_name"):
-        if text_cfg.get(key):
-            raise ModelError(
-                f"{config_path}: the text tower uses the Hugging Face model/tokenizer "
-                f"{text_cfg[key]!r}; photofind's runtime only has CLIP's own BPE tokenizer"
-            )
     embed_dim = _positive_int(config.get("embed_dim"), "embed_dim", config_path, MAX_EMBED_DIM)
     image_size = _positive_int(
         vision_cfg.get("image_size"), "vision_cfg.image_size", config_path, MAX_IMAGE_SIZE
@@ -263,48 +265,43 @@ def adapt_immich(
         MAX_CONTEXT_LENGTH,
         2,
     )
-    vocab_size = _positive_int(
-        text_cfg.get("vocab_size", 49408), "text_cfg.vocab_size", config_path, MAX_VOCAB_SIZE, 514
-    )
-
-    pre_path = src / "visual" / "preprocess_cfg.json"
-    pre = _json(pre_path)
-    size = _positive_int(pre.get("size", image_size), "size", pre_path, MAX_IMAGE_SIZE)
-    if size != image_size:
-        raise ModelError(f"{pre_path}: size {size} differs from config.json's {image_size}")
-    resize, interp = pre.get("resize_mode", "shortest"), pre.get("interpolation", "bicubic")
-    if resize != "shortest" or interp != "bicubic":
-        raise ModelError(
-            f"{pre_path}: resize_mode {resize!r} / interpolation {interp!r}; photofind supports "
-            "only 'shortest' / 'bicubic'"
-        )
-    mean, std = pre.get("mean"), pre.get("std")
-    for key, value in (("mean", mean), ("std", std)):
-        numbers = isinstance(value, list) and len(value) == 3
-        numbers = numbers and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
-            for v in value
-        )
-        if not numbers or (key == "std" and any(v <= 0 for v in value)):
-            raise ModelError(f"{pre_path}: {key} should be three numbers, got {value!r:.80}")
+    pre = _preprocessing(src, image_size)
+    hf = bool(text_cfg.get("hf_tokenizer_name") or text_cfg.get("hf_model_name"))
+    tokenizer_json = src / "textual" / "tokenizer.json"
+    model = _json(tokenizer_json, MAX_TOKENIZER_JSON).get("model")
+    if not hf and not (isinstance(model, dict) and model.get("type") == "BPE"):
+        hf = True  # M-CLIP configs describe the image tower only; the text is XLM-R / LaBSE
 
     out.mkdir(parents=True)
-    merges = write_clip_vocab(src / "textual" / "tokenizer.json", out / VOCAB_FILE, vocab_size)
     place = shutil.move if move else shutil.copyfile
     placed = [*_place_graph(src, out, "visual", place), *_place_graph(src, out, "textual", place)]
-    visual_path, textual_path = out / dict(placed)["visual"], out / dict(placed)["textual"]
-
-    visual = inspect_graph(visual_path, embed_dim)
-    textual = inspect_graph(textual_path, embed_dim)
-    if visual["type"] != "tensor(float)":
-        raise ModelError(f"{visual_path}: input type {visual['type']}, expected float")
-    if textual["type"] not in _ONNX_TYPES:
-        raise ModelError(f"{textual_path}: input type {textual['type']}, expected int")
-    shape = textual["shape"]
-    if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != context_length):
-        raise ModelError(
-            f"{textual_path}: input shape {textual['shape']}, expected [N, {context_length}]"
+    extra = {"adapted_from": "immich", **({"immich_name": repo} if repo else {}), **(extra or {})}
+    if hf:
+        vocab_size = 0
+        shutil.copyfile(tokenizer_json, out / HF_TOKENIZER_FILE)
+        placed.append(("tokenizer", HF_TOKENIZER_FILE))
+        kwargs = text_cfg.get("tokenizer_kwargs") or {}
+        nllb = _is_nllb(repo or name, text_cfg)
+        tokenizer = TokenizerSpec(
+            kind="hf",
+            file="tokenizer",
+            context_length=context_length,
+            pad=_pad_token(src),
+            canonicalize=isinstance(kwargs, dict) and kwargs.get("clean") == "canonicalize",
+            language_codes=dict(FLORES_200) if nllb else {},
+            default_language="eng_Latn" if nllb else "",
         )
+    else:
+        vocab_size = _positive_int(
+            text_cfg.get("vocab_size", 49408),
+            "text_cfg.vocab_size",
+            config_path,
+            MAX_VOCAB_SIZE,
+            514,
+        )
+        extra["bpe_merges"] = write_clip_vocab(tokenizer_json, out / VOCAB_FILE, vocab_size)
+        placed.append(("vocab", VOCAB_FILE))
+        tokenizer = TokenizerSpec(context_length=context_length)
 
     spec = ModelSpec(
         name=name,
@@ -313,31 +310,40 @@ def adapt_immich(
         context_length=context_length,
         vocab_size=vocab_size,
         files={
-            role: PackageFile(path, sha256_file(out / path))
-            for role, path in (*placed, ("vocab", VOCAB_FILE))
+            role: PackageFile(path, sha256_file(out / path), (out / path).stat().st_size)
+            for role, path in placed
         },
-        mean=tuple(float(v) for v in mean),
-        std=tuple(float(v) for v in std),
-        arch=str(config.get("arch", "")) or _arch_guess(vision_cfg),
+        arch=str(config.get("arch", "")) or arch or _arch_guess(vision_cfg),
         description=description,
         source=source,
         license=license,
-        extra={
-            "adapted_from": "immich",
-            "bpe_merges": merges,
-            "textual_input_type": _ONNX_TYPES[textual["type"]][1],
-            "visual_batch": visual["batch"],
-            "textual_batch": textual["batch"],
-        },
+        extra=extra,
+        tokenizer=tokenizer,
+        **pre,
     )
-    from photofind.clip.tokenizer import ClipTokenizer
-
-    ids = ClipTokenizer(out / VOCAB_FILE, context_length=context_length, vocab_size=vocab_size)(
-        ["a photo of a cat"]
-    )
-    probe_graphs(visual, textual, spec, ids)
     write_manifest(out, spec)
+    if probe:
+        probe_package(out, spec)
     return spec
+
+
+def probe_package(folder: Path, spec: ModelSpec, provider: str = "cpu", verified=None) -> None:
+    """Load the package as the app will and encode one sentence and one blank image."""
+    from photofind.clip.model import ClipModel
+
+    try:
+        model = ClipModel(folder, spec, provider=provider, verified=verified)
+        text = model.encode_texts(["a photo of a cat"])
+        size = spec.image_size
+        image = model.encode_pixels(np.zeros((1, 3, size, size), dtype=np.float32))
+    except PhotofindError as exc:
+        raise ModelError(f"the package does not load: {exc}") from exc
+    for what, vectors in (("text", text), ("image", image)):
+        if vectors.shape != (1, spec.embed_dim) or not np.all(np.isfinite(vectors)):
+            raise ModelError(
+                f"the package's {what} encoder gives shape {vectors.shape} or non-finite "
+                "values on a test input"
+            )
 
 
 def _place_graph(src: Path, out: Path, tower: str, place) -> list[tuple[str, str]]:

@@ -41,9 +41,15 @@ from photofind.clip.package import (
     verify_files,
 )
 from photofind.errors import ModelError, PhotofindError
-from photofind.models import adapters, archive, catalogue
+from photofind.models import adapters, archive, catalogue, facts, hub
 from photofind.models.budget import DEFAULT_MAX_BYTES
-from photofind.models.download import DownloadLimits, ProgressCallback, check_url, download
+from photofind.models.download import (
+    DownloadError,
+    DownloadLimits,
+    ProgressCallback,
+    check_url,
+    download,
+)
 from photofind.models.folder_copy import copy_package_folder
 from photofind.paths import bundled_models_dir, models_dir
 
@@ -86,6 +92,7 @@ class InstallReport:
     # compare with the publisher's listing. Empty when everything was pinned or local.
     unpinned: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    speed: facts.Speed | None = None  # measured here by the install's probe
 
 
 def check_name(name: str) -> str:
@@ -211,11 +218,12 @@ class ModelStore:
             if isinstance(source, catalogue.CatalogueEntry):
                 entry = source
             elif not text.lower().startswith(("https://", "http://")) and not local.exists():
-                entry = catalogue.find(text)
+                entry = catalogue.find_or_immich(text)
                 if entry is None:
                     raise ModelError(
-                        f"{text!r} is neither a folder, an archive file, an https URL nor a "
-                        "name in the catalogue (`photofind models list --catalogue`)"
+                        f"{text!r} is neither a folder, an archive file, an https URL, a "
+                        "name in the catalogue (`photofind models list --catalogue`) nor an "
+                        "Immich model (immich-app/NAME)"
                     )
             if entry is not None:
                 fetched = self._fetch_catalogue(entry, content, progress, limits, report_extra)
@@ -229,29 +237,41 @@ class ModelStore:
             root, layout = adapters.find_package_root(content)
             if layout == "immich":
                 package = staging / "package"
+                guessed = entry.package_name if entry else _name_of_source(text, root, content)
                 adapters.adapt_immich(
                     root,
                     package,
-                    name=name or (entry.package_name if entry else root.name),
+                    name=name or guessed,
                     description=entry.description if entry else "",
                     source=entry.source if entry else text,
                     license=entry.license if entry else "",
                     move=True,
+                    repo=entry.name if entry else guessed,
+                    probe=False,
+                    extra=report_extra.get("revision"),
+                    arch=entry.arch if entry else "",
                 )
             else:
                 package = root
             spec = read_manifest(package)
             verify_files(package, spec)
             final_name = check_name(name or (entry.package_name if entry else spec.name))
-            self._probe(package, spec)
+            speed = self._probe(package, spec)
             target = self._commit(package, final_name, replace)
+            facts.record_speed(final_name, spec, speed)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         for path in downloaded:
             with contextlib.suppress(OSError):
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
         return InstallReport(
-            final_name, target, spec, layout, report_extra["unpinned"], report_extra["notes"]
+            final_name,
+            target,
+            spec,
+            layout,
+            report_extra["unpinned"],
+            report_extra["notes"],
+            speed,
         )
 
     def _clean_leftovers(self) -> None:
@@ -317,7 +337,52 @@ class ModelStore:
         archive.extract(result.path, content, max_bytes=self.max_bytes)
         return folder
 
+    def _fetch_hub(self, entry, content, progress, limits, report) -> list[Path]:
+        """Every wanted file of the entry's hub repository at one commit, each checked
+        against the hub's listing (LFS sha256 or git blob id)."""
+        commit = hub.resolve_revision(entry.repo, entry.revision or "main", limits.timeout)
+        files = hub.list_files(entry.repo, commit, limits.timeout)
+        if not files:
+            raise ModelError(f"{entry.repo} at {commit[:12]} lists no files photofind can use")
+        total = sum(f.size for f in files)
+        if total > self.max_bytes:
+            raise ModelError(
+                f"{entry.repo} is {total:,} bytes, more than the {self.max_bytes:,} one "
+                "install may write"
+            )
+        folder = self._download_dir(check_name(entry.name))
+        for remote in files:
+            local = folder / "__".join(remote.path.split("/"))
+            result = download(
+                hub.file_url(entry.repo, commit, remote.path),
+                local,
+                sha256=remote.sha256,
+                progress=progress,
+                limits=limits,
+                max_bytes=max(remote.size, 1),
+            )
+            if remote.git_oid and hub.git_blob_id(result.path) != remote.git_oid:
+                result.path.unlink()
+                raise DownloadError(
+                    f"{remote.path}: the downloaded bytes are not the git blob "
+                    f"{remote.git_oid} the hub lists for commit {commit}; deleted"
+                )
+            target = content / remote.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(result.path, target)
+            except OSError:
+                shutil.copyfile(result.path, target)
+        report["notes"].extend(entry.notes)
+        report["notes"].append(
+            f"{entry.repo} at commit {commit}: {len(files)} files, {total:,} bytes"
+        )
+        report["revision"] = {"hub_repo": entry.repo, "revision": commit}
+        return [folder]
+
     def _fetch_catalogue(self, entry, content, progress, limits, report) -> list[Path]:
+        if entry.repo and not entry.files:
+            return self._fetch_hub(entry, content, progress, limits, report)
         if entry.kind == "checkpoint":
             raise ModelError(
                 f"{entry.name} is an original checkpoint, which needs torch to convert: with "
@@ -337,7 +402,7 @@ class ModelStore:
                 sha256=remote.sha256,
                 progress=progress,
                 limits=limits,
-                max_bytes=remote.max_bytes,
+                max_bytes=remote.max_bytes or self.max_bytes,
             )
             if not remote.sha256:
                 report["unpinned"][remote.path] = result.sha256
@@ -351,8 +416,9 @@ class ModelStore:
         report["notes"].extend(entry.notes)
         return [folder]
 
-    def _probe(self, package: Path, spec: ModelSpec) -> None:
-        """Load the package as the app will and encode one sentence and one blank image."""
+    def _probe(self, package: Path, spec: ModelSpec) -> facts.Speed:
+        """Load the package as the app will, encode one sentence and one blank image, and
+        measure its speed here."""
         from photofind.clip import load_model
 
         try:
@@ -360,16 +426,12 @@ class ModelStore:
             text = model.encode_texts(["a photo of a cat"])
             size = spec.image_size
             image = model.encode_pixels(np.zeros((1, 3, size, size), dtype=np.float32))
+            speed = facts.measure(model, size)
         except PhotofindError as exc:
             extra = spec.extra or {}
             hint = ""
             if extra.get("adapted_from"):
-                hint = (
-                    f" (the package was adapted from {extra['adapted_from']}'s layout: text "
-                    f"input {extra.get('textual_input_type')}, image batch "
-                    f"{extra.get('visual_batch') or 'any'}; this photofind's runtime may not "
-                    "run such graphs yet)"
-                )
+                hint = f" (the package was adapted from {extra['adapted_from']}'s layout)"
             raise ModelError(f"the package does not load: {exc}{hint}") from exc
         for what, vectors in (("text", text), ("image", image)):
             if vectors.shape != (1, spec.embed_dim) or not np.all(np.isfinite(vectors)):
@@ -377,6 +439,7 @@ class ModelStore:
                     f"the package's {what} encoder gives shape {vectors.shape} or non-finite "
                     "values on a test input"
                 )
+        return speed
 
     def _commit(self, package: Path, name: str, replace: bool) -> Path:
         target = self.root / name
@@ -394,3 +457,17 @@ class ModelStore:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return target
+
+
+def _name_of_source(text: str, root: Path, content: Path) -> str:
+    """A package name for an Immich-layout source installed without --name: the folder's
+    (or the archive's, or the URL's) own name, never our staging folder's."""
+    if root != content:
+        base = root.name  # the one folder inside an archive
+    else:
+        base = Path(unquote(urlsplit(text).path) if "://" in text else text).name
+        suffix = archive.suffix_of(base)
+        if suffix:
+            base = base[: -len(suffix)]
+    cleaned = re.sub(r"[^A-Za-z0-9._+-]+", "-", base).strip("-._+")[:100]
+    return cleaned or "immich-model"
