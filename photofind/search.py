@@ -106,6 +106,8 @@ class SearchResults(Sequence):
     cut: int = 0
     exhausted: bool = True
     below: int = 0
+    #: the query's unit vector, to score a video hit's frames with (:meth:`SearchEngine.frames`)
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def __getitem__(self, i):
         return self.results[i]
@@ -344,16 +346,50 @@ class SearchEngine:
         offset: int = 0,
         filter: SearchFilter | None = None,
         cutoff: bool = False,
+        time_s: float | None = None,
     ) -> SearchResults:
         """Photos that look like ``photo``: a library photo id, or a picture's path (the
         stored vector when the library holds it, else the file is encoded). The photo
         itself, when in the library, comes first. ``cutoff``: end the list where the photos
         stop standing out (the policy's ``image_z``; the GUI and ``photofind similar`` do);
-        off by default for callers that page through the whole library by likeness."""
-        query = Query.photo(photo) if isinstance(photo, (int, np.integer)) else Query.image(photo)
-        return self._rank(
-            self.query_vector(query), k, offset, filter, cutoff, plain_text=False, image_only=True
-        )
+        off by default for callers that page through the whole library by likeness.
+
+        ``time_s``: ``photo`` is a video of the library and the query is its sampled frame
+        nearest that time (photos and other videos that look like that moment)."""
+        if time_s is not None:
+            vector = self._frame_vector(photo, time_s)
+        else:
+            query = (
+                Query.photo(photo) if isinstance(photo, (int, np.integer)) else Query.image(photo)
+            )
+            vector = self.query_vector(query)
+        return self._rank(vector, k, offset, filter, cutoff, plain_text=False, image_only=True)
+
+    def _frame_vector(self, photo, time_s: float) -> np.ndarray:
+        catalog = self.library.catalog
+        if isinstance(photo, (int, np.integer)):
+            item = catalog.photo(int(photo))
+        else:
+            item = catalog.photo_by_path(os.path.abspath(os.path.expanduser(os.fspath(photo))))
+        vector = None if item is None else catalog.frame_vector(item.id, round(time_s * 1000))
+        if vector is None:
+            raise SearchError(f"{photo}: not a video of the library with sampled frames")
+        self._check_model()
+        return vector
+
+    def frames(self, item_id: int, vector: np.ndarray) -> list[tuple[float | None, float]]:
+        """``(time in s, score)`` of each sampled frame of the item against a query's
+        ``vector`` (:attr:`SearchResults.vector`), best first: the frames a preview of a
+        video hit shows. A still gives its one vector, time None."""
+        frames = self.library.catalog.frames_of(int(item_id))
+        if not frames:
+            return []
+        scores = np.stack([v for *_, v in frames]) @ np.asarray(vector, dtype=np.float32)
+        out = [
+            (None if ms is None else ms / 1000.0, float(score))
+            for (_, ms, _), score in zip(frames, scores.tolist(), strict=True)
+        ]
+        return sorted(out, key=lambda f: -f[1])
 
     def query_vector(self, query: str | Query) -> np.ndarray:
         """The unit vector a query searches with: the normalised weighted sum of its terms."""
@@ -496,7 +532,7 @@ class SearchEngine:
                 time_s = None if ms < 0 else float(ms) / 1000.0
                 results.append(SearchResult(photo_id, photo.path, float(score), time_s))
         exhausted = fetched < want or cut > 0
-        return SearchResults(tuple(results), offset, limit, cut, exhausted, below)
+        return SearchResults(tuple(results), offset, limit, cut, exhausted, below, vector)
 
     def _best_items(self, index, vector, want: int, allowed, ef):
         """The ``want`` best items: ``(item ids, scores, best frame ms or -1)``, best first.
