@@ -47,6 +47,8 @@ def scene(shape: str, colour: str, *, width=160, height=120, background="white")
 
 RED_CIRCLE = ("circle", "red")
 BLUE_SQUARE = ("square", "blue")
+#: three seconds of a red circle, then three of a blue square
+CUT_RED_BLUE = ((RED_CIRCLE, 3), (BLUE_SQUARE, 3))
 
 
 def write_video(

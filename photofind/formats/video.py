@@ -77,10 +77,12 @@ _SIGNATURE = 16
 
 @dataclass(frozen=True)
 class VideoFrame:
-    """One sampled frame: its time in ms from the start, and the upright RGB picture."""
+    """One sampled frame: its time in ms from the start, the upright RGB picture, and the
+    upright size of the video's frames at full resolution (what boxes are measured in)."""
 
     ms: int
     image: Image.Image
+    full_size: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True)
@@ -252,6 +254,12 @@ def _target_size(width: int, height: int, side: int, sar: float) -> tuple[int, i
     return max(1, round(shown_w * scale)), max(1, round(height * scale))
 
 
+def _full_size(frame, stream, rotation: int) -> tuple[int, int]:
+    sar = float(stream.sample_aspect_ratio) if stream.sample_aspect_ratio else 1.0
+    width, height = max(1, round(frame.width * sar)), frame.height
+    return (height, width) if rotation in (90, 270) else (width, height)
+
+
 def _picture(frame, stream, side: int, rotation: int) -> Image.Image:
     sar = stream.sample_aspect_ratio
     sar = float(sar) if sar else 1.0
@@ -368,8 +376,9 @@ class Video:
                 except av.FFmpegError as exc:
                     raise ImageError(f"Cannot decode video {self.path}: {_reason(exc)}") from exc
                 if frame is not None:
-                    image = _picture(frame, stream, side, _rotation(frame, stream))
-                    yield VideoFrame(probe.ms, image)
+                    rotation = _rotation(frame, stream)
+                    image = _picture(frame, stream, side, rotation)
+                    yield VideoFrame(probe.ms, image, _full_size(frame, stream, rotation))
         finally:
             container.close()
 
