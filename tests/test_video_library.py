@@ -210,4 +210,4 @@ def test_faces_are_found_in_the_frames_of_a_real_phone_clip(tiny, tmp_path):
         assert all(f.frame_ms in frames for f in faces)
         for f in faces:  # boxes in the video's own pixels (640x360)
             x, y, w, h = f.box
-            assert 0 <= x and x + w <= 660 and 0 <= y and y + h <= 380 and w >= 20
+            assert x >= 0 and x + w <= 660 and y >= 0 and y + h <= 380 and w >= 20
