@@ -32,7 +32,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from photofind.errors import PhotofindError
+from photofind.clip.preprocess import draft_side
+from photofind.errors import ImageError, PhotofindError
+from photofind.formats.kinds import VIDEO, kind_of
+from photofind.formats.video import Video
 from photofind.library.model_id import ModelId
 from photofind.library.vector_index import dot
 from photofind.query import IMAGE, PHOTO, TEXT, Query, parse_query
@@ -88,6 +91,8 @@ class SearchResult:
     score: float
     #: the time of the item's best frame, in seconds (None: a still)
     time_s: float | None = None
+    #: a video's length in ms (None: a still, or not known)
+    duration_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -377,19 +382,21 @@ class SearchEngine:
         self._check_model()
         return vector
 
+    def _video_vector(self, path: str) -> np.ndarray:
+        """A video outside the library searched by: its sampled frames' mean direction."""
+        try:
+            frames = [f.image for f in Video(path).frames(draft_side(self.model.spec.image_size))]
+        except ImageError as exc:
+            raise SearchError(str(exc)) from exc
+        vectors = self.model.encode_images(frames)
+        mean = vectors.mean(axis=0)
+        return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+
     def frames(self, item_id: int, vector: np.ndarray) -> list[tuple[float | None, float]]:
         """``(time in s, score)`` of each sampled frame of the item against a query's
         ``vector`` (:attr:`SearchResults.vector`), best first: the frames a preview of a
         video hit shows. A still gives its one vector, time None."""
-        frames = self.library.catalog.frames_of(int(item_id))
-        if not frames:
-            return []
-        scores = np.stack([v for *_, v in frames]) @ np.asarray(vector, dtype=np.float32)
-        out = [
-            (None if ms is None else ms / 1000.0, float(score))
-            for (_, ms, _), score in zip(frames, scores.tolist(), strict=True)
-        ]
-        return sorted(out, key=lambda f: -f[1])
+        return self.library.catalog.frame_scores(int(item_id), vector)
 
     def query_vector(self, query: str | Query) -> np.ndarray:
         """The unit vector a query searches with: the normalised weighted sum of its terms."""
@@ -489,6 +496,8 @@ class SearchEngine:
                     return vector
             if not os.path.isfile(path):
                 raise SearchError(f"{value}: no such picture file")
+            if kind_of(path) == VIDEO:
+                return self._video_vector(path)
             return self.model.encode_images([path])[0]
         raise SearchError(f"unknown query term kind {kind!r}")
 
@@ -530,7 +539,9 @@ class SearchEngine:
             photo = photos.get(photo_id)
             if photo is not None:  # removed since the index answered
                 time_s = None if ms < 0 else float(ms) / 1000.0
-                results.append(SearchResult(photo_id, photo.path, float(score), time_s))
+                results.append(
+                    SearchResult(photo_id, photo.path, float(score), time_s, photo.duration_ms)
+                )
         exhausted = fetched < want or cut > 0
         return SearchResults(tuple(results), offset, limit, cut, exhausted, below, vector)
 

@@ -425,6 +425,27 @@ def frame_at(path: str | os.PathLike, ms: int, *, side: int) -> Image.Image:
         container.close()
 
 
+def video_size(path: str | os.PathLike) -> tuple[tuple[int, int], int]:
+    """``((width, height) upright at full resolution, duration in ms)`` of a video, from
+    its header and first frame: what a preview lists."""
+    path = os.fspath(path)
+    container = _open(path)
+    try:
+        import av
+
+        stream = container.streams.video[0]
+        try:
+            frame = next(container.decode(stream), None)
+        except av.FFmpegError as exc:
+            raise ImageError(f"Cannot decode video {path}: {_reason(exc)}", path) from exc
+        if frame is None:
+            raise ImageError(f"Cannot decode video {path}: no frame could be decoded", path)
+        size = _full_size(frame, stream, _rotation(frame, stream))
+        return size, _duration_ms(container, stream)
+    finally:
+        container.close()
+
+
 def duration_text(ms: int | None) -> str:
     """``m:ss`` (or ``h:mm:ss``) of a duration, for badges and lists."""
     if ms is None:

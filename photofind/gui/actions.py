@@ -97,7 +97,8 @@ class PhotoActions(QObject):
     def find_similar_current(self) -> None:
         row = self.current()
         if row is not None:
-            self.window.search.find_similar(row.photo_id, row.path)
+            # From a video hit: like the frame that matched (its thumbnail).
+            self.window.search.find_similar(row.photo_id, row.path, row.time_s)
 
     def open_current(self) -> None:
         self._with_current(self.open_photo)
@@ -204,6 +205,7 @@ class PhotoActions(QObject):
         if w.preview is None:
             w.preview = PreviewDialog(w)
             w.preview.stepRequested.connect(self._step_preview)
+            w.preview.playRequested.connect(self.open_photo)  # the system's player
         dialog = w.preview
         dialog.threshold = w.header.threshold
         dialog.show_loading(row.path)
@@ -215,7 +217,7 @@ class PhotoActions(QObject):
         def work():
             photo = catalog.photo(row.photo_id) if row.photo_id is not None else None
             date = photo_date(photo) if photo is not None else None
-            return load_preview(row.path, row.score, date)
+            return load_preview(row.path, row.score, date, time_s=row.time_s, frames=row.frames)
 
         def done(result, error):
             if error is not None:

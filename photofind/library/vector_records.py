@@ -147,6 +147,19 @@ class VectorRecords:
             (vid, ms, np.frombuffer(blob, dtype="<f4").astype(np.float32)) for vid, ms, blob in rows
         ]
 
+    def frame_scores(self, item_id: int, vector) -> list[tuple[float | None, float]]:
+        """``(time in s or None, cosine with vector)`` of each of the item's frames, best
+        first."""
+        frames = self.frames_of(item_id)
+        if not frames:
+            return []
+        scores = np.stack([v for *_, v in frames]) @ np.asarray(vector, dtype=np.float32)
+        out = [
+            (None if ms is None else ms / 1000.0, float(score))
+            for (_, ms, _), score in zip(frames, scores.tolist(), strict=True)
+        ]
+        return sorted(out, key=lambda f: -f[1])
+
     def frame_vector(self, item_id: int, ms: int) -> np.ndarray | None:
         """The vector of the item's sampled frame nearest ``ms`` (a still: its vector)."""
         rows = self._query(
