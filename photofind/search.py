@@ -34,7 +34,7 @@ import numpy as np
 
 from photofind.clip.preprocess import draft_side
 from photofind.errors import ImageError, PhotofindError
-from photofind.formats.kinds import VIDEO, kind_of
+from photofind.formats.kinds import VIDEO, VIDEO_EXTENSIONS, kind_of
 from photofind.formats.video import Video
 from photofind.library.model_id import ModelId
 from photofind.library.vector_index import dot
@@ -74,6 +74,7 @@ _TYPE_ALIASES = {
     "tiff": ("tif", "tiff"),
     "heic": ("heic", "heif"),
     "heif": ("heic", "heif"),
+    "video": tuple(sorted(ext[1:] for ext in VIDEO_EXTENSIONS)),
 }
 
 

@@ -206,6 +206,12 @@ def test_the_bundle_finds_faces_with_its_own_dlib_and_models(bundle, run_bundle)
     assert report["faces"] == 3  # Obama, Biden and the girl beside them (tests/test_faces.py)
 
 
+def test_the_bundle_writes_and_samples_a_video_with_its_own_ffmpeg(bundle, run_bundle):
+    report = json.loads(run_bundle("--bundle-selftest", "video").stdout)
+    assert report["codec"] == "h264"
+    assert (report["frames"], report["colours"]) == ([0, 1000], ["red", "blue"])
+
+
 def test_size_without_models_is_within_budget(bundle):
     def size(folder: Path) -> int:  # links (PyInstaller's library aliases) count once
         return sum(p.lstat().st_size for p in folder.rglob("*") if not p.is_dir())

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from videos import (
     BLUE_SQUARE,
+    CUT_RED_BLUE,
     HEVC,
     RED_CIRCLE,
     VP9,
@@ -62,6 +63,30 @@ def test_the_cut_from_a_red_circle_to_a_blue_square_is_sampled_at_its_time(tmp_p
     assert 5900 <= sample.duration_ms <= 6100
     # Decoded at the size asked for: the shortest side 96 of a 160x120 video.
     assert sample.frames[0].image.size == (128, 96)
+
+
+# Every container the scanner lists, with a codec it carries (MPEG-1/2 need a standard rate).
+CONTAINERS = [
+    (".mov", h264(), 12),
+    (".m4v", h264(), 12),
+    (".mkv", h264(), 12),
+    (".avi", "mpeg4", 12),
+    (".3gp", h264(), 12),
+    (".mts", h264(), 12),
+    (".m2ts", h264(), 12),
+    (".mpg", "mpeg2video", 25),
+    (".mpeg", "mpeg1video", 25),
+]
+
+
+@pytest.mark.parametrize("ext, codec, fps", CONTAINERS, ids=[c[0][1:] for c in CONTAINERS])
+def test_every_container_the_scanner_lists_is_sampled(tmp_path, ext, codec, fps):
+    if not available(codec):
+        pytest.skip(f"this FFmpeg has no {codec} encoder")
+    path = write_video(tmp_path / f"cut{ext}", CUT_RED_BLUE, codec=codec, fps=fps)
+    sample = sample_video(path, side=64)
+    assert [f.ms for f in sample.frames] == [0, 3000]
+    assert [_colour(f.image) for f in sample.frames] == ["red", "blue"]
 
 
 def test_every_video_extension_is_a_video_kind():

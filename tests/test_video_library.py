@@ -211,3 +211,55 @@ def test_faces_are_found_in_the_frames_of_a_real_phone_clip(tiny, tmp_path):
         for f in faces:  # boxes in the video's own pixels (640x360)
             x, y, w, h = f.box
             assert x >= 0 and x + w <= 660 and y >= 0 and y + h <= 380 and w >= 20
+
+
+def test_a_model_change_re_embeds_every_frame_and_keeps_the_times(world, tiny, model, tmp_path):
+    shutil.copytree(world["root"] / "lib", tmp_path / "lib")
+    with Library.open(tmp_path / "lib") as library:
+        video = library.catalog.photo_by_path(str(world["media"] / "cut.mp4"))
+        stats = library.index_pending(model)  # another model: a staged change, then the swap
+        assert stats.swapped
+        frames = library.catalog.frames_of(video.id)
+        assert [ms for _, ms, _ in frames] == [0, 3000]
+        assert len(library.index) == library.catalog.embedding_count() == 24 + 2 * len(VIDEOS)
+        vector = library.catalog.frame_vector(video.id, 3000)
+        hit = SearchEngine(library, model).similar(video.id, time_s=3, k=1)[0]
+        assert (hit.photo_id, hit.time_s) == (video.id, 3.0)
+        assert float(vector @ frames[1][2]) == pytest.approx(1.0)
+
+
+def test_a_videos_creation_time_is_its_capture_date(tiny, tmp_path):
+    from datetime import datetime, timezone
+
+    import av
+
+    media = tmp_path / "media"
+    media.mkdir()
+    path = media / "dated.mp4"
+    container = av.open(str(path), "w")
+    container.metadata["creation_time"] = "2019-07-14T09:30:00.000000Z"
+    stream = container.add_stream(h264(), rate=4)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+    frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
+    for i in range(4):
+        frame.pts = i
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode())
+    container.close()
+    with Library.open(tmp_path / "lib") as library:
+        library.add_folder(media)
+        library.scan()
+        library.index_pending(tiny)
+        item = library.catalog.photo_by_path(str(path))
+    local = datetime(2019, 7, 14, 9, 30, tzinfo=timezone.utc).astimezone().replace(tzinfo=None)
+    assert item.capture_date == local.isoformat()
+
+
+def test_the_video_type_filter_keeps_only_videos(library, tiny):
+    from photofind.search import SearchFilter
+
+    engine = SearchEngine(library, tiny)
+    results = engine.search(
+        "a red circle", k=10, cutoff=False, filter=SearchFilter(types=("video",))
+    )
+    assert {Path(r.path).name for r in results} == set(VIDEOS)

@@ -174,18 +174,27 @@ def _keyframe_at(container, stream, pts: int):
     return None
 
 
-def _probes(container, stream, duration_ms: int) -> Iterator[_Probe]:
-    if duration_ms <= SEQUENTIAL_MAX_S * 1000:
-        frames = _keyframes_in_order(container, stream)
-    else:
-        frames = _seek_probes(container, stream, duration_ms)
-    last = None
+def _probes(container, stream, duration_ms: int) -> list[_Probe]:
+    sequential = duration_ms <= SEQUENTIAL_MAX_S * 1000
+    if sequential:
+        probes = _timed(_keyframes_in_order(container, stream), stream)
+        if probes:
+            return probes
+        # No packet flagged as a keyframe (some MPEG-TS muxers): the decoder tells them.
+        container.seek(_start_pts(stream), backward=True, any_frame=False, stream=stream)
+    return _timed(_seek_probes(container, stream, max(duration_ms, 1000)), stream)
+
+
+def _timed(frames, stream) -> list[_Probe]:
+    """Each frame's time and signature, in time order (a frame not later than the one
+    before, which a seek to a keyframe already seen gives, is dropped)."""
+    probes: list[_Probe] = []
     for frame in frames:
         ms = _ms(frame, stream)
-        if ms is None or (last is not None and ms <= last):
+        if ms is None or (probes and ms <= probes[-1].ms):
             continue
-        last = ms
-        yield _Probe(ms, frame.pts, _signature(frame))
+        probes.append(_Probe(ms, frame.pts, _signature(frame)))
+    return probes
 
 
 def _seek_probes(container, stream, duration_ms: int) -> Iterator:
@@ -341,7 +350,7 @@ class Video:
         try:
             duration = _duration_ms(container, stream)
             try:
-                chosen = choose(list(_probes(container, stream, duration)))
+                chosen = choose(_probes(container, stream, duration))
             except av.FFmpegError as exc:
                 raise ImageError(f"Cannot decode video {self.path}: {_reason(exc)}") from exc
             if not chosen:
