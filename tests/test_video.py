@@ -241,3 +241,17 @@ def test_a_three_hour_video_keeps_the_bounds_and_memory_flat(tmp_path):
     # the interpreter and FFmpeg's libraries are in both).
     assert long["peak_kb"] - short["peak_kb"] < 20_000, (long["peak_kb"], short["peak_kb"])
     assert short["frames"] == [0, 60_000, 120_000]
+
+
+def test_frames_kept_by_the_scan_are_the_frames_decoded_again(tmp_path):
+    path = write_video(tmp_path / "cut.mp4", CUT_RED_BLUE)
+    kept = Video(path, keep_side=64)
+    again = Video(path)
+    a, b = list(kept.frames(64)), list(again.frames(64))
+    assert [f.ms for f in a] == [f.ms for f in b] == [0, 3000]
+    for x, y in zip(a, b, strict=True):
+        assert x.full_size == y.full_size == (160, 120)
+        assert np.array_equal(np.asarray(x.image), np.asarray(y.image))
+    kept.release()
+    assert all(p.image is None for p in kept.scan().chosen)
+    assert [f.ms for f in kept.frames(64)] == [0, 3000]  # decoded again after the release

@@ -103,6 +103,35 @@ class _Probe:
     ms: int
     pts: int
     signature: np.ndarray
+    #: the frame at the kept side, decoded during the scan (None: decode it again)
+    image: Image.Image | None = None
+    full_size: tuple[int, int] = (0, 0)
+
+
+#: most bytes of frames the scan keeps for :meth:`Video.frames` (about 100 frames of a
+#: 224-px encoder's 597x336): past it, a frame is decoded a second time
+KEEP_BYTES = 64 * 2**20
+
+
+class _Keeper:
+    """Keeps, during the scan, the picture of each probe :func:`choose` will take (its
+    greedy rule, applied as the probes come), at ``side``, within :data:`KEEP_BYTES`, so
+    the frames need not be decoded twice (a keyframe of a 4K HEVC video: 0.45 s)."""
+
+    def __init__(self, side: int):
+        self.side = side
+        self.last: _Probe | None = None
+        self.bytes = 0
+
+    def offer(self, probe: _Probe, frame, stream) -> None:
+        if self.side <= 0 or not _takes(self.last, probe)[0]:
+            return
+        self.last = probe
+        if self.bytes < KEEP_BYTES:
+            rotation = _rotation(frame, stream)
+            probe.image = _picture(frame, stream, self.side, rotation)
+            probe.full_size = _full_size(frame, stream, rotation)
+            self.bytes += probe.image.width * probe.image.height * 3
 
 
 def _open(path: str):
@@ -165,27 +194,40 @@ def _keyframes_in_order(container, stream) -> Iterator:
 
 
 def _keyframe_at(container, stream, pts: int):
-    """The first decodable frame at or after the keyframe before ``pts``, or None."""
-    stream.codec_context.skip_frame = "NONKEY"
+    """The keyframe at or before ``pts`` (the first decodable frame after a seek there),
+    or None. Only that packet is decoded: a decoder that holds its output back for
+    reordering (HEVC, H.264 with B-frames) is drained rather than fed the next keyframe,
+    which would cost a second full decode (measured: 4K HEVC, 0.9 s a frame instead of
+    0.45). The seek after it resets the decoder."""
+    codec = stream.codec_context
+    codec.skip_frame = "NONKEY"
     container.seek(pts, backward=True, any_frame=False, stream=stream)
     for packet in container.demux(stream):
-        for frame in packet.decode():
-            return frame
+        if packet.size and not packet.is_keyframe:
+            continue
+        frames = packet.decode()
+        if not frames and packet.size:
+            frames = codec.decode(None)  # drain: the frame held back
+        if frames:
+            return frames[0]
+        if not packet.size:
+            return None
     return None
 
 
-def _probes(container, stream, duration_ms: int) -> list[_Probe]:
+def _probes(container, stream, duration_ms: int, keep_side: int) -> list[_Probe]:
     sequential = duration_ms <= SEQUENTIAL_MAX_S * 1000
     if sequential:
-        probes = _timed(_keyframes_in_order(container, stream), stream)
+        probes = _timed(_keyframes_in_order(container, stream), stream, _Keeper(keep_side))
         if probes:
             return probes
         # No packet flagged as a keyframe (some MPEG-TS muxers): the decoder tells them.
         container.seek(_start_pts(stream), backward=True, any_frame=False, stream=stream)
-    return _timed(_seek_probes(container, stream, max(duration_ms, 1000)), stream)
+    frames = _seek_probes(container, stream, max(duration_ms, 1000))
+    return _timed(frames, stream, _Keeper(keep_side))
 
 
-def _timed(frames, stream) -> list[_Probe]:
+def _timed(frames, stream, keeper: _Keeper) -> list[_Probe]:
     """Each frame's time and signature, in time order (a frame not later than the one
     before, which a seek to a keyframe already seen gives, is dropped)."""
     probes: list[_Probe] = []
@@ -194,6 +236,7 @@ def _timed(frames, stream) -> list[_Probe]:
         if ms is None or (probes and ms <= probes[-1].ms):
             continue
         probes.append(_Probe(ms, frame.pts, _signature(frame)))
+        keeper.offer(probes[-1], frame, stream)
     return probes
 
 
@@ -207,6 +250,18 @@ def _seek_probes(container, stream, duration_ms: int) -> Iterator:
             yield frame
 
 
+def _takes(last: _Probe | None, probe: _Probe) -> tuple[bool, float]:
+    """Whether the greedy pass of :func:`choose` takes ``probe`` after ``last``, and how
+    much it changed."""
+    if last is None:
+        return True, math.inf
+    gap = probe.ms - last.ms
+    if gap < MIN_GAP_MS:
+        return False, 0.0
+    change = float(np.abs(probe.signature - last.signature).mean())
+    return change > SCENE_CHANGE or gap >= COVER_MS, change
+
+
 def choose(probes: list[_Probe]) -> list[_Probe]:
     """The probes sampled, in time order.
 
@@ -218,15 +273,8 @@ def choose(probes: list[_Probe]) -> list[_Probe]:
     """
     taken: list[tuple[float, _Probe]] = []
     for probe in probes:
-        if not taken:
-            taken.append((math.inf, probe))
-            continue
-        last = taken[-1][1]
-        gap = probe.ms - last.ms
-        if gap < MIN_GAP_MS:
-            continue
-        change = float(np.abs(probe.signature - last.signature).mean())
-        if change > SCENE_CHANGE or gap >= COVER_MS:
+        takes, change = _takes(taken[-1][1] if taken else None, probe)
+        if takes:
             taken.append((change, probe))
     by_minute: dict[int, list[tuple[float, _Probe]]] = {}
     for change, probe in taken:
@@ -308,14 +356,17 @@ class Video:
     indexing pass (the counterpart of :class:`photofind.clip.preprocess.Picture`).
 
     :meth:`scan` chooses the frames (a pass over the keyframes' signatures, cached with its
-    error); :meth:`frames` decodes them at an analyser's size one at a time, so each analyser
-    gets the size it needs and no more than one full frame is held. Path-like."""
+    error); :meth:`frames` gives them at an analyser's size one at a time, so each analyser
+    gets the size it needs. Those the scan kept at ``keep_side`` (within
+    :data:`KEEP_BYTES`) are not decoded again for that size; the others are, one at a
+    time, so no more than one full frame is held. Path-like."""
 
-    __slots__ = ("path", "threads", "_scan", "_error")
+    __slots__ = ("path", "threads", "keep_side", "_scan", "_error")
 
-    def __init__(self, path: str | os.PathLike, *, threads: int = 1):
+    def __init__(self, path: str | os.PathLike, *, threads: int = 1, keep_side: int = 0):
         self.path = os.fspath(path)
         self.threads = threads
+        self.keep_side = keep_side
         self._scan: _Scan | None = None
         self._error: ImageError | None = None
 
@@ -350,7 +401,7 @@ class Video:
         try:
             duration = _duration_ms(container, stream)
             try:
-                chosen = choose(_probes(container, stream, duration))
+                chosen = choose(_probes(container, stream, duration, self.keep_side))
             except av.FFmpegError as exc:
                 raise ImageError(f"Cannot decode video {self.path}: {_reason(exc)}") from exc
             if not chosen:
@@ -377,9 +428,14 @@ class Video:
         import av
 
         chosen = self.scan().chosen
-        container, stream = self._open_stream()
+        container, stream = None, None
         try:
             for probe in chosen:
+                if probe.image is not None and side == self.keep_side:
+                    yield VideoFrame(probe.ms, probe.image, probe.full_size)
+                    continue
+                if container is None:
+                    container, stream = self._open_stream()
                 try:
                     frame = _keyframe_at(container, stream, probe.pts)
                 except av.FFmpegError as exc:
@@ -389,16 +445,21 @@ class Video:
                     image = _picture(frame, stream, side, rotation)
                     yield VideoFrame(probe.ms, image, _full_size(frame, stream, rotation))
         finally:
-            container.close()
+            if container is not None:
+                container.close()
 
     def release(self) -> None:
-        """Nothing to let go: frames are decoded as they are asked for."""
+        """Let the frames kept by the scan go (what was made from them stays)."""
+        if self._scan is not None:
+            for probe in self._scan.chosen:
+                probe.image = None
 
 
 def sample_video(path: str | os.PathLike, *, side: int, threads: int = 1) -> VideoSample:
     """Sample ``path`` (see the module's docstring); :class:`ImageError` when it cannot."""
-    video = Video(path, threads=threads)
+    video = Video(path, threads=threads, keep_side=side)
     frames = tuple(video.frames(side))
+    video.release()
     if not frames:
         raise ImageError(f"Cannot decode video {video.path}: no frame could be decoded", path)
     scan = video.scan()

@@ -198,8 +198,9 @@ class Indexer:
         side = max(a.picture_side for a in analysers)
         video = getattr(item, "kind", None) == VIDEO
         if video:
-            # Each analyser has the sampled frames decoded at its own size.
-            picture = Video(item.path)
+            # Each analyser has the sampled frames at its own size; the scan keeps them at
+            # the smallest (CLIP's), so those are decoded once.
+            picture = Video(item.path, keep_side=min(a.picture_side for a in analysers))
         else:
             picture = Picture(item.path, side=side, max_pixels=self.max_pixels)
         for analyser in analysers:
