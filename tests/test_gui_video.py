@@ -129,3 +129,37 @@ def test_find_similar_from_a_video_hit_starts_from_the_frame_that_matched(qtbot,
     assert rows[0].score == pytest.approx(1.0, abs=1e-5)
     assert any(r.time_s is None for r in rows)  # photos too
     assert "at 0:03" in window.header.outcome.what
+
+
+def test_dropping_a_video_searches_by_it(qtbot, video_window):
+    from PySide6.QtCore import QMimeData, QPoint
+    from PySide6.QtGui import QDropEvent
+
+    window, video = video_window
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(video))])
+    event = QDropEvent(
+        QPoint(10, 10).toPointF(),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    with qtbot.waitSignal(window.searchFinished, timeout=10_000):
+        window.dropEvent(event)
+    assert window.results.rows()[0].path == str(video)
+
+
+def test_copy_image_of_a_video_hit_copies_the_frame_that_matched(qtbot, video_window):
+    from PySide6.QtGui import QGuiApplication
+
+    window, video = video_window
+    _search(qtbot, window, "a blue square")
+    window.view.setCurrentIndex(window.results.index(0))
+    with qtbot.waitSignal(window.photo_actions.imageCopied, timeout=10_000) as copied:
+        window.copy_image_action.trigger()
+    assert copied.args == [str(video), True]
+    image = QGuiApplication.clipboard().image()
+    assert (image.width(), image.height()) == (160, 120)
+    red, _, blue = _centre(image)
+    assert blue > red + 60

@@ -74,7 +74,8 @@ def score_text(score: float | None, threshold: float | None) -> str:
     return f"{score:.3f} ({side} the relevance cut-off {threshold:.3f})"
 
 
-def _qimage(img: Image.Image) -> QImage:
+def qimage(img: Image.Image) -> QImage:
+    """A PIL picture as an RGB888 QImage that owns its pixels (made on any thread)."""
     img = img.convert("RGB")
     data = img.tobytes()
     return QImage(data, img.width, img.height, 3 * img.width, QImage.Format.Format_RGB888).copy()
@@ -100,7 +101,7 @@ def load_preview(
     with open_photo(path) as probe:
         width, height = probe.size  # the stored size; cheap, reads only the header
     img.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.BICUBIC)
-    return _qimage(img), PhotoDetails(path, date, width, height, size, score), ()
+    return qimage(img), PhotoDetails(path, date, width, height, size, score), ()
 
 
 def _load_video_preview(path, score, date, size, time_s, frames):
@@ -109,12 +110,12 @@ def _load_video_preview(path, score, date, size, time_s, frames):
     img = frame_at(path, round(at * 1000), side=PREVIEW_FRAME_SIDE)
     img.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.BICUBIC)
     strip = tuple(
-        StripFrame(t, s, _qimage(frame_at(path, round(t * 1000), side=STRIP_SIDE)))
+        StripFrame(t, s, qimage(frame_at(path, round(t * 1000), side=STRIP_SIDE)))
         for t, s in sorted(frames, key=lambda f: f[0])
         if t is not None
     )
     details = PhotoDetails(path, date, width, height, size, score, duration, at)
-    return _qimage(img), details, strip
+    return qimage(img), details, strip
 
 
 # Keys that move the preview through the results, as in an image viewer.
