@@ -32,8 +32,11 @@ pytestmark = [
 
 REPO = Path(__file__).resolve().parents[1]
 INSTALLER = REPO / "resources" / "installer"
-# dlib's library (11 MB, for People) took the bundle from 243 to 254 MB.
-SIZE_LIMIT_MB = 260
+# dlib's library (11 MB, for People) took the bundle from 243 to 254 MB; PyAV for videos
+# (its Cython modules 5 MB once build.py strips their debug sections, FFmpeg's libraries in
+# av.libs 75 MB, of which 31 MB are encoders photofind never runs: x265, SVT-AV1, x264) to
+# 338 MB.
+SIZE_LIMIT_MB = 345
 TINY = "tiny-synthetic"
 
 
