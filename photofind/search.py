@@ -32,7 +32,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from photofind.errors import PhotofindError
+from photofind.clip.preprocess import draft_side
+from photofind.errors import ImageError, PhotofindError
+from photofind.formats.kinds import VIDEO, VIDEO_EXTENSIONS, kind_of
+from photofind.formats.video import Video
 from photofind.library.model_id import ModelId
 from photofind.library.vector_index import dot
 from photofind.query import IMAGE, PHOTO, TEXT, Query, parse_query
@@ -71,6 +74,7 @@ _TYPE_ALIASES = {
     "tiff": ("tif", "tiff"),
     "heic": ("heic", "heif"),
     "heif": ("heic", "heif"),
+    "video": tuple(sorted(ext[1:] for ext in VIDEO_EXTENSIONS)),
 }
 
 
@@ -88,6 +92,8 @@ class SearchResult:
     score: float
     #: the time of the item's best frame, in seconds (None: a still)
     time_s: float | None = None
+    #: a video's length in ms (None: a still, or not known)
+    duration_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,8 @@ class SearchResults(Sequence):
     cut: int = 0
     exhausted: bool = True
     below: int = 0
+    #: the query's unit vector, to score a video hit's frames with (:meth:`SearchEngine.frames`)
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def __getitem__(self, i):
         return self.results[i]
@@ -344,16 +352,52 @@ class SearchEngine:
         offset: int = 0,
         filter: SearchFilter | None = None,
         cutoff: bool = False,
+        time_s: float | None = None,
     ) -> SearchResults:
         """Photos that look like ``photo``: a library photo id, or a picture's path (the
         stored vector when the library holds it, else the file is encoded). The photo
         itself, when in the library, comes first. ``cutoff``: end the list where the photos
         stop standing out (the policy's ``image_z``; the GUI and ``photofind similar`` do);
-        off by default for callers that page through the whole library by likeness."""
-        query = Query.photo(photo) if isinstance(photo, (int, np.integer)) else Query.image(photo)
-        return self._rank(
-            self.query_vector(query), k, offset, filter, cutoff, plain_text=False, image_only=True
-        )
+        off by default for callers that page through the whole library by likeness.
+
+        ``time_s``: ``photo`` is a video of the library and the query is its sampled frame
+        nearest that time (photos and other videos that look like that moment)."""
+        if time_s is not None:
+            vector = self._frame_vector(photo, time_s)
+        else:
+            query = (
+                Query.photo(photo) if isinstance(photo, (int, np.integer)) else Query.image(photo)
+            )
+            vector = self.query_vector(query)
+        return self._rank(vector, k, offset, filter, cutoff, plain_text=False, image_only=True)
+
+    def _frame_vector(self, photo, time_s: float) -> np.ndarray:
+        catalog = self.library.catalog
+        if isinstance(photo, (int, np.integer)):
+            item = catalog.photo(int(photo))
+        else:
+            item = catalog.photo_by_path(os.path.abspath(os.path.expanduser(os.fspath(photo))))
+        vector = None if item is None else catalog.frame_vector(item.id, round(time_s * 1000))
+        if vector is None:
+            raise SearchError(f"{photo}: not a video of the library with sampled frames")
+        self._check_model()
+        return vector
+
+    def _video_vector(self, path: str) -> np.ndarray:
+        """A video outside the library searched by: its sampled frames' mean direction."""
+        try:
+            frames = [f.image for f in Video(path).frames(draft_side(self.model.spec.image_size))]
+        except ImageError as exc:
+            raise SearchError(str(exc)) from exc
+        vectors = self.model.encode_images(frames)
+        mean = vectors.mean(axis=0)
+        return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+
+    def frames(self, item_id: int, vector: np.ndarray) -> list[tuple[float | None, float]]:
+        """``(time in s, score)`` of each sampled frame of the item against a query's
+        ``vector`` (:attr:`SearchResults.vector`), best first: the frames a preview of a
+        video hit shows. A still gives its one vector, time None."""
+        return self.library.catalog.frame_scores(int(item_id), vector)
 
     def query_vector(self, query: str | Query) -> np.ndarray:
         """The unit vector a query searches with: the normalised weighted sum of its terms."""
@@ -453,6 +497,8 @@ class SearchEngine:
                     return vector
             if not os.path.isfile(path):
                 raise SearchError(f"{value}: no such picture file")
+            if kind_of(path) == VIDEO:
+                return self._video_vector(path)
             return self.model.encode_images([path])[0]
         raise SearchError(f"unknown query term kind {kind!r}")
 
@@ -494,9 +540,11 @@ class SearchEngine:
             photo = photos.get(photo_id)
             if photo is not None:  # removed since the index answered
                 time_s = None if ms < 0 else float(ms) / 1000.0
-                results.append(SearchResult(photo_id, photo.path, float(score), time_s))
+                results.append(
+                    SearchResult(photo_id, photo.path, float(score), time_s, photo.duration_ms)
+                )
         exhausted = fetched < want or cut > 0
-        return SearchResults(tuple(results), offset, limit, cut, exhausted, below)
+        return SearchResults(tuple(results), offset, limit, cut, exhausted, below, vector)
 
     def _best_items(self, index, vector, want: int, allowed, ef):
         """The ``want`` best items: ``(item ids, scores, best frame ms or -1)``, best first.

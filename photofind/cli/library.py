@@ -199,7 +199,13 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         emit_json(
             [
-                {"path": shown(p.path), "status": p.status, "error": p.error and shown(p.error)}
+                {
+                    "path": shown(p.path),
+                    "kind": p.kind,
+                    "status": p.status,
+                    "error": p.error and shown(p.error),
+                    **({} if p.duration_ms is None else {"duration_s": p.duration_ms / 1000}),
+                }
                 for p in photos
             ]
         )

@@ -46,7 +46,11 @@ def _filter_args(p: argparse.ArgumentParser) -> None:
     # Read as text and checked by _count: one clear line for "1e20" or 20 digits.
     p.add_argument("-n", default=str(DEFAULT_RESULTS), metavar="K", help="results (20)")
     p.add_argument("--offset", default="0", help="skip the first N results (paging)")
-    p.add_argument("--json", action="store_true", help='a JSON list of {"path", "score"}')
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='a JSON list of {"path", "score"} (a video\'s also "time_s")',
+    )
     p.add_argument(
         "--folder",
         action="append",
@@ -77,6 +81,12 @@ def _search_args(p: argparse.ArgumentParser) -> None:
 
 def _similar_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", type=Path, help="a photo of the library, or any picture file")
+    p.add_argument(
+        "--at",
+        type=float,
+        metavar="SECONDS",
+        help="PATH is a video of the library: look for its frame at SECONDS",
+    )
     _filter_args(p)
     p.add_argument("--all", action="store_true", help="no relevance cut-off: K results always")
 
@@ -92,12 +102,21 @@ def _filter(args):
     )
 
 
+def _hit(r) -> dict:
+    """A result as JSON: a video's also says the time of its best frame."""
+    out = {"path": shown(r.path), "score": round(r.score, 6)}
+    if r.time_s is not None:
+        out["time_s"] = round(r.time_s, 3)
+    return out
+
+
 def _print(results, args) -> None:
     if args.json:
-        emit_json([{"path": shown(r.path), "score": round(r.score, 6)} for r in results])
+        emit_json([_hit(r) for r in results])
     else:
         for r in results:
-            print(f"{r.score:.4f}  {printable(r.path)}")
+            at = "" if r.time_s is None else f"  @ {r.time_s:.1f} s"
+            print(f"{r.score:.4f}  {printable(r.path)}{at}")
     if results.cut and not args.json:
         print(
             f"({results.below} more below the relevance cut-off {results.threshold:.3f}; "
@@ -212,7 +231,7 @@ def _similar(args: argparse.Namespace, ctx: Context) -> int:
         ctx,
         args,
         lambda engine, f: engine.similar(
-            args.path, k=args.n, offset=args.offset, filter=f, cutoff=not args.all
+            args.path, k=args.n, offset=args.offset, filter=f, cutoff=not args.all, time_s=args.at
         ),
     )
 

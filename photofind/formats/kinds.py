@@ -16,7 +16,12 @@ PHOTO_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
 )
 RAW_EXTENSIONS: frozenset[str] = frozenset()
-VIDEO_EXTENSIONS: frozenset[str] = frozenset()
+# What PyAV (FFmpeg) reads and phones, cameras and camcorders write: MPEG-4 and QuickTime
+# (phones), Matroska and WebM, AVI, 3GP (older phones), AVCHD's MPEG-TS (.mts/.m2ts) and
+# MPEG-1/2 program streams (DVD rips, old camcorders).
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".3gp", ".mts", ".m2ts", ".mpg", ".mpeg"}
+)
 
 _KIND_OF = {
     **{ext: PHOTO for ext in PHOTO_EXTENSIONS},

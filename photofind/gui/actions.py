@@ -25,6 +25,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QMenu
 
+from photofind.formats.kinds import VIDEO, kind_of
 from photofind.gui.filters import photo_date
 from photofind.gui.results_model import PathRole
 from photofind.library.scanner import IMAGE_EXTENSIONS
@@ -97,7 +98,8 @@ class PhotoActions(QObject):
     def find_similar_current(self) -> None:
         row = self.current()
         if row is not None:
-            self.window.search.find_similar(row.photo_id, row.path)
+            # From a video hit: like the frame that matched (its thumbnail).
+            self.window.search.find_similar(row.photo_id, row.path, row.time_s)
 
     def open_current(self) -> None:
         self._with_current(self.open_photo)
@@ -109,7 +111,9 @@ class PhotoActions(QObject):
         self._with_current(self.copy_path)
 
     def copy_image_current(self) -> None:
-        self._with_current(self.copy_image)
+        row = self.current()
+        if row is not None:
+            self.copy_image(row.path, row.time_s)
 
     def context_menu(self, pos) -> None:
         view = self.window.view
@@ -159,9 +163,10 @@ class PhotoActions(QObject):
     def copy_path(self, path: str) -> None:
         QGuiApplication.clipboard().setText(path)
 
-    def copy_image(self, path: str) -> None:
+    def copy_image(self, path: str, time_s: float | None = None) -> None:
         """Put the photo's picture on the clipboard; the file is read and decoded on a pool
-        thread (a QImage may be, unlike a QPixmap), the clipboard set on the GUI thread."""
+        thread (a QImage may be, unlike a QPixmap), the clipboard set on the GUI thread.
+        A video's: its frame at ``time_s`` (the search's best; else its first)."""
         w = self.window
         self._copy_serial += 1
         serial = self._copy_serial
@@ -178,6 +183,10 @@ class PhotoActions(QObject):
             self.imageCopied.emit(path, ok and serial == self._copy_serial)
 
         def work():
+            if kind_of(path) == VIDEO:  # never the whole file into memory
+                from photofind.gui.preview import PREVIEW_FRAME_SIDE, frame_at, qimage
+
+                return qimage(frame_at(path, round((time_s or 0) * 1000), side=PREVIEW_FRAME_SIDE))
             # The bytes first, by Python: QImage(path) would wait on a slow file inside Qt's
             # image reader, holding its plugin lock, and every other decode (the GUI
             # thread's too) would queue behind it.
@@ -204,6 +213,7 @@ class PhotoActions(QObject):
         if w.preview is None:
             w.preview = PreviewDialog(w)
             w.preview.stepRequested.connect(self._step_preview)
+            w.preview.playRequested.connect(self.open_photo)  # the system's player
         dialog = w.preview
         dialog.threshold = w.header.threshold
         dialog.show_loading(row.path)
@@ -215,7 +225,7 @@ class PhotoActions(QObject):
         def work():
             photo = catalog.photo(row.photo_id) if row.photo_id is not None else None
             date = photo_date(photo) if photo is not None else None
-            return load_preview(row.path, row.score, date)
+            return load_preview(row.path, row.score, date, time_s=row.time_s, frames=row.frames)
 
         def done(result, error):
             if error is not None:

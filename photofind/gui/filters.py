@@ -19,6 +19,7 @@ FILE_TYPES = (
     ("GIF", ("gif",)),
     ("TIFF", ("tif",)),
     ("HEIC", ("heic",)),
+    ("Videos", ("video",)),  # every video extension (photofind.search's alias)
 )
 SORTS = (("Relevance", "relevance"), ("Newest first", "newest"), ("Oldest first", "oldest"))
 # A QDateEdit cannot be empty: its minimum date stands for "no bound" and shows as "any".

@@ -1,4 +1,8 @@
-"""The large preview (Space on a photo): the picture and its details."""
+"""The large preview (Space on a photo): the picture and its details.
+
+A video hit shows its best frame large, a strip of its frames that match the search best
+(each with its time and score), and a button that opens it in the system's player.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,25 @@ from dataclasses import dataclass
 from PIL import Image
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
-from PySide6.QtWidgets import QDialog, QFormLayout, QLabel, QSizePolicy, QVBoxLayout
+from PySide6.QtWidgets import (
+    QDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 from photofind.clip.preprocess import open_image, open_photo
+from photofind.formats.kinds import VIDEO, kind_of
+from photofind.formats.video import duration_text, frame_at, video_size
 
 PREVIEW_SIDE = 1600  # pixels, longest side decoded for the preview
+#: the shortest side a video's frame is decoded at for the preview (a 16:9 frame: 1600 wide)
+PREVIEW_FRAME_SIDE = 900
+STRIP_SIDE = 96  # pixels, shortest side of a frame in a video's strip
 
 
 @dataclass(frozen=True)
@@ -23,6 +41,19 @@ class PhotoDetails:
     height: int
     size_bytes: int
     score: float | None
+    #: a video's length in ms (None: a still)
+    duration_ms: int | None = None
+    #: the time of the video frame shown, in seconds
+    time_s: float | None = None
+
+
+@dataclass(frozen=True)
+class StripFrame:
+    """A frame of a video's strip: its time, its score for the search, its picture."""
+
+    time_s: float
+    score: float
+    image: QImage
 
 
 def human_size(n: int) -> str:
@@ -43,16 +74,48 @@ def score_text(score: float | None, threshold: float | None) -> str:
     return f"{score:.3f} ({side} the relevance cut-off {threshold:.3f})"
 
 
-def load_preview(path: str, score: float | None, date: str | None) -> tuple[QImage, PhotoDetails]:
-    """Decode a screen-sized copy of ``path`` and read its details. Runs off the GUI thread."""
+def qimage(img: Image.Image) -> QImage:
+    """A PIL picture as an RGB888 QImage that owns its pixels (made on any thread)."""
+    img = img.convert("RGB")
+    data = img.tobytes()
+    return QImage(data, img.width, img.height, 3 * img.width, QImage.Format.Format_RGB888).copy()
+
+
+def load_preview(
+    path: str,
+    score: float | None,
+    date: str | None,
+    *,
+    time_s: float | None = None,
+    frames: tuple = (),
+):
+    """Decode a screen-sized copy of ``path`` and read its details. Runs off the GUI thread.
+
+    ``(image, details, strip)``; for a video the image is its frame at ``time_s`` (the
+    search's best) and the strip the ``frames`` ``(time s, score)`` asked, decoded small,
+    in time order. A photo's strip is empty."""
     size = os.stat(path).st_size
+    if kind_of(path) == VIDEO:
+        return _load_video_preview(path, score, date, size, time_s, frames)
     img = open_image(path, draft_size=(PREVIEW_SIDE, PREVIEW_SIDE))  # names what is wrong
     with open_photo(path) as probe:
         width, height = probe.size  # the stored size; cheap, reads only the header
     img.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.BICUBIC)
-    data = img.tobytes()
-    image = QImage(data, img.width, img.height, 3 * img.width, QImage.Format.Format_RGB888).copy()
-    return image, PhotoDetails(path, date, width, height, size, score)
+    return qimage(img), PhotoDetails(path, date, width, height, size, score), ()
+
+
+def _load_video_preview(path, score, date, size, time_s, frames):
+    (width, height), duration = video_size(path)
+    at = 0.0 if time_s is None else time_s
+    img = frame_at(path, round(at * 1000), side=PREVIEW_FRAME_SIDE)
+    img.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.BICUBIC)
+    strip = tuple(
+        StripFrame(t, s, qimage(frame_at(path, round(t * 1000), side=STRIP_SIDE)))
+        for t, s in sorted(frames, key=lambda f: f[0])
+        if t is not None
+    )
+    details = PhotoDetails(path, date, width, height, size, score, duration, at)
+    return qimage(img), details, strip
 
 
 # Keys that move the preview through the results, as in an image viewer.
@@ -74,6 +137,8 @@ class PreviewDialog(QDialog):
     End ask for another photo of the results (``stepRequested``)."""
 
     stepRequested = Signal(str)  # noqa: N815 - "next", "previous", "first" or "last"
+    #: the "Play" button of a video: open this path in the system's player
+    playRequested = Signal(str)  # noqa: N815
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -94,6 +159,18 @@ class PreviewDialog(QDialog):
         self.image.setMinimumSize(320, 240)
         self.image.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         layout.addWidget(self.image, 1)
+        # A video's best frames for the search, and the way to watch it.
+        self.strip = QWidget(self)
+        self.strip.setObjectName("previewStrip")
+        self.strip_layout = QHBoxLayout(self.strip)
+        self.strip_layout.setContentsMargins(0, 0, 0, 0)
+        self.strip.setVisible(False)
+        layout.addWidget(self.strip)
+        self.play = QPushButton("▶  Play in the system player", self)
+        self.play.setObjectName("previewPlay")
+        self.play.setVisible(False)
+        self.play.clicked.connect(lambda: self.path and self.playRequested.emit(self.path))
+        layout.addWidget(self.play, 0, Qt.AlignmentFlag.AlignLeft)
         form = QFormLayout()
         self.fields: dict[str, QLabel] = {}
         for key, label in (
@@ -101,6 +178,7 @@ class PreviewDialog(QDialog):
             ("date", "Date"),
             ("dimensions", "Dimensions"),
             ("size", "File size"),
+            ("duration", "Length"),
             ("score", "Score"),
         ):
             value = QLabel("", self)
@@ -123,14 +201,53 @@ class PreviewDialog(QDialog):
         self.image.setPixmap(QPixmap())
         self.image.setText("Loading…")
         self.fields["path"].setText(path)
-        for key in ("date", "dimensions", "size", "score"):
+        for key in ("date", "dimensions", "size", "duration", "score"):
             self.fields[key].setText("")
+        self._set_strip(())
+        self.play.setVisible(False)
 
-    def show_photo(self, image: QImage, details: PhotoDetails) -> None:
+    def _set_strip(self, strip) -> None:
+        while self.strip_layout.count():
+            widget = self.strip_layout.takeAt(0).widget()
+            if widget is not None:
+                widget.setParent(None)  # out of findChildren at once
+                widget.deleteLater()
+        for frame in strip:
+            cell = QLabel(self.strip)
+            cell.setObjectName("previewStripFrame")
+            cell.setPixmap(QPixmap.fromImage(frame.image))
+            cell.setToolTip(
+                f"{duration_text(round(frame.time_s * 1000))} · score {frame.score:.3f}"
+            )
+            caption = QLabel(f"{duration_text(round(frame.time_s * 1000))} · {frame.score:.3f}")
+            caption.setObjectName("previewStripTime")
+            caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            box = QWidget(self.strip)
+            column = QVBoxLayout(box)
+            column.setContentsMargins(2, 2, 2, 2)
+            column.addWidget(cell)
+            column.addWidget(caption)
+            self.strip_layout.addWidget(box)
+        self.strip_layout.addStretch(1)
+        self.strip.setVisible(bool(strip))
+
+    def strip_times(self) -> list[str]:
+        """The times under the strip's frames, as shown."""
+        return [label.text() for label in self.strip.findChildren(QLabel, "previewStripTime")]
+
+    def show_photo(self, image: QImage, details: PhotoDetails, strip=()) -> None:
         if details.path != self.path:
             return  # another photo was asked for meanwhile
         self._pixmap = QPixmap.fromImage(image)
         self._fit()
+        video = details.duration_ms is not None
+        self.fields["duration"].setText(
+            f"{duration_text(details.duration_ms)} (shown at {details.time_s:.1f} s)"
+            if video
+            else "—"
+        )
+        self._set_strip(strip)
+        self.play.setVisible(video)
         self.fields["date"].setText(details.date.replace("T", " ") if details.date else "unknown")
         self.fields["dimensions"].setText(f"{details.width} × {details.height} pixels")
         self.fields["size"].setText(human_size(details.size_bytes))

@@ -6,9 +6,10 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from PySide6.QtCore import QModelIndex, QSize, QStringListModel, Qt
-from PySide6.QtGui import QColor, QGuiApplication, QIcon, QImage, QPainter, QPixmap
+from PySide6.QtCore import QModelIndex, QRect, QSize, QStringListModel, Qt
+from PySide6.QtGui import QColor, QFont, QGuiApplication, QIcon, QImage, QPainter, QPixmap
 
+from photofind.formats.video import duration_text
 from photofind.gui.thumbnails import ThumbnailLoader
 
 PathRole = Qt.ItemDataRole.UserRole + 1
@@ -19,11 +20,46 @@ PhotoIdRole = Qt.ItemDataRole.UserRole + 3
 MAX_SCALED_ICONS = 1500
 
 
+#: the matching frames a video's preview strip shows at most
+STRIP_FRAMES = 6
+
+
 @dataclass(frozen=True)
 class Row:
     path: str
     score: float
     photo_id: int | None = None
+    #: a video hit: the time of its best frame (its thumbnail), in seconds
+    time_s: float | None = None
+    #: a video's length in ms (the grid's badge)
+    duration_ms: int | None = None
+    #: a video hit's best frames for the query, ``(time in s, score)``, best first
+    frames: tuple = ()
+
+    @property
+    def is_video(self) -> bool:
+        return self.time_s is not None or self.duration_ms is not None
+
+
+def result_row(engine, found, result) -> Row:
+    """A search result as a row of the grid; a video's with its best frames for the query
+    (read from the catalog: call it off the GUI thread)."""
+    frames: tuple = ()
+    if result.time_s is not None and found.vector is not None:
+        frames = tuple(engine.frames(result.photo_id, found.vector)[:STRIP_FRAMES])
+    return Row(
+        result.path,
+        float(result.score),
+        result.photo_id,
+        result.time_s,
+        result.duration_ms,
+        frames,
+    )
+
+
+def badge_text(row: Row) -> str:
+    """What a video's cell shows over its picture: a play mark and the length."""
+    return f"▶ {duration_text(row.duration_ms)}".strip() if row.is_video else ""
 
 
 def score_line(score: float, threshold: float | None) -> str:
@@ -143,7 +179,7 @@ class ResultsModel(QStringListModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             return row.path  # the grid's own tooltip adds the score: tooltip()
         if role == Qt.ItemDataRole.DecorationRole:
-            return self._icon(row.path)
+            return self._icon(row)
         if role == PathRole:
             return row.path
         if role == ScoreRole:
@@ -151,29 +187,35 @@ class ResultsModel(QStringListModel):
         if role == PhotoIdRole:
             return row.photo_id
         if role == Qt.ItemDataRole.AccessibleTextRole:
-            return f"{os.path.basename(row.path)}, {score_line(row.score, self._threshold)}"
+            video = f", video {duration_text(row.duration_ms)}" if row.is_video else ""
+            return f"{os.path.basename(row.path)}{video}, {score_line(row.score, self._threshold)}"
         if role == Qt.ItemDataRole.SizeHintRole:
             return QSize(self._icon_size + 16, self._icon_size + 36)
         return None
 
-    def _icon(self, path: str):
-        icon = self._scaled.get(path)
+    def _icon(self, row: Row):
+        # A video's picture is its best frame for this search: keyed by the time too.
+        key = (row.path, row.time_s)
+        icon = self._scaled.get(key)
         if icon is not None:
-            self._scaled.move_to_end(path)
+            self._scaled.move_to_end(key)
             return icon
-        image: QImage | None = self._thumbs.get(path)
+        image: QImage | None = self._thumbs.get(row.path, row.time_s)
         if image is None:
-            return self._broken if self._thumbs.error(path) else self._placeholder
-        icon = QIcon(self._square(image))
-        self._scaled[path] = icon
+            if self._thumbs.error(row.path, row.time_s):
+                return self._broken
+            return self._placeholder
+        icon = QIcon(self._square(image, badge_text(row)))
+        self._scaled[key] = icon
         if len(self._scaled) > MAX_SCALED_ICONS:
             self._scaled.popitem(last=False)
         return icon
 
-    def _square(self, image: QImage) -> QPixmap:
+    def _square(self, image: QImage, badge: str = "") -> QPixmap:
         """The thumbnail centred on a square, transparent pixmap: every cell's picture has
         one size, so the names under them line up. Drawn at the screen's pixel ratio, so
-        it stays sharp on a HiDPI screen."""
+        it stays sharp on a HiDPI screen. ``badge``: a video's "▶ 0:42", drawn in the
+        picture's bottom-left corner."""
         ratio = QGuiApplication.instance().devicePixelRatio() if QGuiApplication.instance() else 1
         side = round(self._icon_size * ratio)
         scaled = QPixmap.fromImage(image).scaled(
@@ -185,7 +227,10 @@ class ResultsModel(QStringListModel):
         pix = QPixmap(side, side)
         pix.fill(QColor(0, 0, 0, 0))
         painter = QPainter(pix)
-        painter.drawPixmap((side - scaled.width()) // 2, (side - scaled.height()) // 2, scaled)
+        left, top = (side - scaled.width()) // 2, (side - scaled.height()) // 2
+        painter.drawPixmap(left, top, scaled)
+        if badge:
+            _draw_badge(painter, badge, QRect(left, top, scaled.width(), scaled.height()), ratio)
         painter.end()
         pix.setDevicePixelRatio(ratio)
         return pix
@@ -195,3 +240,21 @@ class ResultsModel(QStringListModel):
         if row is not None:
             idx = self.index(row)
             self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
+
+
+def _draw_badge(painter: QPainter, text: str, picture: QRect, ratio: float) -> None:
+    """White text on a dark rounded box in the picture's bottom-left corner."""
+    font = QFont(painter.font())
+    font.setPixelSize(max(9, round(11 * ratio)))
+    font.setBold(True)
+    painter.setFont(font)
+    metrics = painter.fontMetrics()
+    pad = round(3 * ratio)
+    width = metrics.horizontalAdvance(text) + 2 * pad
+    height = metrics.height() + pad
+    box = QRect(picture.left() + pad, picture.bottom() - height - pad, width, height)
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(QColor(0, 0, 0, 170))
+    painter.drawRoundedRect(box, 4 * ratio, 4 * ratio)
+    painter.setPen(QColor(255, 255, 255))
+    painter.drawText(box, Qt.AlignmentFlag.AlignCenter, text)

@@ -12,6 +12,7 @@ import os
 
 from PySide6.QtCore import QObject, QTimer
 
+from photofind.formats.video import duration_text
 from photofind.gui.filters import photo_date, sort_rows
 from photofind.gui.results_header import (
     CLEAR_FILTERS_LINK,
@@ -20,7 +21,7 @@ from photofind.gui.results_header import (
     Outcome,
     empty_page_html,
 )
-from photofind.gui.results_model import Row
+from photofind.gui.results_model import result_row
 
 log = logging.getLogger(__name__)
 
@@ -134,21 +135,24 @@ class SearchController(QObject):
             lambda engine: engine.search(text, k=k, cutoff=cutoff, filter=flt), f"for “{text}”"
         )
 
-    def find_similar(self, photo_id: int | None, path: str) -> None:
+    def find_similar(self, photo_id: int | None, path: str, time_s: float | None = None) -> None:
+        """Photos (and videos) like a photo; from a video, like its frame at ``time_s``."""
         w = self.window
         if w.engine is None:
             w.model_setup.missing("similar")
             return
         w.search_box.setText("")
         self.last_query = ""
-        self.rerun = lambda: self.find_similar(photo_id, path)
-        cutoff = self._cutoff_for(("similar", photo_id, path))
+        self.rerun = lambda: self.find_similar(photo_id, path, time_s)
+        cutoff = self._cutoff_for(("similar", photo_id, path, time_s))
         k = self._result_count()
         flt = w.filter_bar.search_filter()
         which = photo_id if photo_id is not None else path
+        at = None if photo_id is None else time_s
+        moment = "" if at is None else f" at {duration_text(round(at * 1000))}"
         self._submit(
-            lambda engine: engine.similar(which, k=k, filter=flt, cutoff=cutoff),
-            f"like {os.path.basename(path)}",
+            lambda engine: engine.similar(which, k=k, filter=flt, cutoff=cutoff, time_s=at),
+            f"like {os.path.basename(path)}{moment}",
         )
 
     def search_by_image(self, path: str) -> None:
@@ -207,7 +211,7 @@ class SearchController(QObject):
 
         def work():
             found = fn(engine)
-            rows = [Row(r.path, float(r.score), r.photo_id) for r in found]
+            rows = [result_row(engine, found, r) for r in found]
             if order != "relevance":
                 ids = (r.photo_id for r in rows if r.photo_id is not None)
                 photos = catalog.photos_by_id(ids)

@@ -4,6 +4,9 @@ The disk cache is keyed by path, size and mtime, so an edited photo gets a new t
 and a stale one is simply never asked for again (the cache is disposable). Requests are
 served newest first: what the view asks for last is what is on screen now, so scrolling
 fast through 100,000 results never leaves the visible cells waiting behind old ones.
+
+A video's thumbnail is one of its frames: the best frame of the search hit it stands for
+(``time_s``), else its first. Requests and both caches are keyed by path and frame time.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from PySide6.QtGui import QImage
 
 from photofind.clip.preprocess import open_image
 from photofind.errors import PhotofindError
+from photofind.formats.kinds import VIDEO, kind_of
+from photofind.formats.video import frame_at
 
 log = logging.getLogger(__name__)
 
@@ -29,23 +34,38 @@ STORED_SIZE = 320  # pixels, longest side, on disk; the view scales down from it
 MAX_PENDING = 512  # requests beyond this are dropped oldest first (scrolled past)
 
 
-def cache_key(path: str, size: int, mtime_ns: int) -> str:
+def cache_key(path: str, size: int, mtime_ns: int, frame_ms: int | None = None) -> str:
     raw = os.fsencode(path) + f"|{size}|{mtime_ns}|{STORED_SIZE}".encode()
+    if frame_ms is not None:
+        raw += f"|{frame_ms}".encode()
     return hashlib.sha1(raw, usedforsecurity=False).hexdigest()
 
 
-def make_thumbnail(path: str, cache_dir: Path | None) -> QImage:
-    """The thumbnail of ``path`` as a QImage (from the disk cache when present)."""
+def _frame_ms(path: str, time_s: float | None) -> int | None:
+    """The frame a video's thumbnail shows (its first when no time is asked); None for a
+    still."""
+    if kind_of(path) != VIDEO:
+        return None
+    return 0 if time_s is None else max(0, round(time_s * 1000))
+
+
+def make_thumbnail(path: str, cache_dir: Path | None, time_s: float | None = None) -> QImage:
+    """The thumbnail of ``path`` as a QImage (from the disk cache when present); a video's
+    is its frame at ``time_s`` (its first when None)."""
     st = os.stat(path)
+    frame_ms = _frame_ms(path, time_s)
     cached = None
     if cache_dir is not None:
-        key = cache_key(path, st.st_size, st.st_mtime_ns)
+        key = cache_key(path, st.st_size, st.st_mtime_ns, frame_ms)
         cached = cache_dir / key[:2] / f"{key}.jpg"
         if cached.is_file():
             image = QImage(str(cached))
             if not image.isNull():
                 return image
-    img = open_image(path, draft_size=(STORED_SIZE, STORED_SIZE))
+    if frame_ms is not None:
+        img = frame_at(path, frame_ms, side=STORED_SIZE)
+    else:
+        img = open_image(path, draft_size=(STORED_SIZE, STORED_SIZE))
     img.thumbnail((STORED_SIZE, STORED_SIZE), Image.Resampling.BICUBIC)
     if cached is not None:
         tmp = cached.with_suffix(f".{threading.get_ident()}.tmp")
@@ -69,27 +89,29 @@ class _Job(QRunnable):
         self.loader = loader
 
     def run(self) -> None:
-        path = self.loader._next()
-        if path is None:
+        key = self.loader._next()
+        if key is None:
             return
+        path, time_s = key
         try:
-            image = make_thumbnail(path, self.loader.cache_dir)
+            image = make_thumbnail(path, self.loader.cache_dir, time_s)
         except (OSError, PhotofindError) as exc:
-            self.loader._failed.emit(path, str(exc))
+            self.loader._failed.emit(key, str(exc))
         except Exception as exc:  # noqa: BLE001 - one bad photo must not kill the pool
             log.exception("thumbnail of %s failed", path)
-            self.loader._failed.emit(path, str(exc))
+            self.loader._failed.emit(key, str(exc))
         else:
-            self.loader._loaded.emit(path, image)
+            self.loader._loaded.emit(key, image)
 
 
 class ThumbnailLoader(QObject):
-    """``get(path)`` returns a cached QImage or None and schedules a load; ``ready(path)``
-    is emitted on the GUI thread when it arrives."""
+    """``get(path, time_s)`` returns a cached QImage or None and schedules a load;
+    ``ready(path)`` is emitted on the GUI thread when it arrives. ``time_s``: the frame of
+    a video to show (None: a photo, or a video's first frame)."""
 
     ready = Signal(str)
-    _loaded = Signal(str, QImage)
-    _failed = Signal(str, str)
+    _loaded = Signal(object, QImage)  # (path, time_s), the image
+    _failed = Signal(object, str)
 
     def __init__(self, cache_dir: Path | None, *, memory_items: int = 2000, threads: int = 2):
         super().__init__()
@@ -97,57 +119,58 @@ class ThumbnailLoader(QObject):
         self.memory_items = memory_items
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(threads)
-        self._memory: OrderedDict[str, QImage] = OrderedDict()
-        self._broken: dict[str, str] = {}
-        self._queue: OrderedDict[str, None] = OrderedDict()
-        self._in_flight: set[str] = set()
+        self._memory: OrderedDict[tuple, QImage] = OrderedDict()
+        self._broken: dict[tuple, str] = {}
+        self._queue: OrderedDict[tuple, None] = OrderedDict()
+        self._in_flight: set[tuple] = set()
         self._lock = threading.Lock()
         self._loaded.connect(self._on_loaded)
         self._failed.connect(self._on_failed)
 
-    def get(self, path: str) -> QImage | None:
-        image = self._memory.get(path)
+    def get(self, path: str, time_s: float | None = None) -> QImage | None:
+        key = (path, time_s)
+        image = self._memory.get(key)
         if image is not None:
-            self._memory.move_to_end(path)
+            self._memory.move_to_end(key)
             return image
-        if path not in self._broken:
-            self._request(path)
+        if key not in self._broken:
+            self._request(key)
         return None
 
-    def error(self, path: str) -> str | None:
-        return self._broken.get(path)
+    def error(self, path: str, time_s: float | None = None) -> str | None:
+        return self._broken.get((path, time_s))
 
-    def _request(self, path: str) -> None:
+    def _request(self, key: tuple) -> None:
         with self._lock:
-            if path in self._in_flight:
+            if key in self._in_flight:
                 return
-            self._queue.pop(path, None)
-            self._queue[path] = None  # newest at the end
+            self._queue.pop(key, None)
+            self._queue[key] = None  # newest at the end
             while len(self._queue) > MAX_PENDING:
                 self._queue.popitem(last=False)
         self.pool.start(_Job(self))
 
-    def _next(self) -> str | None:
+    def _next(self) -> tuple | None:
         with self._lock:
             if not self._queue:
                 return None
-            path, _ = self._queue.popitem(last=True)
-            self._in_flight.add(path)
-            return path
+            key, _ = self._queue.popitem(last=True)
+            self._in_flight.add(key)
+            return key
 
-    def _on_loaded(self, path: str, image: QImage) -> None:
+    def _on_loaded(self, key: tuple, image: QImage) -> None:
         with self._lock:
-            self._in_flight.discard(path)
-        self._memory[path] = image
+            self._in_flight.discard(key)
+        self._memory[key] = image
         while len(self._memory) > self.memory_items:
             self._memory.popitem(last=False)
-        self.ready.emit(path)
+        self.ready.emit(key[0])
 
-    def _on_failed(self, path: str, reason: str) -> None:
+    def _on_failed(self, key: tuple, reason: str) -> None:
         with self._lock:
-            self._in_flight.discard(path)
-        self._broken[path] = reason
-        self.ready.emit(path)
+            self._in_flight.discard(key)
+        self._broken[key] = reason
+        self.ready.emit(key[0])
 
     def clear_queue(self) -> None:
         with self._lock:

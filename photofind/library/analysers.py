@@ -21,6 +21,11 @@ overrides :meth:`Analyser.record` to write its own tables, through the same writ
 
 :class:`ClipAnalyser` is the CLIP image embedding: its vectors go to the catalog's vector
 table and into the vector index, and its state is also the item's status.
+
+A video reaches the analysers as a :class:`photofind.formats.video.Video` instead of a
+``Picture``: its sampled frames, each decoded at the size the analyser asks for
+(:meth:`~photofind.formats.video.Video.frames`). CLIP embeds every frame; the item's
+vectors are its frames, each with its time (:class:`FrameVectors`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from photofind.clip.preprocess import Picture, draft_side
+from photofind.formats.video import Video
 from photofind.library.model_id import ModelId
 
 
@@ -44,6 +50,24 @@ class Failure:
     """An item an analyser could not analyse, and why (one line naming the file)."""
 
     reason: str
+
+
+@dataclass(frozen=True)
+class FrameVectors:
+    """A video's CLIP result: ``(frame time in ms, vector)`` per sampled frame, and how
+    long the video runs."""
+
+    frames: tuple[tuple[int, np.ndarray], ...]
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class _Frames:
+    """A video's frames prepared for the encoder: their times and tensors [n, 3, S, S]."""
+
+    times: tuple[int, ...]
+    pixels: np.ndarray
+    duration_ms: int
 
 
 class Analyser:
@@ -116,11 +140,35 @@ class ClipAnalyser(Analyser):
         self.model_id = staged_model_id or model_id(model)
         self.picture_side = draft_side(model.spec.image_size)
 
-    def prepare(self, item, picture: Picture) -> np.ndarray:
+    def prepare(self, item, picture: Picture | Video):
+        if isinstance(picture, Video):
+            times, tensors = [], []
+            for frame in picture.frames(self.picture_side):
+                times.append(frame.ms)
+                tensors.append(self.model.preprocess(frame.image))
+            if not tensors:
+                return Failure(f"Cannot decode video {item.path}: no frame could be decoded")
+            return _Frames(tuple(times), np.stack(tensors), picture.duration_ms)
         return self.model.preprocess(picture)
 
-    def analyse(self, items: Sequence, inputs: Sequence) -> np.ndarray:
-        return self.model.encode_pixels(np.stack(inputs))
+    def analyse(self, items: Sequence, inputs: Sequence) -> list:
+        """A vector per photo and a :class:`FrameVectors` per video, the frames of the
+        whole batch encoded together (the encoder runs them in its own batches)."""
+        pixels = np.concatenate(
+            [x.pixels if isinstance(x, _Frames) else x[None] for x in inputs], axis=0
+        )
+        vectors = self.model.encode_pixels(pixels)
+        out, at = [], 0
+        for x in inputs:
+            if isinstance(x, _Frames):
+                n = len(x.times)
+                frames = tuple(zip(x.times, vectors[at : at + n], strict=True))
+                out.append(FrameVectors(frames, x.duration_ms))
+                at += n
+            else:
+                out.append(vectors[at])
+                at += 1
+        return out
 
     # The library's model and its staged change are set up by Library, not here.
     def begin(self, catalog) -> None:
@@ -150,15 +198,24 @@ class ClipAnalyser(Analyser):
                 catalog.record_failure(item.id, reason)
         if not done:
             return
-        ids = np.asarray([item.id for item, _ in done], dtype=np.int64)
-        vectors = np.stack([vector for _, vector in done])
-        batch = [(item.id, vector, item.capture_date) for item, vector in done]
+        batch, durations = [], {}
+        for item, result in done:
+            if isinstance(result, FrameVectors):
+                batch.append((item.id, list(result.frames), item.capture_date))
+                durations[item.id] = result.duration_ms
+            else:
+                batch.append((item.id, [(None, result)], item.capture_date))
+        if durations:
+            # Before the vectors: a kill in between leaves the item pending, and the next
+            # pass writes the same duration again.
+            catalog.record_durations(durations)
         if self.staged_model_id:
-            written = catalog.record_staged_embeddings(self.staged_model_id, batch)
+            recorded = catalog.record_staged_vectors(self.staged_model_id, batch)
         else:
-            written, generation = catalog.record_embeddings(batch)
-        # A still's vector id is its item's id.
-        keep = np.isin(ids, np.asarray(written, dtype=np.int64))
-        self.index.add(ids[keep], vectors[keep])
+            recorded = catalog.record_vectors(batch)
+        if recorded.removed_ids:
+            self.index.remove(recorded.removed_ids)
+        if recorded.vector_ids:
+            self.index.add(np.asarray(recorded.vector_ids, dtype=np.int64), recorded.vectors)
         if not self.staged_model_id:
-            self.index.generation = generation
+            self.index.generation = recorded.generation

@@ -59,6 +59,10 @@ class Photo:
     capture_date: str | None
     #: the library's model when the photo is indexed (its vectors are that model's), else None
     model_id: str | None
+    #: what the item is: "photo", "raw" or "video" (photofind.formats.kinds)
+    kind: str = "photo"
+    #: a video's length in ms once it was read; None for a still
+    duration_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,9 @@ class ScanApplied:
     generation: int
 
 
-_PHOTO_COLUMNS = "id, folder_id, path, size, mtime_ns, phash, status, error, capture_date"
+_PHOTO_COLUMNS = (
+    "id, folder_id, path, size, mtime_ns, phash, status, error, capture_date, kind, duration_ms"
+)
 
 
 def _enc(path: str | os.PathLike) -> bytes:
@@ -138,7 +144,15 @@ def _id_vector_arrays(rows) -> tuple[np.ndarray, np.ndarray]:
 
 def _photo(row, active: str | None) -> Photo:
     """A photo row; its ``model_id`` is the library's model when it is indexed."""
-    return Photo(row[0], row[1], _dec(row[2]), *row[3:], active if row[6] == INDEXED else None)
+    return Photo(
+        row[0],
+        row[1],
+        _dec(row[2]),
+        *row[3:9],
+        active if row[6] == INDEXED else None,
+        row[9],
+        row[10],
+    )
 
 
 def _check_vectors(batch, dim: int | None, model_id: str) -> int | None:

@@ -11,6 +11,10 @@ An item's faces and its state row are one transaction
 (:meth:`photofind.library.face_records.FaceRecords.record_faces`): a killed pass leaves
 each photo with all its faces or none, and the next pass does exactly the ones without.
 
+A video (:class:`photofind.formats.video.Video`) has its faces found on each sampled frame,
+decoded at the same size a photo is; each face keeps its frame's time (``frame_ms``) and its
+box is in the video's upright full-size pixels.
+
 Who the faces are is not decided here: that is :mod:`photofind.people`, a layer above the
 library, handed in as ``after_pass`` (``photofind.people.regroup``) and run after every
 pass that was not cancelled.
@@ -21,6 +25,7 @@ from __future__ import annotations
 import io
 import queue
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 from PIL import Image
@@ -28,6 +33,7 @@ from PIL import Image
 from photofind.clip.preprocess import Picture
 from photofind.errors import ImageError
 from photofind.faces import MODEL_ID, FaceModel
+from photofind.formats.video import Video
 from photofind.library.analysers import Analyser, Failure
 from photofind.library.face_records import FACES, FaceRecord
 
@@ -97,21 +103,36 @@ class FaceAnalyser(Analyser):
             self._idle.put(model)
         return [self._record(face, scale) for face in faces]
 
-    def prepare(self, item, picture: Picture):
+    def prepare(self, item, picture: Picture | Video):
         """The picture at most ``max_side`` px and the factor back to full-size pixels; or,
         ``in_decode_threads``, its faces already. The HOG detector releases the GIL, so
-        two decode threads find faces ~1.5x as fast as one (the embedder does not)."""
+        two decode threads find faces ~1.5x as fast as one (the embedder does not).
+
+        A video's faces are always found here, frame by frame, so that only one frame's
+        pixels are held at a time."""
+        if isinstance(picture, Video):
+            return self._video_faces(item, picture)
         decoded = picture.decoded()
-        image = decoded.image
-        full_width = decoded.full_size[0]
+        rgb, scale = self._fit(decoded.image, decoded.full_size[0])
+        if self.in_decode_threads:
+            return self._find(item, rgb, scale)
+        return rgb, scale
+
+    def _video_faces(self, item, video: Video) -> list[FaceRecord]:
+        faces: list[FaceRecord] = []
+        for frame in video.frames(self.picture_side):
+            rgb, scale = self._fit(frame.image, frame.full_size[0] or frame.image.width)
+            faces.extend(replace(face, frame_ms=frame.ms) for face in self._find(item, rgb, scale))
+        return faces
+
+    def _fit(self, image: Image.Image, full_width: int) -> tuple[np.ndarray, float]:
+        """The picture at most ``max_side`` px, as an array, and the factor back to
+        full-size pixels."""
         if max(image.size) > self.max_side:
             factor = self.max_side / max(image.size)
             size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
             image = image.resize(size, Image.BILINEAR, reducing_gap=2.0)
-        rgb, scale = np.asarray(image), full_width / image.width
-        if self.in_decode_threads:
-            return self._find(item, rgb, scale)
-        return rgb, scale
+        return np.asarray(image), full_width / image.width
 
     def analyse(self, items: Sequence, inputs: Sequence) -> list:
         out = []

@@ -49,6 +49,8 @@ class StoredFace:
     score: float
     person_id: int | None
     assigned_by: str | None
+    #: the time of the video frame the face is in; None in a still
+    frame_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -153,11 +155,11 @@ class FaceRecords:
             where += " AND item_id = ?"
             params.append(item_id)
         rows = self._query(
-            f"SELECT id, item_id, x, y, w, h, score, person_id, assigned_by FROM faces "
+            f"SELECT id, item_id, x, y, w, h, score, person_id, assigned_by, frame_ms FROM faces "
             f"WHERE {where} ORDER BY id",
             params,
         )
-        return [StoredFace(r[0], r[1], tuple(r[2:6]), r[6], r[7], r[8]) for r in rows]
+        return [StoredFace(r[0], r[1], tuple(r[2:6]), r[6], r[7], r[8], r[9]) for r in rows]
 
     def face_thumb(self, face_id: int) -> bytes | None:
         rows = self._query("SELECT thumb FROM faces WHERE id = ?", (face_id,))

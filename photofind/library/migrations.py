@@ -211,8 +211,19 @@ _V4 = [
     ) WITHOUT ROWID""",
 ]
 
+# Videos: an item says what it is (``kind``: 'photo', 'raw', 'video', from
+# photofind.formats.kinds) and a video how long it runs. A video's frames are vectors with
+# their ``frame_ms`` (v3) and its faces faces with theirs (v4), so nothing else changes.
+# Every item a v4 library holds is a photo: v4 read no other kind, so the default is the
+# truth and nothing is read or encoded again. ADD COLUMN rewrites no row.
+_V5 = [
+    "ALTER TABLE photos ADD COLUMN kind TEXT NOT NULL DEFAULT 'photo'",
+    # the video's length in ms, known once it is read; NULL for a still
+    "ALTER TABLE photos ADD COLUMN duration_ms INTEGER",
+]
+
 # One list of SQL statements per schema version.
-STEPS: list[list[str]] = [_V1, _V2, _V3, _V4]
+STEPS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5]
 
 # Steps that move a table's rows (v3 copies every photo and vector): the old pages stay in
 # the file as free pages, doubling it (100,000 photos of 512-d vectors: 421 MB became 846 MB),

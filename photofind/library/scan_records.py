@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Iterable
 
+from photofind.formats.kinds import PHOTO, kind_of
 from photofind.library.catalog_rows import (
     _HAS_VECTOR,
     CatalogError,
@@ -22,6 +23,11 @@ from photofind.library.catalog_rows import (
     _dec,
     _enc,
 )
+
+
+def _kind(path: str) -> str:
+    """What the item is, by its name (photofind.formats.kinds)."""
+    return kind_of(path) or PHOTO
 
 
 class ScanRecords:
@@ -136,13 +142,21 @@ class ScanRecords:
                 # that its still's vector (of its own id) is free; a path seen again keeps
                 # its id, and may be other content: its results are stale.
                 cur = conn.execute(
-                    "INSERT INTO photos(id, folder_id, path, size, mtime_ns, phash, status) "
-                    "VALUES (?, ?, ?, ?, ?, ?, 'pending') "
+                    "INSERT INTO photos(id, folder_id, path, size, mtime_ns, phash, status, kind) "
+                    "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?) "
                     "ON CONFLICT(path) DO UPDATE SET folder_id = excluded.folder_id, "
                     "size = excluded.size, mtime_ns = excluded.mtime_ns, phash = excluded.phash, "
-                    "status = 'pending', error = NULL "
+                    "status = 'pending', error = NULL, kind = excluded.kind, duration_ms = NULL "
                     "RETURNING id",
-                    (self._next_id(conn), f.folder_id, _enc(f.path), f.size, f.mtime_ns, f.phash),
+                    (
+                        self._next_id(conn),
+                        f.folder_id,
+                        _enc(f.path),
+                        f.size,
+                        f.mtime_ns,
+                        f.phash,
+                        _kind(f.path),
+                    ),
                 )
                 added_ids.append(cur.fetchone()[0])
                 dropped.extend(self._forget_results(conn, added_ids[-1]))
@@ -153,16 +167,16 @@ class ScanRecords:
                 if row:  # was fine, now broken (e.g. its link target vanished)
                     dropped.extend(self._forget_results(conn, row[0]))
                 conn.execute(
-                    "INSERT INTO photos(id, folder_id, path, size, mtime_ns, status, error) "
-                    "VALUES (?, ?, ?, 0, 0, 'failed', ?) "
+                    "INSERT INTO photos(id, folder_id, path, size, mtime_ns, status, error, kind) "
+                    "VALUES (?, ?, ?, 0, 0, 'failed', ?, ?) "
                     "ON CONFLICT(path) DO UPDATE SET status = 'failed', error = excluded.error",
-                    (self._next_id(conn), f.folder_id, _enc(f.path), f.reason),
+                    (self._next_id(conn), f.folder_id, _enc(f.path), f.reason, _kind(f.path)),
                 )
             for photo_id, f in scan.updated:
                 dropped.extend(self._forget_results(conn, photo_id))
                 conn.execute(
                     "UPDATE photos SET size = ?, mtime_ns = ?, phash = ?, status = 'pending', "
-                    "error = NULL WHERE id = ?",
+                    "error = NULL, duration_ms = NULL WHERE id = ?",
                     (f.size, f.mtime_ns, f.phash, photo_id),
                 )
             for photo_id, f in scan.moved:

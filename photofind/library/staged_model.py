@@ -20,8 +20,10 @@ from photofind.library.catalog_rows import (
     FAILED,
     CatalogError,
     Photo,
+    Recorded,
     _check_vectors,
     _id_vector_arrays,
+    _in_time_order,
     _photo,
     _stills,
 )
@@ -178,13 +180,21 @@ class StagedModel:
     def record_staged_embeddings(
         self, model_id: str, batch: Iterable[tuple[int, np.ndarray, str | None]]
     ) -> list[int]:
-        """Store ``(photo_id, vector, capture_date)`` of the staged model ``model_id`` in one
-        transaction (same checks as :meth:`record_embeddings`). Photos removed meanwhile
-        are skipped; returns the ids written (a still's staged vector id is its photo id).
-        Refused when ``model_id`` is not the change under way, so a cancelled change never
-        leaves vectors behind."""
-        batch = _stills(batch)
-        written: list[int] = []
+        """Store ``(photo_id, vector, capture_date)`` of stills of the staged model (see
+        :meth:`record_staged_vectors`); returns the ids written (a still's staged vector id
+        is its photo id)."""
+        return self.record_staged_vectors(model_id, _stills(batch)).items
+
+    def record_staged_vectors(self, model_id: str, batch) -> Recorded:
+        """Store ``(item id, frames, capture date)`` of the staged model ``model_id`` in one
+        transaction (same checks as :meth:`record_vectors`; a video's frames as there).
+        Items removed meanwhile are skipped. Refused when ``model_id`` is not the change
+        under way, so a cancelled change never leaves vectors behind."""
+        batch = list(batch)
+        items: list[int] = []
+        vector_ids: list[int] = []
+        vectors: list = []
+        removed: list[int] = []
         with self._write() as conn:
             self._require_staged(conn, model_id)
             row = conn.execute("SELECT value FROM meta WHERE key = 'staged_dim'").fetchone()
@@ -198,10 +208,14 @@ class StagedModel:
                 )
                 if not cur.rowcount:
                     continue
-                self._store_frames(conn, "staged_vectors", model_id, photo_id, frames, 0)
+                ids, old = self._store_frames(conn, "staged_vectors", model_id, photo_id, frames, 0)
+                removed.extend(old)
                 self._set_analysis(conn, photo_id, CLIP, model_id, DONE)
-                written.append(photo_id)
-        return written
+                items.append(photo_id)
+                vector_ids.extend(ids)
+                vectors.extend(v for _, v in _in_time_order(frames))
+        stacked = np.asarray(vectors, dtype=np.float32).reshape(len(vector_ids), -1)
+        return Recorded(items, vector_ids, stacked, removed, 0)
 
     def record_staged_failure(self, model_id: str, photo_id: int, reason: str) -> None:
         """The staged model could not read a photo: it is not retried during this change,

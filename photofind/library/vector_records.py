@@ -127,6 +127,50 @@ class VectorRecords:
         recorded = self.record_vectors(_stills(batch))
         return recorded.items, recorded.generation
 
+    def record_durations(self, durations: dict[int, int]) -> None:
+        """Store how long each video of ``{item id: ms}`` runs (items removed: skipped)."""
+        with self._write() as conn:
+            conn.executemany(
+                "UPDATE photos SET duration_ms = ? WHERE id = ?",
+                [(int(ms), int(item_id)) for item_id, ms in durations.items()],
+            )
+
+    def frames_of(self, item_id: int) -> list[tuple[int, int | None, np.ndarray]]:
+        """``(vector id, frame time in ms or None, vector)`` of the item, in time order: a
+        video's sampled frames (a still: its one vector)."""
+        rows = self._query(
+            "SELECT id, frame_ms, embedding FROM vectors WHERE item_id = ? "
+            "ORDER BY frame_ms IS NOT NULL, frame_ms",
+            (item_id,),
+        )
+        return [
+            (vid, ms, np.frombuffer(blob, dtype="<f4").astype(np.float32)) for vid, ms, blob in rows
+        ]
+
+    def frame_scores(self, item_id: int, vector) -> list[tuple[float | None, float]]:
+        """``(time in s or None, cosine with vector)`` of each of the item's frames, best
+        first."""
+        frames = self.frames_of(item_id)
+        if not frames:
+            return []
+        scores = np.stack([v for *_, v in frames]) @ np.asarray(vector, dtype=np.float32)
+        out = [
+            (None if ms is None else ms / 1000.0, float(score))
+            for (_, ms, _), score in zip(frames, scores.tolist(), strict=True)
+        ]
+        return sorted(out, key=lambda f: -f[1])
+
+    def frame_vector(self, item_id: int, ms: int) -> np.ndarray | None:
+        """The vector of the item's sampled frame nearest ``ms`` (a still: its vector)."""
+        rows = self._query(
+            "SELECT embedding FROM vectors WHERE item_id = ? "
+            "ORDER BY ABS(COALESCE(frame_ms, 0) - ?) LIMIT 1",
+            (item_id, int(ms)),
+        )
+        if not rows:
+            return None
+        return np.frombuffer(rows[0][0], dtype="<f4").astype(np.float32)
+
     def record_failure(self, photo_id: int, reason: str) -> None:
         """Mark a photo failed with a readable reason; it is not retried until it changes."""
         with self._write() as conn:

@@ -127,6 +127,26 @@ def run_pyinstaller(dist: Path, work: Path, models: list[Path], gpu: bool) -> No
     subprocess.run(command, check=True, cwd=REPO)
 
 
+#: Folders of the bundle whose extension modules ship with their debug information: PyAV's
+#: wheel has 32 MB of Cython modules, 6.5 MB without it (measured on av 18.1).
+UNSTRIPPED = ("_internal/av",)
+
+
+def strip_debug_info(app: Path) -> int:
+    """Drop the debug sections (never the symbols) of the extension modules in
+    :data:`UNSTRIPPED`; returns the bytes saved (0 where binutils' strip is missing)."""
+    tool = shutil.which("strip")
+    if tool is None or not sys.platform.startswith("linux"):
+        return 0
+    saved = 0
+    for folder in UNSTRIPPED:
+        for module in sorted((app / folder).rglob("*.so")):
+            before = module.stat().st_size
+            subprocess.run([tool, "--strip-debug", str(module)], check=True)
+            saved += before - module.stat().st_size
+    return saved
+
+
 def check_qt_bindings() -> dict:
     """Refuse to freeze a PySide6 that loses references (qt_refcount.py; 6.12.0 on Python
     3.11 drops one to None on every void Qt call and the app aborts minutes in)."""
@@ -252,6 +272,7 @@ def build(dist: Path, work: Path, models: list[Path], gpu: bool, packages: bool 
     run_pyinstaller(dist, work, models, gpu)
     timings["pyinstaller_s"] = round(time.monotonic() - step, 1)
     app = dist / names["app"]
+    strip_debug_info(app)
     linux = sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")
     if packages and linux:
         step = time.monotonic()

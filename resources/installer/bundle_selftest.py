@@ -124,6 +124,45 @@ def faces(args: argparse.Namespace) -> int:
     return 0
 
 
+def video(args: argparse.Namespace) -> int:
+    """The bundled PyAV (FFmpeg) writes a clip (a red second, then a blue one) with its own
+    H.264 encoder and photofind samples it: both frames, at their times, in their colours."""
+    import tempfile
+
+    import av
+    import numpy as np
+
+    from photofind.formats.video import sample_video
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "clip.mp4"
+        with av.open(str(path), "w") as container:
+            stream = container.add_stream("libx264", rate=8)
+            stream.width, stream.height, stream.pix_fmt, stream.gop_size = 64, 48, "yuv420p", 8
+            for i in range(16):
+                colour = (220, 30, 30) if i < 8 else (30, 70, 230)
+                frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), colour, np.uint8), "rgb24")
+                frame.pts = i
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode())
+        sample = sample_video(path, side=48)
+    colours = [
+        "red" if np.asarray(f.image)[..., 0].mean() > np.asarray(f.image)[..., 2].mean() else "blue"
+        for f in sample.frames
+    ]
+    print(
+        json.dumps(
+            {
+                "av": av.__version__,
+                "codec": sample.codec,
+                "frames": [f.ms for f in sample.frames],
+                "colours": colours,
+            }
+        )
+    )
+    return 0 if colours == ["red", "blue"] else 1
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="photofind --bundle-selftest")
     sub = parser.add_subparsers(dest="check", required=True)
@@ -135,6 +174,13 @@ def main(argv: list[str]) -> int:
     r = sub.add_parser("refcount")
     r.add_argument("--calls", type=int, default=2000)
     sub.add_parser("faces").add_argument("photo", type=Path)
+    sub.add_parser("video")
     args = parser.parse_args(argv)
-    checks = {"info": lambda _: info(), "gui": gui, "refcount": refcount, "faces": faces}
+    checks = {
+        "info": lambda _: info(),
+        "gui": gui,
+        "refcount": refcount,
+        "faces": faces,
+        "video": video,
+    }
     return checks[args.check](args)
