@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -252,6 +253,11 @@ def openclip_model_module(monkeypatch):
     BatchNorm class the ViT never builds); a stand-in module satisfies that import and the
     package ``__init__`` is bypassed. Everything is removed from sys.modules afterwards.
     """
+    # open_clip.model imports transformers (for its HF text towers), which asks
+    # importlib whether torchvision exists; asked with the stand-in in place, that raises
+    # ("torchvision.__spec__ is None"). Imported first, it settles the question truthfully.
+    with contextlib.suppress(ImportError):
+        import transformers  # noqa: F401
     before = set(sys.modules)
     package = types.ModuleType("open_clip")
     package.__path__ = [str(find_clip_vocab().parent)]
