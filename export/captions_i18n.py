@@ -259,7 +259,7 @@ def photo_query(colour: str, shape: str, lang: str, variant: int = 0) -> str:
 
 
 def query_variants(colour: str, shape: str, lang: str) -> list[str]:
-    """Every distinct phrasing of the photo query (all the synonyms of Vietnamese)."""
+    """The photo query with each synonym at least once (Vietnamese has several)."""
     if lang != "vi":
         return [photo_query(colour, shape, lang)]
     count = max(len(VI_SHAPES[shape]), len(VI_COLOURS[colour]))

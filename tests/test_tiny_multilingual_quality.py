@@ -90,8 +90,10 @@ def test_recall_at_k_with_each_language_s_captions(encoder, tmp_path):
     files = write_caption_sets(tmp_path, count=300, seed=RECALL_SEED)
     figures = recall_by_language(encoder, tmp_path, files)
     print(json.dumps(figures))
-    # Chance for R@10 over 300 images is 1/30.
+    # Chance for R@1 over 300 images is 1/300, for R@10 1/30. The shipped model measures
+    # R@1 0.97 and R@10 1.00 in each language (500 images, `python -m export
+    # eval-multilingual`); the margin is for other CPUs' rounding, not for a worse model.
     for lang in ("en", "vi", "fr"):
-        assert figures[lang]["text_to_image"]["R@10"] >= 0.85, lang
-        assert figures[lang]["image_to_text"]["R@10"] >= 0.85, lang
-        assert figures[lang]["text_to_image"]["R@1"] >= 0.4, lang
+        for way in ("text_to_image", "image_to_text"):
+            assert figures[lang][way]["R@1"] >= 0.85, (lang, way)
+            assert figures[lang][way]["R@10"] >= 0.97, (lang, way)
