@@ -31,8 +31,21 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         add_args="add_convert_args",
         run="run_convert",
     ),
+    "convert-hf": Subcommand(
+        "export.hf_convert",
+        "transformers CLIPModel / SiglipModel / AlignModel folder -> photofind model package",
+    ),
     "synth": Subcommand("export.synth", "generate synthetic images and captions"),
     "train-tiny": Subcommand("export.train_tiny", "train the tiny CLIP on synthetic data"),
+    "train-multilingual": Subcommand(
+        "export.train_multilingual",
+        "train tiny-multilingual's text tower (English, Vietnamese, French) against "
+        "tiny-synthetic's image tower",
+    ),
+    "eval-multilingual": Subcommand(
+        "export.multilingual_eval",
+        "precision@10 and Recall@K of a package per language on held-out generated shapes",
+    ),
 }
 
 

@@ -68,6 +68,28 @@ def _export_graph(
     opset: int,
     dynamic_input_axes: dict[int, str] | None = None,
 ) -> None:
+    export_graph(
+        module,
+        (example,),
+        (input_name,),
+        target,
+        opset,
+        {input_name: {0: "batch", **(dynamic_input_axes or {})}},
+    )
+
+
+def export_graph(
+    module: torch.nn.Module,
+    examples: tuple[torch.Tensor, ...],
+    input_names: tuple[str, ...],
+    target: Path,
+    opset: int,
+    input_axes: dict[str, dict[int, str]],
+    output_name: str = "embeddings",
+) -> None:
+    """Trace ``module`` on ``examples`` into ``target`` (atomically) with the legacy
+    exporter; ``input_axes`` names the dynamic axes of each input, the output's batch axis
+    is dynamic."""
     tmp = target.with_name(target.name + ".tmp")
     try:
         with torch.no_grad(), warnings.catch_warnings():
@@ -75,17 +97,19 @@ def _export_graph(
             # deprecation notices, and those it raises about its own internals, are not news.
             warnings.filterwarnings("ignore", "You are using the legacy", DeprecationWarning)
             warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+            # Its notes on constant folding and index lowering, and the tracer's on Python
+            # branches, are about graphs in general: each export here is checked against
+            # torch on inputs other than the traced ones (check_package, check_hf_package).
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             torch.onnx.export(
                 module,
-                (example,),
+                tuple(examples),
                 str(tmp),
                 dynamo=False,
-                input_names=[input_name],
-                output_names=["embeddings"],
-                dynamic_axes={
-                    input_name: {0: "batch", **(dynamic_input_axes or {})},
-                    "embeddings": {0: "batch"},
-                },
+                input_names=list(input_names),
+                output_names=[output_name],
+                dynamic_axes={**input_axes, output_name: {0: "batch"}},
                 opset_version=opset,
                 do_constant_folding=True,
             )

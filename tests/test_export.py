@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.machinery
+import contextlib
 import json
 import subprocess
 import sys
@@ -254,6 +253,11 @@ def openclip_model_module(monkeypatch):
     BatchNorm class the ViT never builds); a stand-in module satisfies that import and the
     package ``__init__`` is bypassed. Everything is removed from sys.modules afterwards.
     """
+    # open_clip.model imports transformers (for its HF text towers), which asks
+    # importlib whether torchvision exists; asked with the stand-in in place, that raises
+    # ("torchvision.__spec__ is None"). Imported first, it settles the question truthfully.
+    with contextlib.suppress(ImportError):
+        import transformers  # noqa: F401
     before = set(sys.modules)
     package = types.ModuleType("open_clip")
     package.__path__ = [str(find_clip_vocab().parent)]
@@ -261,12 +265,10 @@ def openclip_model_module(monkeypatch):
     for name in ("torchvision", "torchvision.ops", "torchvision.ops.misc"):
         stub = types.ModuleType(name)
         stub.__path__ = []
-        # transformers (imported by open_clip.hf_model) asks importlib.util.find_spec about
-        # torchvision, which raises on a module without a spec; with one, and no installed
-        # distribution behind it, transformers takes torchvision as absent.
-        stub.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
         monkeypatch.setitem(sys.modules, name, stub)
     sys.modules["torchvision.ops.misc"].FrozenBatchNorm2d = torch.nn.BatchNorm2d
+    import importlib
+
     yield importlib.import_module("open_clip.model")
     for name in set(sys.modules) - before:
         if name.startswith("open_clip"):
@@ -439,9 +441,9 @@ def test_non_clip_and_resnet_state_dicts_are_refused():
 # ---- ONNX package -----------------------------------------------------------------------
 
 
-def test_package_is_complete_and_verifiable(torch_package):
-    spec = read_manifest(torch_package)
-    paths = verify_files(torch_package, spec)
+def test_package_is_complete_and_verifiable(random_package):
+    spec = read_manifest(random_package)
+    paths = verify_files(random_package, spec)
     assert {p.name for p in paths.values()} == {"visual.onnx", "textual.onnx", VOCAB_NAME}
     assert (spec.embed_dim, spec.image_size, spec.context_length, spec.vocab_size) == (
         32,
@@ -453,22 +455,22 @@ def test_package_is_complete_and_verifiable(torch_package):
     assert spec.logit_scale == pytest.approx(1 / 0.07)
     assert spec.extra["normalized"] is True
     assert spec.extra["activation"] == "quick_gelu"
-    assert not list(torch_package.glob("*.tmp"))
-    assert (torch_package / VOCAB_NAME).read_bytes() == find_clip_vocab().read_bytes()
+    assert not list(random_package.glob("*.tmp"))
+    assert (random_package / VOCAB_NAME).read_bytes() == find_clip_vocab().read_bytes()
 
 
-def test_onnx_matches_torch(torch_package, tiny_model):
-    result = check_package(tiny_model, torch_package, n_images=4, n_texts=6, seed=3)
+def test_onnx_matches_torch(random_package, tiny_model):
+    result = check_package(tiny_model, random_package, n_images=4, n_texts=6, seed=3)
     assert result["min_cosine"] >= 0.9999
     assert result["max_abs_diff"] < 1e-4
 
 
-def test_graph_signatures_and_dynamic_batch(torch_package, tiny_model):
+def test_graph_signatures_and_dynamic_batch(random_package, tiny_model):
     import onnxruntime as ort
 
     sessions = {
         role: ort.InferenceSession(
-            str(torch_package / f"{role}.onnx"), providers=["CPUExecutionProvider"]
+            str(random_package / f"{role}.onnx"), providers=["CPUExecutionProvider"]
         )
         for role in ("visual", "textual")
     }
@@ -481,7 +483,7 @@ def test_graph_signatures_and_dynamic_batch(torch_package, tiny_model):
     )
     assert (textual_in.name, textual_in.type) == ("input_ids", "tensor(int64)")
     assert isinstance(textual_in.shape[1], str)  # symbolic: ids may be cut after the last EOT
-    assert read_manifest(torch_package).extra["textual_dynamic_length"] is True
+    assert read_manifest(random_package).extra["textual_dynamic_length"] is True
     for session in sessions.values():
         out = session.get_outputs()[0]
         assert (out.name, out.type, out.shape[1]) == ("embeddings", "tensor(float)", 32)
