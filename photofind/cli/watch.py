@@ -104,7 +104,16 @@ def _watch(args: argparse.Namespace, ctx: Context) -> int:
             # A model change (`photofind models use`) continues here once new photos are
             # indexed with the library's model, which searches keep using until the swap.
             active, staged = library.choose_model(model, provider=ctx.provider)
-            watcher = Watcher(library, active, options, say=_say, staged_model=staged)
+            from photofind.people import face_analysers
+
+            watcher = Watcher(
+                library,
+                active,
+                options,
+                say=_say,
+                staged_model=staged,
+                analysers=face_analysers(ctx.library),
+            )
             watcher.start()
             _say(
                 f"watching {len(library.folders())} folder(s) of {ctx.library}; "

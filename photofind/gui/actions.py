@@ -215,7 +215,8 @@ class PhotoActions(QObject):
         def work():
             photo = catalog.photo(row.photo_id) if row.photo_id is not None else None
             date = photo_date(photo) if photo is not None else None
-            return load_preview(row.path, row.score, date)
+            faces = catalog.face_names(photo.id) if photo is not None else []
+            return load_preview(row.path, row.score, date, faces)
 
         def done(result, error):
             if error is not None:

@@ -1,4 +1,5 @@
-"""The filter bar under the search box: folder, date range, file type, and the sort order."""
+"""The filter bar under the search box: folder, date range, file type, person, and the sort
+order."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ FILE_TYPES = (
     ("HEIC", ("heic",)),
 )
 SORTS = (("Relevance", "relevance"), ("Newest first", "newest"), ("Oldest first", "oldest"))
+ANYONE = "Anyone"
 # A QDateEdit cannot be empty: its minimum date stands for "no bound" and shows as "any".
 NO_DATE = QDate(1900, 1, 1)
 
@@ -164,6 +166,14 @@ class FilterBar(QWidget):
         self.type.setAccessibleName("File type")
         for label, exts in FILE_TYPES:
             self.type.addItem(label, exts)
+        self.person = QComboBox(self)
+        self.person.setObjectName("personFilter")
+        self.person.setAccessibleName("Only photos of person")
+        self.person.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.person.setMinimumContentsLength(8)
+        self.person.addItem(ANYONE, "")
         self._labels: list[QLabel] = []
         self.sort = QComboBox(self)
         self.sort.setObjectName("sortOrder")
@@ -176,6 +186,7 @@ class FilterBar(QWidget):
             ("From", self.after),
             ("to", self.before),
             ("Type", self.type),
+            ("Person", self.person),
             ("Sort", self.sort),
         ):
             text = QLabel(label, self)
@@ -188,6 +199,7 @@ class FilterBar(QWidget):
 
         self.folder.currentIndexChanged.connect(self.changed)
         self.type.currentIndexChanged.connect(self.changed)
+        self.person.currentIndexChanged.connect(self.changed)
         self.sort.currentIndexChanged.connect(self.changed)
         self.after.dateChanged.connect(self.changed)
         self.before.dateChanged.connect(self.changed)
@@ -244,6 +256,24 @@ class FilterBar(QWidget):
         if chosen and index < 0:
             self.changed.emit()  # the chosen folder went away: the filter widened
 
+    def set_people(self, names: list[str]) -> None:
+        """Offer these named people (:class:`photofind.gui.people_controller`); keep the one
+        chosen when they are still there."""
+        chosen = self.person.currentData()
+        current = [self.person.itemData(i) for i in range(1, self.person.count())]
+        if current == list(names):
+            return
+        self.person.blockSignals(True)
+        self.person.clear()
+        self.person.addItem(ANYONE, "")
+        for name in names:
+            self.person.addItem(name, name)
+        index = self.person.findData(chosen) if chosen else 0
+        self.person.setCurrentIndex(max(index, 0))
+        self.person.blockSignals(False)
+        if chosen and index < 0:
+            self.changed.emit()  # renamed or merged away: the filter widened
+
     def search_filter(self) -> SearchFilter | None:
         folder = self.folder.currentData() or None
         after = self.after.date() if self.after.date() != NO_DATE else None
@@ -254,6 +284,7 @@ class FilterBar(QWidget):
             after=after.toString("yyyy-MM-dd") if after else None,
             before=before.toString("yyyy-MM-dd") if before else None,
             types=tuple(types),
+            people=(self.person.currentData(),) if self.person.currentData() else (),
         )
         return None if f.is_empty else f
 
@@ -275,17 +306,20 @@ class FilterBar(QWidget):
             out.append(f"taken on or before {before}")
         if self.type.currentIndex() > 0:
             out.append(f"of type {self.type.currentText()}")
+        if self.person.currentIndex() > 0:
+            out.append(f"of {self.person.currentText()}")
         return out
 
     def clear(self) -> None:
         """Every filter back to "all"; ``changed`` is emitted once (when one was set)."""
         if not self.describe():
             return
-        widgets = (self.folder, self.type, self.after, self.before)
+        widgets = (self.folder, self.type, self.person, self.after, self.before)
         for widget in widgets:
             widget.blockSignals(True)
         self.folder.setCurrentIndex(0)
         self.type.setCurrentIndex(0)
+        self.person.setCurrentIndex(0)
         self.after.clear_date()
         self.before.clear_date()
         for widget in widgets:

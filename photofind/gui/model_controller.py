@@ -62,12 +62,23 @@ class ModelController(QObject):
         if self.model is None or w.library.readonly:
             w.watch_label.setText(health_text(None, readonly=w.library.readonly))
             return
+        from photofind.people import face_analysers
+
+        root = w.library.root
         self.indexing = WatcherJob(
-            w.library, self.model, w.watch_options, w, staged_model=self.staged_model
+            w.library,
+            self.model,
+            w.watch_options,
+            w,
+            staged_model=self.staged_model,
+            # The face pass after CLIP, as the settings want it (read on the watcher's
+            # thread, like the face model it loads).
+            analysers=lambda: face_analysers(root),
         )
         self.indexing.modelSwapped.connect(self._on_model_swapped)
         self.indexing.message.connect(lambda text: log.info("watcher: %s", text))
         w.folders.attach(self.indexing)
+        w.people.attach(self.indexing)
 
     def start_indexing(self) -> None:
         """Start watching (a reconcile of every folder, then indexing what is new) — unless a

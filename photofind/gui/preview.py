@@ -1,4 +1,5 @@
-"""The large preview (Space on a photo): the picture and its details."""
+"""The large preview (Space on a photo): the picture, its faces boxed with their names, and
+its details."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import os
 from dataclasses import dataclass
 
 from PIL import Image
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtCore import QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QDialog, QFormLayout, QLabel, QSizePolicy, QVBoxLayout
 
 from photofind.clip.preprocess import open_image, open_photo
@@ -23,6 +24,8 @@ class PhotoDetails:
     height: int
     size_bytes: int
     score: float | None
+    #: the names of the people whose faces are boxed ("Unnamed" for a face on nobody named)
+    people: tuple[str, ...] = ()
 
 
 def human_size(n: int) -> str:
@@ -43,16 +46,52 @@ def score_text(score: float | None, threshold: float | None) -> str:
     return f"{score:.3f} ({side} the relevance cut-off {threshold:.3f})"
 
 
-def load_preview(path: str, score: float | None, date: str | None) -> tuple[QImage, PhotoDetails]:
-    """Decode a screen-sized copy of ``path`` and read its details. Runs off the GUI thread."""
+UNNAMED = "Unnamed"
+FACE_BOX = QColor(255, 214, 10)  # a yellow that stands out on skin, sky and shadow
+
+
+def load_preview(
+    path: str, score: float | None, date: str | None, faces=()
+) -> tuple[QImage, PhotoDetails]:
+    """Decode a screen-sized copy of ``path`` and read its details; box ``faces``, pairs of
+    a stored face (its box in the upright photo's full-size pixels) and its person's name or
+    None. Runs off the GUI thread (QPainter on a QImage may)."""
     size = os.stat(path).st_size
     img = open_image(path, draft_size=(PREVIEW_SIDE, PREVIEW_SIDE))  # names what is wrong
     with open_photo(path) as probe:
         width, height = probe.size  # the stored size; cheap, reads only the header
+    # Decoding drafts and EXIF-rotates: the upright full width is the stored width, or the
+    # height for a photo turned by a quarter.
+    upright = width if (img.width >= img.height) == (width >= height) else height
     img.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.BICUBIC)
     data = img.tobytes()
     image = QImage(data, img.width, img.height, 3 * img.width, QImage.Format.Format_RGB888).copy()
-    return image, PhotoDetails(path, date, width, height, size, score)
+    names = tuple(name or UNNAMED for _, name in faces)
+    if faces:
+        draw_faces(image, [(face.box, name) for face, name in faces], img.width / max(1, upright))
+    return image, PhotoDetails(path, date, width, height, size, score, names)
+
+
+def draw_faces(image: QImage, boxes, scale: float) -> None:
+    """Each ``(x, y, w, h)`` box (full-size pixels, times ``scale``) outlined, its name
+    under it (nothing for a face on no named person)."""
+    painter = QPainter(image)
+    try:
+        line = max(2, round(min(image.width(), image.height()) / 300))
+        painter.setPen(QPen(FACE_BOX, line))
+        font = QFont()
+        font.setPixelSize(max(11, round(image.height() / 45)))
+        painter.setFont(font)
+        for (x, y, w, h), name in boxes:
+            rect = QRectF(x * scale, y * scale, w * scale, h * scale)
+            painter.drawRect(rect)
+            if name:
+                below = QRectF(rect.left() - w, rect.bottom() + line, rect.width() + 2 * w, 200)
+                painter.drawText(
+                    below, int(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop), name
+                )
+    finally:
+        painter.end()
 
 
 # Keys that move the preview through the results, as in an image viewer.
@@ -102,6 +141,7 @@ class PreviewDialog(QDialog):
             ("dimensions", "Dimensions"),
             ("size", "File size"),
             ("score", "Score"),
+            ("people", "People"),
         ):
             value = QLabel("", self)
             value.setObjectName(f"preview_{key}")
@@ -123,7 +163,7 @@ class PreviewDialog(QDialog):
         self.image.setPixmap(QPixmap())
         self.image.setText("Loading…")
         self.fields["path"].setText(path)
-        for key in ("date", "dimensions", "size", "score"):
+        for key in ("date", "dimensions", "size", "score", "people"):
             self.fields[key].setText("")
 
     def show_photo(self, image: QImage, details: PhotoDetails) -> None:
@@ -135,6 +175,7 @@ class PreviewDialog(QDialog):
         self.fields["dimensions"].setText(f"{details.width} × {details.height} pixels")
         self.fields["size"].setText(human_size(details.size_bytes))
         self.fields["score"].setText(score_text(details.score, self.threshold))
+        self.fields["people"].setText(", ".join(details.people) if details.people else "—")
 
     def show_error(self, path: str, message: str) -> None:
         if path == self.path:

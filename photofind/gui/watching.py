@@ -143,9 +143,12 @@ class WatcherJob(QObject):
         parent=None,
         *,
         staged_model=None,
+        analysers=(),
     ):
         super().__init__(parent)
         self.library = library
+        #: what the watcher runs beside CLIP (a callable: called on its thread)
+        self.analysers = analysers
         self.model = model
         #: the model a staged change re-indexes for (None: no change runs)
         self.staged_model = staged_model
@@ -196,6 +199,7 @@ class WatcherJob(QObject):
             say=self._message_from_worker.emit,
             staged_model=self.staged_model,
             on_batch=self._report_batch,
+            analysers=self.analysers,
         )
         self.watcher.start()
         self._timer.start()

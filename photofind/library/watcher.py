@@ -9,7 +9,8 @@ Design, chosen for being hard to get wrong:
   :func:`~photofind.library.reconcile.reconcile` on the dirty folders: the scanner compares
   them with the catalog, so a rename keeps its vector (partial-hash match), a folder moved
   out removes its photos and one moved in adds them; files still being written wait.
-  Then it encodes what is pending. A long index run is cut short (the batch in flight is
+  Then it encodes what is pending, and runs the other analysers it was given (the face
+  pass) until they too have nothing pending. A long index run is cut short (the batch in flight is
   committed) when new changes have waited ``max_delay_s``, so the catalog never lags far.
 - A full reconcile runs at start, every ``reconcile_s``, and whenever watching may have
   missed something: a kernel queue overflow, a watch that died, a folder that was re-made.
@@ -31,7 +32,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from photofind.atomic import atomic_write_text
@@ -105,9 +106,16 @@ class Watcher:
         on_batch: Callable[[BatchReport], None] | None = None,
         observer_factory: Callable[[], object] | None = None,
         staged_model=None,
+        analysers: Sequence | Callable[[], Sequence] = (),
     ):
         self.library = library
         self.model = model
+        # The analysers every pass runs after CLIP (the face pass), to the end as CLIP is:
+        # pending work of any of them keeps the worker indexing. A callable is called on
+        # the worker's thread when first needed (loading a face model is no work for the
+        # thread that starts the watcher, a GUI's).
+        self._analysers_source = analysers
+        self._analysers: list | None = None
         #: the model of a staged change (Library.begin_model_change) that this watcher
         #: re-indexes for once nothing is pending; None when no change runs
         self.staged_model = staged_model
@@ -294,7 +302,13 @@ class Watcher:
             self.say(f"reconciled {len(chosen)} folder(s): {report.summary()}")
         if not self._stop.is_set():
             self._index(batch)
-        batch.pending_after = self.library.catalog.counts().get("pending", 0)
+        catalog = self.library.catalog
+        batch.pending_after = max(
+            [
+                catalog.counts().get("pending", 0),
+                *(a.pending_count(catalog) for a in self.analysers),
+            ]
+        )
         batch.unsettled = sorted(self._unsettled)
         self._last_batch_at = time.time()
         self._write_status()
@@ -365,7 +379,7 @@ class Watcher:
     def _index_pending(self, batch: BatchReport) -> bool:
         """Encode pending photos until none is left (True) or the pass gave way (False)."""
         while not self._stop.is_set():
-            if not self.library.catalog.counts().get("pending", 0):
+            if not self._pending():
                 return True
             # The pass does not save the index itself: this watcher does, at most every
             # index_save_interval_s and when it stops.
@@ -377,6 +391,7 @@ class Watcher:
                     batch_size=self.options.batch_size,
                     save_every_s=None,
                     save_at_end=False,
+                    analysers=self.analysers,
                 )
             )
             if stats is None:
@@ -393,6 +408,20 @@ class Watcher:
             if self._left_for_next_reconcile(stats):
                 return False
         return False
+
+    @property
+    def analysers(self) -> list:
+        if self._analysers is None:
+            source = self._analysers_source
+            self._analysers = list(source() if callable(source) else source)
+        return self._analysers
+
+    def _pending(self) -> bool:
+        """Photos wait for CLIP, or for one of the other analysers."""
+        catalog = self.library.catalog
+        if catalog.counts().get("pending", 0):
+            return True
+        return any(a.pending_count(catalog) for a in self.analysers)
 
     def _index_staged(self, batch: BatchReport) -> None:
         """Re-index for ``staged_model`` until the change swaps models or gives way."""
