@@ -157,7 +157,7 @@ class FilterBar(QWidget):
         self.folder.setSizeAdjustPolicy(
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
         )
-        self.folder.setMinimumContentsLength(12)
+        self.folder.setMinimumContentsLength(6)
         self.folder.addItem("All folders", "")
         self.after = _date_edit(self, "afterFilter", "Taken on or after")
         self.before = _date_edit(self, "beforeFilter", "Taken on or before")
@@ -172,7 +172,8 @@ class FilterBar(QWidget):
         self.person.setSizeAdjustPolicy(
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
         )
-        self.person.setMinimumContentsLength(8)
+        # Narrow at its narrowest: the window must still fit a 800 px wide screen.
+        self.person.setMinimumContentsLength(2)
         self.person.addItem(ANYONE, "")
         self._labels: list[QLabel] = []
         self.sort = QComboBox(self)
@@ -181,6 +182,7 @@ class FilterBar(QWidget):
         for label, key in SORTS:
             self.sort.addItem(label, key)
 
+        self._person_label = None
         for label, widget in (
             ("Folder", self.folder),
             ("From", self.after),
@@ -195,6 +197,10 @@ class FilterBar(QWidget):
             layout.addWidget(text)
             layout.addWidget(widget)
             self._labels.append(text)
+            if widget is self.person:
+                self._person_label = text
+        # No named person yet, nothing to choose: the person filter shows with the first.
+        self._show_person(False)
         layout.addStretch(1)  # (what the grid shows is said above it: results_header.py)
 
         self.folder.currentIndexChanged.connect(self.changed)
@@ -208,6 +214,7 @@ class FilterBar(QWidget):
         layout = self.layout()
         items = [layout.itemAt(i) for i in range(layout.count())]
         widgets = [it.widget() for it in items if it.widget() is not None]
+        widgets = [w for w in widgets if not w.isHidden()]
         if not labels:
             widgets = [w for w in widgets if w not in self._labels]
         margins = layout.contentsMargins()
@@ -235,8 +242,15 @@ class FilterBar(QWidget):
         in their tooltips and accessible names)."""
         show = self.width() >= self._width(labels=True)
         for label in self._labels:
+            if label is self._person_label and self.person.isHidden():
+                continue
             if label.isVisibleTo(self) != show:
                 label.setVisible(show)
+
+    def _show_person(self, show: bool) -> None:
+        self.person.setVisible(show)
+        self._person_label.setVisible(show and self.width() >= self._width(labels=True))
+        self.updateGeometry()
 
     def set_folders(self, paths: list[str]) -> None:
         """Offer these folders; keep the one chosen when it is still there."""
@@ -271,6 +285,7 @@ class FilterBar(QWidget):
         index = self.person.findData(chosen) if chosen else 0
         self.person.setCurrentIndex(max(index, 0))
         self.person.blockSignals(False)
+        self._show_person(bool(names))
         if chosen and index < 0:
             self.changed.emit()  # renamed or merged away: the filter widened
 

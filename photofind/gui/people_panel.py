@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -141,6 +142,10 @@ class PeoplePanel(QWidget):
         button.setObjectName(name)
         button.setAccessibleName(accessible)
         button.setToolTip(accessible)
+        # The dock may be narrower than the words: the buttons shrink (their tooltips and
+        # accessible names say the whole), so the window still fits a small screen.
+        button.setMinimumWidth(0)
+        button.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         return button
 
     # -- what the controller shows ------------------------------------------------------------
