@@ -274,11 +274,13 @@ def face_recognition_on(library_dir) -> bool:
     return bool(settings.load(library_dir)["faces.enabled"])
 
 
-def face_analysers(library_dir, *, min_faces: int | None = None, face_model=None) -> list:
+def face_analysers(
+    library_dir, *, min_faces: int | None = None, face_model=None, **options
+) -> list:
     """The face analyser, grouping into people after each pass, as the library's settings
     want it (``faces.min_faces``): the list every index pass runs beside CLIP, ``[]`` when
     face recognition is off (``faces.enabled``). The CLI's ``index``, ``watch`` and the app
-    all take it from here."""
+    all take it from here. ``options`` go to the analyser (``in_decode_threads``)."""
     if not face_recognition_on(library_dir):
         return []
     from photofind.library.face_analyser import FaceAnalyser
@@ -288,7 +290,7 @@ def face_analysers(library_dir, *, min_faces: int | None = None, face_model=None
     def group(catalog) -> None:
         regroup(catalog, min_faces=least)
 
-    return [FaceAnalyser(face_model, after_pass=group)]
+    return [FaceAnalyser(face_model, after_pass=group, **options)]
 
 
 def corrected(catalog, library_dir) -> Regrouped:

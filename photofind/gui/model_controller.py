@@ -38,6 +38,7 @@ class ModelController(QObject):
         self.indexing: WatcherJob | None = None
         self._changes: list[tuple[object, object]] = []  # (model, then): set_model's queue
         self._request: object | None = None  # the newest _load_model: earlier ones lose
+        self._face_analysers: list | None = None  # see _analysers
 
     @property
     def changing(self) -> bool:
@@ -62,23 +63,41 @@ class ModelController(QObject):
         if self.model is None or w.library.readonly:
             w.watch_label.setText(health_text(None, readonly=w.library.readonly))
             return
-        from photofind.people import face_analysers
-
-        root = w.library.root
         self.indexing = WatcherJob(
             w.library,
             self.model,
             w.watch_options,
             w,
             staged_model=self.staged_model,
-            # The face pass after CLIP, as the settings want it (read on the watcher's
-            # thread, like the face model it loads).
-            analysers=lambda: face_analysers(root),
+            analysers=self._analysers,
         )
         self.indexing.modelSwapped.connect(self._on_model_swapped)
         self.indexing.message.connect(lambda text: log.info("watcher: %s", text))
         w.folders.attach(self.indexing)
         w.people.attach(self.indexing)
+
+    def _analysers(self) -> list:
+        """On the watcher's thread: the face pass after CLIP, as the settings want it.
+
+        Kept for the window's life, not made per watcher: loading dlib's models holds the
+        GIL throughout (0.3 s on a quiet core, over 1 s on a busy one; the GUI freezes
+        meanwhile), so each is loaded once. Turning face recognition off or on drops them
+        (:meth:`forget_analysers`).
+
+        Faces are found on the pipeline's one thread, not on both decode threads as the CLI
+        does: dlib's embedder holds the GIL for each face (~0.1 s on a quiet core), and
+        with two threads embedding the GUI waits behind both. tests/bench/bench_gui_faces.py
+        (2 busy cores, 40 photos): longest stall 725 ms and p99 380 ms on one thread, 1,522
+        and 694 ms on two, for 1.15 photos/s against 1.76."""
+        from photofind.people import face_analysers, face_recognition_on
+
+        root = self.window.library.root
+        if self._face_analysers is None or not face_recognition_on(root):
+            self._face_analysers = face_analysers(root, in_decode_threads=False)
+        return self._face_analysers
+
+    def forget_analysers(self) -> None:
+        self._face_analysers = None
 
     def start_indexing(self) -> None:
         """Start watching (a reconcile of every folder, then indexing what is new) — unless a

@@ -241,6 +241,7 @@ class PeopleController(QObject):
         def work():
             if watcher is not None:
                 watcher.stop()
+            models.forget_analysers()
             return set_face_recognition(library, enabled)
 
         def done(gone, error):
