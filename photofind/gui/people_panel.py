@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, QSize, Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -166,24 +166,32 @@ class PeoplePanel(QWidget):
             if row.id in chosen:
                 item.setSelected(True)
             if row.id == current:
-                self.list.setCurrentItem(item, self.list.selectionCommand(self.list.currentIndex()))
+                # The current item again, its selection as it was set just above.
+                self.list.setCurrentItem(item, QItemSelectionModel.SelectionFlag.NoUpdate)
         self.list.blockSignals(False)
         self.status.setText(message)
         self.status.setVisible(bool(message))
-        if self.current_person() != current or current is None:
-            self._selection_changed()
-        else:
+        # The faces below are read again (a correction may have moved some), keeping the
+        # ones chosen; another person chosen, or none, starts afresh.
+        if self.current_person() == current and current is not None:
+            self.facesWanted.emit(current)
             self._update_buttons()
+        else:
+            self._selection_changed()
 
     def set_faces(self, person_id: int, rows: list[FaceRow]) -> None:
         if person_id != self.current_person():
             return  # another person was chosen meanwhile
+        chosen = set(self.selected_faces())
+        self.faces.blockSignals(True)
         self.faces.clear()
         for row in rows:
             item = QListWidgetItem(_pixmap(row.image), "")
             item.setData(ID_ROLE, row.id)
             item.setToolTip(row.path or "")
             self.faces.addItem(item)
+            item.setSelected(row.id in chosen)
+        self.faces.blockSignals(False)
         self._update_buttons()
 
     def set_writable(self, writable: bool) -> None:
