@@ -425,6 +425,7 @@ class MainWindow(QMainWindow):
         self.folders.recount_timer.stop()
         if self.indexing is not None:
             self.indexing.stop()
+        self.models.forget_analysers()  # the face worker processes end
         self.thumbnails.clear_queue()
         self.tasks.wait()
         self.thumbnails.wait()

@@ -84,20 +84,22 @@ class ModelController(QObject):
         meanwhile), so each is loaded once. Turning face recognition off or on drops them
         (:meth:`forget_analysers`).
 
-        Faces are found on the pipeline's one thread, not on both decode threads as the CLI
-        does: dlib's embedder holds the GIL for each face (~0.1 s on a quiet core), and
-        with two threads embedding the GUI waits behind both. tests/bench/bench_gui_faces.py
-        (2 busy cores, 40 photos): longest stall 725 ms and p99 380 ms on one thread, 1,522
-        and 694 ms on two, for 1.15 photos/s against 1.76."""
+        Faces are found in two worker processes (photofind.faces.worker), not in this
+        one as the CLI does: dlib's embedder holds the GIL for each face (~0.1 s on a quiet
+        core), and the GUI waits behind it. tests/bench/bench_gui_faces.py measures the
+        stalls of each way."""
         from photofind.people import face_analysers, face_recognition_on
 
         root = self.window.library.root
         if self._face_analysers is None or not face_recognition_on(root):
-            self._face_analysers = face_analysers(root, in_decode_threads=False)
+            self._face_analysers = face_analysers(root, processes=2)
         return self._face_analysers
 
     def forget_analysers(self) -> None:
-        self._face_analysers = None
+        """Drop the face analyser, ending its processes (no watcher may be running)."""
+        analysers, self._face_analysers = self._face_analysers, None
+        for analyser in analysers or ():
+            analyser.close()
 
     def start_indexing(self) -> None:
         """Start watching (a reconcile of every folder, then indexing what is new) — unless a

@@ -99,13 +99,12 @@ def main() -> int:
     parser.add_argument("--model", default="tiny-synthetic")
     parser.add_argument("--workdir", type=Path)
     parser.add_argument(
-        "--face-threads",
-        type=int,
-        choices=(0, 1, 2),
-        default=0,
-        help="0: the app's own face analyser (made on the watcher's thread when the pass "
-        "starts); 1: one made beforehand that finds faces on the pipeline's thread only; 2: "
-        "one made beforehand, on both decode threads",
+        "--faces-in",
+        choices=("app", "thread", "threads"),
+        default="app",
+        help="app: the app's own face analyser (its worker processes); thread: faces found "
+        "in this process on the pipeline's thread; threads: on both decode threads (the "
+        "CLI's way)",
     )
     parser.add_argument(
         "--trace-stalls", action="store_true", help="the stacks of GUI stalls, on stderr"
@@ -127,13 +126,13 @@ def main() -> int:
         "photos": n,
     }
     window = open_window(lib, model, WatchOptions())
-    if args.face_threads:
+    if args.faces_in != "app":
         from photofind.people import face_analysers
 
         window.models._face_analysers = face_analysers(
-            lib, in_decode_threads=args.face_threads == 2
+            lib, in_decode_threads=args.faces_in == "threads"
         )
-    out["face_threads"] = args.face_threads
+    out["faces_in"] = args.faces_in
     tracer = StallTracer() if args.trace_stalls else None
     try:
         idle, _ = gaps_while(app, lambda: False, timeout_s=2.0)
