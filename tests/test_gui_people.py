@@ -217,8 +217,18 @@ def test_hide_takes_a_person_off_the_panel(qtbot, win):
         lambda: qtbot.mouseClick(win.people.panel.hide_button, Qt.MouseButton.LeftButton),
     )
     _wait_people(qtbot, win, lambda rows: len(rows) == 2)
-    assert rose not in win.people.panel.person_ids()
+    panel = win.people.panel
+    assert rose not in panel.person_ids()
     assert win.library.catalog.person(rose).hidden
+    # Shown again: the hidden people are listed with the box ticked, and Show undoes it.
+    panel.show_hidden.setChecked(True)
+    qtbot.waitUntil(lambda: rose in panel.person_ids(), timeout=WAIT)
+    _choose(qtbot, win, rose)
+    assert panel.hide_button.text() == "Show"
+    _correct(qtbot, win, lambda: qtbot.mouseClick(panel.hide_button, Qt.MouseButton.LeftButton))
+    panel.show_hidden.setChecked(False)
+    _wait_people(qtbot, win, lambda rows: len(rows) == 3)
+    assert not win.library.catalog.person(rose).hidden
 
 
 def test_the_preview_boxes_the_faces_with_their_names(qtbot, win):

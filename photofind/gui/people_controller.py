@@ -41,12 +41,14 @@ def _image(jpeg: bytes | None) -> QImage | None:
     return None if image.isNull() else image
 
 
-def read_people(catalog, enabled: bool) -> tuple[list[PersonRow], list[str], str]:
-    """On a pool thread: the panel's rows, the named people for the filter bar, and what the
-    panel says above the list."""
+def read_people(
+    catalog, enabled: bool, hidden: bool = False
+) -> tuple[list[PersonRow], list[str], str]:
+    """On a pool thread: the panel's rows (the hidden people too, with ``hidden``), the
+    named people for the filter bar, and what the panel says above the list."""
     if not enabled:
         return [], [], "Face recognition is off (Settings)."
-    people = catalog.people()
+    people = catalog.people(include_hidden=hidden)
     rows = [
         PersonRow(
             p.id,
@@ -54,6 +56,7 @@ def read_people(catalog, enabled: bool) -> tuple[list[PersonRow], list[str], str
             p.face_count,
             p.photo_count,
             _image(catalog.face_thumb(p.example_face_id)) if p.example_face_id else None,
+            p.hidden,
         )
         for p in people
     ]
@@ -108,6 +111,7 @@ class PeopleController(QObject):
         p.nameRequested.connect(self.name)
         p.mergeRequested.connect(self.merge)
         p.hideRequested.connect(self.hide)
+        p.hiddenShown.connect(lambda _on: self.refresh())
         p.rejectRequested.connect(self.reject)
         p.splitRequested.connect(self.split)
 
@@ -128,6 +132,7 @@ class PeopleController(QObject):
             return
         self._refreshing = True
         catalog, enabled = w.library.catalog, self.enabled
+        hidden = self.panel.show_hidden.isChecked()
 
         def done(result, error):
             self._refreshing = False
@@ -145,7 +150,7 @@ class PeopleController(QObject):
                 self._again = False
                 self.refresh()
 
-        w.tasks.run(lambda: read_people(catalog, enabled), done, pool=w.tasks.io_pool)
+        w.tasks.run(lambda: read_people(catalog, enabled, hidden), done, pool=w.tasks.io_pool)
 
     def show_faces(self, person_id: int) -> None:
         w = self.window
@@ -181,8 +186,12 @@ class PeopleController(QObject):
     def merge(self, keep: int, other: int) -> None:
         self._correct(lambda c: c.merge_people(keep, other), "Merged two people")
 
-    def hide(self, person_id: int) -> None:
-        self._correct(lambda c: c.hide_person(person_id), "Hid a person", regroup=False)
+    def hide(self, person_id: int, hidden: bool = True) -> None:
+        self._correct(
+            lambda c: c.hide_person(person_id, hidden),
+            "Hid a person" if hidden else "Showed a person again",
+            regroup=False,
+        )
 
     def reject(self, face_ids: list[int]) -> None:
         def work(catalog):

@@ -15,6 +15,7 @@ from PySide6.QtCore import QItemSelectionModel, QSize, Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -39,11 +40,12 @@ class PersonRow:
     face_count: int
     photo_count: int
     image: QImage | None  # the person's most confident face, decoded off the GUI thread
+    hidden: bool = False
 
     @property
     def label(self) -> str:
         faces = f"{self.face_count} face{'s' if self.face_count != 1 else ''}"
-        return f"{self.name or UNNAMED}\n{faces}"
+        return f"{self.name or UNNAMED}\n{faces}" + (" (hidden)" if self.hidden else "")
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,10 @@ class PeoplePanel(QWidget):
     facesWanted = Signal(int)  # noqa: N815
     nameRequested = Signal(int, str)  # noqa: N815
     mergeRequested = Signal(int, int)  # noqa: N815 - keep, other
-    hideRequested = Signal(int)  # noqa: N815
+    #: hide the person (True) or show them again (False)
+    hideRequested = Signal(int, bool)  # noqa: N815
+    #: the hidden people are wanted in the list too (or no more)
+    hiddenShown = Signal(bool)  # noqa: N815
     rejectRequested = Signal(list)  # noqa: N815 - face ids: "not this person"
     splitRequested = Signal(list)  # noqa: N815 - face ids: a new person
 
@@ -96,6 +101,9 @@ class PeoplePanel(QWidget):
         self.status.setObjectName("peopleStatus")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
+        self.show_hidden = QCheckBox("Show hidden people", self)
+        self.show_hidden.setObjectName("showHiddenPeople")
+        layout.addWidget(self.show_hidden)
         self.list = _icon_list(self, "peopleList", "People")
         layout.addWidget(self.list, 2)
 
@@ -130,11 +138,13 @@ class PeoplePanel(QWidget):
         self.faces.itemSelectionChanged.connect(self._update_buttons)
         self.name_edit.returnPressed.connect(self._name)
         self.merge_button.clicked.connect(self._merge)
-        self.hide_button.clicked.connect(lambda: self._with_current(self.hideRequested.emit))
+        self.hide_button.clicked.connect(self._hide)
+        self.show_hidden.toggled.connect(self.hiddenShown)
         self.photos_button.clicked.connect(lambda: self._with_current(self.personChosen.emit))
         self.reject_button.clicked.connect(lambda: self._with_faces(self.rejectRequested.emit))
         self.split_button.clicked.connect(lambda: self._with_faces(self.splitRequested.emit))
         self.writable = True
+        self._hidden: set[int] = set()
         self._update_buttons()
 
     def _button(self, text: str, name: str, accessible: str) -> QPushButton:
@@ -154,6 +164,7 @@ class PeoplePanel(QWidget):
         """Show ``rows`` (in their order: the most faces first); keep the choice made."""
         chosen = set(self.selected_people())
         current = self.current_person()
+        self._hidden = {row.id for row in rows if row.hidden}
         self.list.blockSignals(True)
         self.list.clear()
         for row in rows:
@@ -242,6 +253,11 @@ class PeoplePanel(QWidget):
         self.name_edit.setEnabled(self.writable and one)
         self.merge_button.setEnabled(self.writable and len(self.selected_people()) == 2)
         self.hide_button.setEnabled(self.writable and one)
+        hidden = self.current_person() in self._hidden
+        self.hide_button.setText("Show" if hidden else "Hide")
+        self.hide_button.setAccessibleName(
+            "Show this person again" if hidden else "Hide this person"
+        )
         self.photos_button.setEnabled(one)
         self.reject_button.setEnabled(self.writable and one and faces)
         self.split_button.setEnabled(self.writable and one and faces)
@@ -252,6 +268,11 @@ class PeoplePanel(QWidget):
         person = self.current_person()
         if person is not None:
             emit(person)
+
+    def _hide(self) -> None:
+        person = self.current_person()
+        if person is not None:
+            self.hideRequested.emit(person, person not in self._hidden)
 
     def _with_faces(self, emit) -> None:
         faces = self.selected_faces()
