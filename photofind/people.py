@@ -257,3 +257,54 @@ def regroup(
             people_of[face] = None if person in state.rejected.get(face, ()) else person
     catalog.apply_grouping(people_of, new_groups)
     return Regrouped(named, len(grouping.groups), len(new_groups), len(grouping.ungrouped))
+
+
+# -- the face pass as the library's settings want it ------------------------------------------
+
+
+def min_faces_setting(library_dir) -> int:
+    from photofind import settings
+
+    return settings.load(library_dir)["faces.min_faces"]
+
+
+def face_recognition_on(library_dir) -> bool:
+    from photofind import settings
+
+    return bool(settings.load(library_dir)["faces.enabled"])
+
+
+def face_analysers(
+    library_dir, *, min_faces: int | None = None, face_model=None, **options
+) -> list:
+    """The face analyser, grouping into people after each pass, as the library's settings
+    want it (``faces.min_faces``): the list every index pass runs beside CLIP, ``[]`` when
+    face recognition is off (``faces.enabled``). The CLI's ``index``, ``watch`` and the app
+    all take it from here. ``options`` go to the analyser (``in_decode_threads``)."""
+    if not face_recognition_on(library_dir):
+        return []
+    from photofind.library.face_analyser import FaceAnalyser
+
+    least = min_faces_setting(library_dir) if min_faces is None else min_faces
+
+    def group(catalog) -> None:
+        regroup(catalog, min_faces=least)
+
+    return [FaceAnalyser(face_model, after_pass=group, **options)]
+
+
+def corrected(catalog, library_dir) -> Regrouped:
+    """After the user's word (a name, a merge, a split, a "not this person"): the grouping
+    again, so that the k-NN names the faces the correction now reaches, at once."""
+    return regroup(catalog, min_faces=min_faces_setting(library_dir))
+
+
+def set_face_recognition(library, enabled: bool) -> int:
+    """Turn face recognition on or off for ``library`` (its settings); off deletes every
+    face, person, embedding and face thumbnail of its catalog first. Returns the faces
+    deleted. A pass already running must be stopped first (the app's watcher is)."""
+    from photofind import settings
+
+    # The setting first: a pass that starts meanwhile already runs no face analyser.
+    settings.update(library.root, {"faces.enabled": bool(enabled)})
+    return 0 if enabled else library.catalog.forget_faces()

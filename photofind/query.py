@@ -21,7 +21,12 @@ Rules:
   vector, any other file is encoded. Quote a path holding `` + `` or `` - ``:
   ``img:"/my photos/a - b.jpg"``. ``photo:ID`` is a library photo by id (digits 0-9, at
   most SQLite's largest integer).
-- A query needs at least one term with a positive sign.
+- ``person:NAME`` (or ``person:"Anna Smith"``) keeps the photos of a named person
+  (``photofind people``): a filter, not a term. It stands alone between spaces, anywhere
+  in the query; the rest ranks that person's photos (``person:Anna beach``: photos of
+  Anna, the beach ones first). Several mean photos with all of them. A query of only
+  ``person:`` parts lists the person's photos.
+- A query needs at least one term with a positive sign, or a ``person:``.
 
 The search engine turns a query into one vector: the weighted sum of the terms' unit
 vectors, normalised again. Subtracting moves the query away from what a term shows, which
@@ -47,6 +52,7 @@ _TOKEN = re.compile(r'"[^"]*"|\s+|[^\s"]+|"')
 _WEIGHT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*\*\s*(.*)$", re.DOTALL)
 _IMAGE_PREFIXES = ("img:", "image:")
 _PHOTO_PREFIX = "photo:"
+_PERSON_PREFIX = "person:"
 
 MIN_WEIGHT = 0.001
 MAX_WEIGHT = 1000.0
@@ -96,10 +102,12 @@ class Term:
 
 @dataclass(frozen=True)
 class Query:
-    """A parsed query: terms in the order written. Build with :func:`parse_query` or the
-    constructors (``Query.text("beach") - Query.text("people")``, ``2 * Query.photo(7)``)."""
+    """A parsed query: terms in the order written, and the people its photos must show.
+    Build with :func:`parse_query` or the constructors (``Query.text("beach") -
+    Query.text("people")``, ``2 * Query.photo(7)``, ``Query.person("Anna")``)."""
 
     terms: tuple[Term, ...]
+    people: tuple[str, ...] = ()
 
     @classmethod
     def text(cls, sentence: str, weight: float = 1.0) -> Query:
@@ -113,14 +121,21 @@ class Query:
     def photo(cls, photo_id: int, weight: float = 1.0) -> Query:
         return cls((Term(PHOTO, int(photo_id), weight),))
 
+    @classmethod
+    def person(cls, name: str) -> Query:
+        return cls((), (_person_name(name, name),))
+
     def __add__(self, other: Query) -> Query:
-        return Query(self.terms + other.terms)
+        return Query(self.terms + other.terms, _joined(self.people, other.people))
 
     def __sub__(self, other: Query) -> Query:
-        return Query(self.terms + tuple(_scaled(t, -1.0) for t in other.terms))
+        # "- person:X" cannot exclude a person: a person is a filter, not a direction.
+        if other.people:
+            raise QueryError("a person cannot be subtracted: person: keeps photos, never drops")
+        return Query(self.terms + tuple(_scaled(t, -1.0) for t in other.terms), self.people)
 
     def __mul__(self, factor: float) -> Query:
-        return Query(tuple(_scaled(t, float(factor)) for t in self.terms))
+        return Query(tuple(_scaled(t, float(factor)) for t in self.terms), self.people)
 
     __rmul__ = __mul__
 
@@ -137,7 +152,56 @@ class Query:
                 out = f"- {term}" if sign == "-" else str(term)
             else:
                 out += f" {sign} {term}"
-        return out
+        people = " ".join(
+            f'person:"{name}"' if re.search(r"\s", name) else f"person:{name}"
+            for name in self.people
+        )
+        return f"{people} {out}".strip() if people else out
+
+
+def _joined(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+    return a + tuple(name for name in b if name not in a)
+
+
+def _person_name(raw: str, query: str) -> str:
+    name = " ".join(str(raw).replace('"', "").split())
+    if not name:
+        raise QueryError(
+            f"query {_brief(query)}: person: needs a name after it "
+            '(person:Anna, person:"Anna Smith")'
+        )
+    return name
+
+
+def _take_people(text: str) -> tuple[str, tuple[str, ...]]:
+    """The query without its ``person:`` parts, and the names they give, in order.
+
+    A part starts a whitespace-separated token (``person:Anna``, ``person:"Anna Smith"``);
+    inside double quotes it is a word of a sentence."""
+    tokens = [m.group() for m in _TOKEN.finditer(text)]
+    kept: list[str] = []
+    names: list[str] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        at_start = not kept or kept[-1].isspace()
+        if at_start and token.lower().startswith(_PERSON_PREFIX) and not token.startswith('"'):
+            raw = token[len(_PERSON_PREFIX) :]
+            if not raw and i + 1 < len(tokens) and tokens[i + 1].startswith('"'):
+                i += 1
+                raw = tokens[i]
+                if raw == '"':
+                    break  # an unclosed quote: _split says where
+            name = _person_name(raw, text)
+            if name not in names:
+                names.append(name)
+            i += 1
+            continue
+        kept.append(token)
+        i += 1
+    else:
+        return "".join(kept), tuple(names)
+    return text, tuple(names)
 
 
 def _brief(text: str, limit: int = 80) -> str:
@@ -229,7 +293,15 @@ def parse_query(text: str) -> Query:
     """Parse the query syntax described in this module's docstring."""
     if not text or not text.strip():
         raise QueryError("the query is empty: type what the photos show")
-    terms = tuple(_term(sign, raw, text) for sign, raw in _split(text))
+    rest, people = _take_people(text)
+    if people and not rest.strip():
+        return Query((), people)
+    if people and rest.split()[-1] in _OPERATORS:
+        raise QueryError(
+            f"query {_brief(text)}: an operator stands next to a person: part; person: is a "
+            "filter, written beside the terms with a space (person:Anna beach)"
+        )
+    terms = tuple(_term(sign, raw, text) for sign, raw in _split(rest))
     if not terms:
         raise QueryError(f"query {_brief(text)} has no term")
     if not any(t.weight > 0 for t in terms):
@@ -237,4 +309,4 @@ def parse_query(text: str) -> Query:
             f"query {_brief(text)} only subtracts: add what the photos should show "
             "(for example 'beach - people')"
         )
-    return Query(terms)
+    return Query(terms, people)

@@ -6,7 +6,7 @@ Plain Python, no Qt: the CLI, the GUI and the tests use the same :class:`SearchE
   (LRU), so typing the same words again, or paging, costs no encoder run.
 - Picture terms use the photo's stored vector when the picture is in the library (no
   re-encoding) and run the image encoder only for files outside it.
-- Filters (folders, capture date range, file types) become the set of allowed photo ids,
+- Filters (folders, capture date range, file types, people) become the set of allowed ids,
   handed to :meth:`VectorIndex.query`: the index searches among those photos only, so a
   filtered query still returns its ``k`` best and never an empty page because the nearest
   hundred were filtered away.
@@ -27,14 +27,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
 import numpy as np
 
 from photofind.clip.preprocess import draft_side
-from photofind.errors import ImageError, PhotofindError
-from photofind.formats.kinds import VIDEO, VIDEO_EXTENSIONS, kind_of
+from photofind.errors import ImageError
+from photofind.formats.kinds import VIDEO, kind_of
 from photofind.formats.video import Video
 from photofind.library.model_id import ModelId
 from photofind.library.vector_index import dot
@@ -46,6 +45,13 @@ from photofind.relevance import (
     robust_threshold,
     sample_ids,
     z_for,
+)
+from photofind.search_filter import (  # noqa: F401 - callers import them from here
+    PhotoTable,
+    SearchError,
+    SearchFilter,
+    find_person,
+    person_photos,
 )
 
 DEFAULT_K = 20
@@ -64,22 +70,6 @@ def text_query_ef(photos: int) -> int:
     0.94-0.99 for 0.5, 2.4 and 6 ms a query, small beside the ~35 ms of the text encoder.
     """
     return min(4096, max(128, int(0.6 * photos**0.6)))
-
-
-# File types that are one type under several extensions.
-_TYPE_ALIASES = {
-    "jpg": ("jpg", "jpeg", "jpe"),
-    "jpeg": ("jpg", "jpeg", "jpe"),
-    "tif": ("tif", "tiff"),
-    "tiff": ("tif", "tiff"),
-    "heic": ("heic", "heif"),
-    "heif": ("heic", "heif"),
-    "video": tuple(sorted(ext[1:] for ext in VIDEO_EXTENSIONS)),
-}
-
-
-class SearchError(PhotofindError):
-    """A search that cannot run as asked (model mismatch, unknown photo, bad filter)."""
 
 
 # ------------------------------------------------------------------------------ results
@@ -123,117 +113,6 @@ class SearchResults(Sequence):
 
     def __iter__(self) -> Iterator[SearchResult]:
         return iter(self.results)
-
-
-# ------------------------------------------------------------------------------ filters
-
-
-def _period(value, *, end: bool) -> str:
-    """The start (or the exclusive end) of a date given as text, date or datetime, as an
-    ISO string comparable with the catalog's capture dates."""
-    if isinstance(value, datetime):
-        moment = value + timedelta(seconds=1) if end else value
-        return moment.replace(tzinfo=None).isoformat(timespec="seconds")
-    if isinstance(value, date):
-        day = value + timedelta(days=1) if end else value
-        return datetime(day.year, day.month, day.day).isoformat(timespec="seconds")
-    text = str(value).strip()
-    try:
-        if len(text) == 4 and text.isdigit():  # a year
-            year = int(text) + (1 if end else 0)
-            return datetime(year, 1, 1).isoformat(timespec="seconds")
-        if len(text) == 7 and text[4] == "-":  # a month
-            year, month = int(text[:4]), int(text[5:])
-            if end:
-                year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-            return datetime(year, month, 1).isoformat(timespec="seconds")
-        if len(text) == 10:
-            return _period(date.fromisoformat(text), end=end)
-        return _period(datetime.fromisoformat(text), end=end)
-    except ValueError:
-        raise SearchError(
-            f"date {text!r} not understood: use YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH:MM"
-        ) from None
-
-
-@dataclass(frozen=True)
-class SearchFilter:
-    """Which photos a search may return.
-
-    ``folders``: photos inside any of these folders (subfolders included). ``after`` /
-    ``before``: capture date bounds, inclusive, at the precision given (``before="2023"``
-    keeps all of 2023); a photo without an EXIF date is dated by its file's modification
-    time. ``types``: file extensions (``jpg`` also matches ``jpeg``).
-    """
-
-    folders: tuple[str, ...] = ()
-    after: str | date | None = None
-    before: str | date | None = None
-    types: tuple[str, ...] = ()
-
-    def __post_init__(self):
-        if isinstance(self.folders, (str, os.PathLike)):
-            object.__setattr__(self, "folders", (self.folders,))
-        if isinstance(self.types, str):
-            object.__setattr__(self, "types", tuple(self.types.split(",")))
-        # Check the dates now so that a typo fails before any searching.
-        if self.after is not None:
-            _period(self.after, end=False)
-        if self.before is not None:
-            _period(self.before, end=True)
-
-    @property
-    def is_empty(self) -> bool:
-        return not self.folders and self.after is None and self.before is None and not self.types
-
-    def extensions(self) -> set[str]:
-        out: set[str] = set()
-        for t in self.types:
-            t = t.strip().lower().lstrip(".")
-            if t:
-                out.update(_TYPE_ALIASES.get(t, (t,)))
-        return out
-
-
-class _PhotoTable:
-    """Columns of every catalogued photo that filters look at, as numpy arrays."""
-
-    def __init__(self, catalog):
-        ids, paths, dates, exts = [], [], [], []
-        for photo in catalog.photos():
-            ids.append(photo.id)
-            paths.append(photo.path)
-            if photo.capture_date:
-                dates.append(photo.capture_date[:19])
-            else:
-                moment = datetime.fromtimestamp(photo.mtime_ns / 1e9)
-                dates.append(moment.isoformat(timespec="seconds"))
-            exts.append(os.path.splitext(photo.path)[1][1:].lower())
-        self.ids = np.asarray(ids, dtype=np.int64)
-        self.paths = np.asarray(paths, dtype=str)
-        self.dates = np.asarray(dates, dtype=str)
-        self.exts = np.asarray(exts, dtype=str)
-        self.vector_ids, self.vector_items = catalog.vector_items()
-
-    def allowed_vectors(self, f: SearchFilter) -> np.ndarray:
-        """The vector ids of the items ``f`` allows (what the vector index filters on)."""
-        return self.vector_ids[np.isin(self.vector_items, self.allowed(f))]
-
-    def allowed(self, f: SearchFilter) -> np.ndarray:
-        keep = np.ones(self.ids.size, dtype=bool)
-        if f.folders:
-            inside = np.zeros(self.ids.size, dtype=bool)
-            for folder in f.folders:
-                prefix = os.path.join(os.path.abspath(os.fspath(folder)), "")
-                inside |= np.char.startswith(self.paths, prefix)
-            keep &= inside
-        if f.after is not None:
-            keep &= self.dates >= _period(f.after, end=False)
-        if f.before is not None:
-            keep &= self.dates < _period(f.before, end=True)
-        if f.types:
-            keep &= np.isin(self.exts, sorted(f.extensions()))
-        return self.ids[keep]
 
 
 def _indexed(ids: np.ndarray, index) -> int:
@@ -331,6 +210,10 @@ class SearchEngine:
     ) -> SearchResults:
         """Photos for a query (text or the syntax of :mod:`photofind.query`), best first."""
         parsed = parse_query(query) if isinstance(query, str) else query
+        if parsed.people:
+            filter = (filter or SearchFilter()).with_people(parsed.people)
+        if not parsed.terms:
+            return self._photos_of(filter, k, offset)
         vector = self.query_vector(parsed)
         has_text = any(term.kind == TEXT for term in parsed.terms)
         return self._rank(
@@ -502,6 +385,19 @@ class SearchEngine:
             return self.model.encode_images([path])[0]
         raise SearchError(f"unknown query term kind {kind!r}")
 
+    def _photos_of(self, filter: SearchFilter, k: int, offset: int) -> SearchResults:
+        """A query of people only: their photos that pass ``filter``, newest first. Nothing
+        ranks them, so each scores 1.0 (it shows the people asked for)."""
+        if k < 0 or offset < 0:
+            raise SearchError(f"k ({k}) and offset ({offset}) must not be negative")
+        table = self._photo_table()
+        allowed = np.isin(table.ids, table.allowed(filter, self.library.catalog))
+        order = sorted(np.flatnonzero(allowed), key=lambda i: (table.dates[i], table.ids[i]))[::-1]
+        page = [int(table.ids[i]) for i in order[offset : offset + k]]
+        photos = self.library.catalog.photos_by_id(page)
+        results = tuple(SearchResult(i, photos[i].path, 1.0) for i in page if i in photos)
+        return SearchResults(results, offset, exhausted=offset + k >= len(order))
+
     def _rank(
         self, vector, k, offset, filter, cutoff, *, plain_text, image_only=False, far=False
     ) -> SearchResults:
@@ -514,7 +410,7 @@ class SearchEngine:
             return SearchResults((), offset)
         allowed = None
         if filter is not None and not filter.is_empty:
-            allowed = self._photo_table().allowed_vectors(filter)
+            allowed = self._photo_table().allowed_vectors(filter, self.library.catalog)
         limit = (
             self.threshold(vector, plain_text=plain_text, image_only=image_only, index=index)
             if cutoff
@@ -572,11 +468,11 @@ class SearchEngine:
         times = np.asarray([v[1] for v in items.values()], dtype=np.int64)
         return ids[:want], best[:want], times[:want]
 
-    def _photo_table(self) -> _PhotoTable:
+    def _photo_table(self) -> PhotoTable:
         key = (self.library.catalog.generation, len(self.library.index))
         with self._lock:
             if self._table is None or self._table.key != key:
-                self._table = _Snapshot(key, _PhotoTable(self.library.catalog))
+                self._table = _Snapshot(key, PhotoTable(self.library.catalog))
             return self._table.value
 
     def _background_vectors(self, index=None) -> np.ndarray | None:

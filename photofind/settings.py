@@ -144,6 +144,21 @@ OPTIONS: dict[str, Option] = {
         ),
         Option("gui.relevance_cutoff", bool, True, "hide results that do not stand out"),
         Option("gui.window", dict, None, "the main window's last place", check=_window),
+        Option(
+            "faces.enabled",
+            bool,
+            True,
+            "find and recognise faces (off: every face, embedding and face thumbnail is "
+            "deleted, and the face pass does not run)",
+        ),
+        Option(
+            "faces.min_faces",
+            int,
+            3,
+            "faces an unnamed group needs before it is shown as a person",
+            low=1,
+            high=1000,
+        ),
     )
 }
 

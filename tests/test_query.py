@@ -97,3 +97,45 @@ def test_plain_text_means_one_positive_sentence():
     assert parse_query("2*a cat").is_plain_text
     assert not parse_query("a cat - a dog").is_plain_text
     assert not parse_query("img:x.jpg").is_plain_text
+
+
+# -- person: ------------------------------------------------------------------------------
+
+
+def test_person_parts_are_filters_taken_out_of_the_terms():
+    q = parse_query('person:Anna beach + 0.5*sunset person:"Anna Smith"')
+    assert q.people == ("Anna", "Anna Smith")
+    assert [(t.kind, t.value, t.weight) for t in q.terms] == [
+        ("text", "beach", 1.0),
+        ("text", "sunset", 0.5),
+    ]
+    assert parse_query(str(q)) == q  # printed as it parses
+    only = parse_query("person:Anna")
+    assert only.terms == () and only.people == ("Anna",)
+    assert parse_query("PERSON:Anna person:Anna").people == ("Anna",)
+
+
+def test_person_inside_quotes_or_a_word_is_text():
+    assert parse_query('"rock person:x"').people == ()
+    assert parse_query("beach+person:x").people == ()
+    assert Query.person("Anna") + Query.text("beach") == parse_query("person:Anna beach")
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("person:", "needs a name"),
+        ('person:"  "', "needs a name"),
+        ("beach + person:Anna", "person: is a filter"),
+        ("person:Anna - beach", "only subtracts"),
+        ('person:"Anna', "never closed"),
+    ],
+)
+def test_bad_person_parts_say_why(text, words):
+    with pytest.raises(QueryError, match=words):
+        parse_query(text)
+
+
+def test_a_person_cannot_be_subtracted():
+    with pytest.raises(QueryError, match="cannot be subtracted"):
+        Query.text("beach") - Query.person("Anna")

@@ -25,18 +25,24 @@ def _index_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument(
-        "--faces", action="store_true", help="also find and group faces (photofind people)"
+        "--faces",
+        action="store_true",
+        help="faces are found and grouped whenever face recognition is on (the default; "
+        "the Settings turn it off): this only insists that they are",
     )
 
 
-def _analysers(args) -> list:
-    """The analysers the user opted into beside CLIP (faces only, for now)."""
-    if not args.faces:
-        return []
-    from photofind.library.face_analyser import FaceAnalyser
-    from photofind.people import regroup
+def _analysers(args, ctx: Context) -> list:
+    """Every analyser the library's settings enable beside CLIP (faces, for now)."""
+    from photofind.people import face_analysers
 
-    return [FaceAnalyser(after_pass=regroup)]
+    analysers = face_analysers(ctx.library)
+    if args.faces and not analysers:
+        raise PhotofindError(
+            "--faces: face recognition is off for this library (turn it on in the app's "
+            "Settings, or `photofind people on`)"
+        )
+    return analysers
 
 
 def _index(args: argparse.Namespace, ctx: Context) -> int:
@@ -56,14 +62,15 @@ def _index(args: argparse.Namespace, ctx: Context) -> int:
             file=sys.stderr,
         )
         session = ModelSession.open(library, model, provider=ctx.provider, verified=ctx.verified)
+        analysers = _analysers(args, ctx)
         if session.target is not None:
-            _model_change(session, args)
+            _model_change(session, args, analysers)
             return 0
         stats = _run_with_bar(
             args,
             "indexing",
             lambda bar: library.index_pending(
-                model, progress=bar, batch_size=args.batch_size, analysers=_analysers(args)
+                model, progress=bar, batch_size=args.batch_size, analysers=analysers
             ),
         )
         print(
@@ -71,6 +78,7 @@ def _index(args: argparse.Namespace, ctx: Context) -> int:
             f"in {stats.seconds:.1f} s ({stats.images_per_s:.1f} photos/s)",
             file=sys.stderr,
         )
+        _say_faces(library, analysers)
         if stats.changed:
             print(
                 f"{stats.changed} photos changed on disk while this ran and are still "
@@ -78,6 +86,19 @@ def _index(args: argparse.Namespace, ctx: Context) -> int:
                 file=sys.stderr,
             )
     return 0
+
+
+def _say_faces(library, analysers) -> None:
+    if not analysers:
+        return
+    catalog = library.catalog
+    counts = catalog.analysis_counts(analysers[0].name)
+    people = catalog.people()
+    print(
+        f"faces: {len(catalog.faces())} in {counts['done']} photos ({counts['failed']} "
+        f"failed), {len(people)} people ({sum(p.name is not None for p in people)} named)",
+        file=sys.stderr,
+    )
 
 
 def _run_with_bar(args, desc: str, run):
@@ -89,7 +110,7 @@ def _run_with_bar(args, desc: str, run):
             bar.close()
 
 
-def _model_change(session, args) -> None:
+def _model_change(session, args, analysers) -> None:
     """Run a model change in the session's order, each pass once: new photos first get
     the held model's vectors (searchable at once), then every photo gets the new model's,
     then the swap, then the photos that had no new vector at the swap."""
@@ -120,7 +141,9 @@ def _model_change(session, args) -> None:
         stats = _run_with_bar(
             args,
             desc,
-            lambda bar, kind=kind: session.run_pass(kind, progress=bar, batch_size=args.batch_size),
+            lambda bar, kind=kind: session.run_pass(
+                kind, progress=bar, batch_size=args.batch_size, analysers=analysers
+            ),
         )
         if desc.startswith("indexing new"):
             print(f"indexed {stats.indexed} new photos with {held_name}", file=sys.stderr)

@@ -61,6 +61,13 @@ def _filter_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--after", metavar="DATE", help="taken on or after DATE (YYYY[-MM[-DD]])")
     p.add_argument("--before", metavar="DATE", help="taken on or before DATE (YYYY[-MM[-DD]])")
     p.add_argument("--type", metavar="EXTS", help="file types, comma-separated: jpg,png")
+    p.add_argument(
+        "--person",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only photos of this person (name or id, `photofind people list`; repeatable)",
+    )
 
 
 def _search_args(p: argparse.ArgumentParser) -> None:
@@ -99,6 +106,7 @@ def _filter(args):
         after=args.after,
         before=args.before,
         types=tuple(args.type.split(",")) if args.type else (),
+        people=tuple(args.person),
     )
 
 
@@ -204,6 +212,7 @@ def _nothing_found(library, args, results) -> str | None:
                 ("--after", args.after),
                 ("--before", args.before),
                 ("--type", args.type),
+                *(("--person", p) for p in args.person),
             )
             if value
         ]

@@ -112,10 +112,18 @@ def _watch_until_stopped(args: argparse.Namespace, ctx: Context) -> int:
             )
             # A model change (`photofind models use`) continues here once new photos are
             # indexed with the library's model, which searches keep using until the swap.
+            from photofind.people import face_analysers
+
             session = ModelSession.open(
                 library, model, provider=ctx.provider, verified=ctx.verified
             )
-            watcher = Watcher(library, options=options, say=_say, session=session)
+            watcher = Watcher(
+                library,
+                options=options,
+                say=_say,
+                session=session,
+                analysers=face_analysers(ctx.library),
+            )
             watcher.start()
             _say(
                 f"watching {len(library.folders())} folder(s) of {ctx.library}; "

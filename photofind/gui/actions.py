@@ -225,7 +225,15 @@ class PhotoActions(QObject):
         def work():
             photo = catalog.photo(row.photo_id) if row.photo_id is not None else None
             date = photo_date(photo) if photo is not None else None
-            return load_preview(row.path, row.score, date, time_s=row.time_s, frames=row.frames)
+            # Faces found on a video's frames are boxed on no single picture shown here.
+            faces = [
+                (face, name)
+                for face, name in (catalog.face_names(photo.id) if photo is not None else [])
+                if face.frame_ms is None
+            ]
+            return load_preview(
+                row.path, row.score, date, faces, time_s=row.time_s, frames=row.frames
+            )
 
         def done(result, error):
             if error is not None:

@@ -1,4 +1,5 @@
-"""The filter bar under the search box: folder, date range, file type, and the sort order."""
+"""The filter bar under the search box: folder, date range, file type, person, and the sort
+order."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ FILE_TYPES = (
     ("Videos", ("video",)),  # every video extension (photofind.search's alias)
 )
 SORTS = (("Relevance", "relevance"), ("Newest first", "newest"), ("Oldest first", "oldest"))
+ANYONE = "Anyone"
 # A QDateEdit cannot be empty: its minimum date stands for "no bound" and shows as "any".
 NO_DATE = QDate(1900, 1, 1)
 
@@ -156,7 +158,7 @@ class FilterBar(QWidget):
         self.folder.setSizeAdjustPolicy(
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
         )
-        self.folder.setMinimumContentsLength(12)
+        self.folder.setMinimumContentsLength(6)
         self.folder.addItem("All folders", "")
         self.after = _date_edit(self, "afterFilter", "Taken on or after")
         self.before = _date_edit(self, "beforeFilter", "Taken on or before")
@@ -165,6 +167,15 @@ class FilterBar(QWidget):
         self.type.setAccessibleName("File type")
         for label, exts in FILE_TYPES:
             self.type.addItem(label, exts)
+        self.person = QComboBox(self)
+        self.person.setObjectName("personFilter")
+        self.person.setAccessibleName("Only photos of person")
+        self.person.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        # Narrow at its narrowest: the window must still fit a 800 px wide screen.
+        self.person.setMinimumContentsLength(2)
+        self.person.addItem(ANYONE, "")
         self._labels: list[QLabel] = []
         self.sort = QComboBox(self)
         self.sort.setObjectName("sortOrder")
@@ -172,11 +183,13 @@ class FilterBar(QWidget):
         for label, key in SORTS:
             self.sort.addItem(label, key)
 
+        self._person_label = None
         for label, widget in (
             ("Folder", self.folder),
             ("From", self.after),
             ("to", self.before),
             ("Type", self.type),
+            ("Person", self.person),
             ("Sort", self.sort),
         ):
             text = QLabel(label, self)
@@ -185,10 +198,15 @@ class FilterBar(QWidget):
             layout.addWidget(text)
             layout.addWidget(widget)
             self._labels.append(text)
+            if widget is self.person:
+                self._person_label = text
+        # No named person yet, nothing to choose: the person filter shows with the first.
+        self._show_person(False)
         layout.addStretch(1)  # (what the grid shows is said above it: results_header.py)
 
         self.folder.currentIndexChanged.connect(self.changed)
         self.type.currentIndexChanged.connect(self.changed)
+        self.person.currentIndexChanged.connect(self.changed)
         self.sort.currentIndexChanged.connect(self.changed)
         self.after.dateChanged.connect(self.changed)
         self.before.dateChanged.connect(self.changed)
@@ -197,6 +215,7 @@ class FilterBar(QWidget):
         layout = self.layout()
         items = [layout.itemAt(i) for i in range(layout.count())]
         widgets = [it.widget() for it in items if it.widget() is not None]
+        widgets = [w for w in widgets if not w.isHidden()]
         if not labels:
             widgets = [w for w in widgets if w not in self._labels]
         margins = layout.contentsMargins()
@@ -224,8 +243,15 @@ class FilterBar(QWidget):
         in their tooltips and accessible names)."""
         show = self.width() >= self._width(labels=True)
         for label in self._labels:
+            if label is self._person_label and self.person.isHidden():
+                continue
             if label.isVisibleTo(self) != show:
                 label.setVisible(show)
+
+    def _show_person(self, show: bool) -> None:
+        self.person.setVisible(show)
+        self._person_label.setVisible(show and self.width() >= self._width(labels=True))
+        self.updateGeometry()
 
     def set_folders(self, paths: list[str]) -> None:
         """Offer these folders; keep the one chosen when it is still there."""
@@ -245,6 +271,25 @@ class FilterBar(QWidget):
         if chosen and index < 0:
             self.changed.emit()  # the chosen folder went away: the filter widened
 
+    def set_people(self, names: list[str]) -> None:
+        """Offer these named people (:class:`photofind.gui.people_controller`); keep the one
+        chosen when they are still there."""
+        chosen = self.person.currentData()
+        current = [self.person.itemData(i) for i in range(1, self.person.count())]
+        if current == list(names):
+            return
+        self.person.blockSignals(True)
+        self.person.clear()
+        self.person.addItem(ANYONE, "")
+        for name in names:
+            self.person.addItem(name, name)
+        index = self.person.findData(chosen) if chosen else 0
+        self.person.setCurrentIndex(max(index, 0))
+        self.person.blockSignals(False)
+        self._show_person(bool(names))
+        if chosen and index < 0:
+            self.changed.emit()  # renamed or merged away: the filter widened
+
     def search_filter(self) -> SearchFilter | None:
         folder = self.folder.currentData() or None
         after = self.after.date() if self.after.date() != NO_DATE else None
@@ -255,6 +300,7 @@ class FilterBar(QWidget):
             after=after.toString("yyyy-MM-dd") if after else None,
             before=before.toString("yyyy-MM-dd") if before else None,
             types=tuple(types),
+            people=(self.person.currentData(),) if self.person.currentData() else (),
         )
         return None if f.is_empty else f
 
@@ -276,17 +322,20 @@ class FilterBar(QWidget):
             out.append(f"taken on or before {before}")
         if self.type.currentIndex() > 0:
             out.append(f"of type {self.type.currentText()}")
+        if self.person.currentIndex() > 0:
+            out.append(f"of {self.person.currentText()}")
         return out
 
     def clear(self) -> None:
         """Every filter back to "all"; ``changed`` is emitted once (when one was set)."""
         if not self.describe():
             return
-        widgets = (self.folder, self.type, self.after, self.before)
+        widgets = (self.folder, self.type, self.person, self.after, self.before)
         for widget in widgets:
             widget.blockSignals(True)
         self.folder.setCurrentIndex(0)
         self.type.setCurrentIndex(0)
+        self.person.setCurrentIndex(0)
         self.after.clear_date()
         self.before.clear_date()
         for widget in widgets:

@@ -239,6 +239,11 @@ class FoldersController(QObject):
                 f"Re-indexing for model {p.model}: {p.done:,}/{p.total:,} · "
                 f"{_fmt_eta(p.eta_s)} left" + (f" · {p.failed} failed" if p.failed else "")
             )
+        elif not p.paused and getattr(p, "stage", ()) == ("faces",):  # the face pass only
+            w.index_label.setText(
+                f"Finding faces {p.done:,} / {p.total:,} · {p.images_per_s:.1f} photos/s · "
+                f"{_fmt_eta(p.eta_s)} left" + (f" · {p.failed} failed" if p.failed else "")
+            )
         elif not p.paused:
             w.index_label.setText(
                 f"Indexing {p.done:,} / {p.total:,} · {p.images_per_s:.1f} photos/s · "

@@ -39,6 +39,7 @@ from photofind.gui.filters import FilterBar
 from photofind.gui.folders_controller import FoldersController
 from photofind.gui.folders_panel import FoldersPanel
 from photofind.gui.model_controller import ModelController
+from photofind.gui.people_controller import PeopleController
 from photofind.gui.placement import place, save_placement, saved_placement
 from photofind.gui.results_header import ResultsHeader
 from photofind.gui.results_model import ResultsModel
@@ -120,6 +121,7 @@ class MainWindow(QMainWindow):
         self._build_central()
         self._build_status_bar()
         self._build_folders_dock()
+        self.people = PeopleController(self)  # the People dock, beside the folders
         self.photo_actions = PhotoActions(self)
         self.photo_actions.connect_view(self.view)
         self.search.connect_widgets()
@@ -128,6 +130,7 @@ class MainWindow(QMainWindow):
         self._set_zoom(self.settings.thumbnail_size)
         self.models.make_indexing_job()
         self.folders.refresh()
+        self.people.refresh()
         # Once the window shows: the first query's one-off costs, off the GUI thread.
         QTimer.singleShot(0, self.search.warm_up)
         if library.readonly:
@@ -372,6 +375,10 @@ class MainWindow(QMainWindow):
     def apply_settings(self, new: GuiSettings) -> None:
         """Use ``new`` from now on and store it; a model or provider change reloads the
         model off the GUI thread (a different model re-indexes the library)."""
+        off = "Turning face recognition off deletes every face and person found. Go on?"
+        turning_off = self.settings.faces_enabled and not new.faces_enabled
+        if turning_off and not self.confirm("Face recognition", off):
+            new = dataclasses.replace(new, faces_enabled=True)
         old, self.settings = self.settings, new
         if not self.library.readonly:
             try:
@@ -380,6 +387,8 @@ class MainWindow(QMainWindow):
                 self.statusBar().showMessage(f"Settings not saved: {exc}", 8000)
         self._set_zoom(new.thumbnail_size)
         self.watch_options.reconcile_s = 60.0 * new.reconcile_minutes
+        if new.faces_enabled != old.faces_enabled and not self.library.readonly:
+            self.people.set_recognition(new.faces_enabled)
         if new.relevance_cutoff != self.relevance_cutoff:
             self.relevance_cutoff = new.relevance_cutoff
             self.search.run_again()
@@ -418,6 +427,7 @@ class MainWindow(QMainWindow):
         self.folders.recount_timer.stop()
         if self.indexing is not None:
             self.indexing.stop()
+        self.models.forget_analysers()  # the face worker processes end
         self.thumbnails.clear_queue()
         self.tasks.wait()
         self.thumbnails.wait()

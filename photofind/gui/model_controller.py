@@ -34,6 +34,7 @@ class ModelController(QObject):
         self.indexing: WatcherJob | None = None
         self._changes: list[tuple[object, object]] = []  # (model, then): set_model's queue
         self._request: object | None = None  # the newest _load_model: earlier ones lose
+        self._face_analysers: list | None = None  # see _analysers
 
     @property
     def changing(self) -> bool:
@@ -58,10 +59,39 @@ class ModelController(QObject):
         if self.model is None or w.library.readonly:
             w.watch_label.setText(health_text(None, readonly=w.library.readonly))
             return
-        self.indexing = WatcherJob(w.library, self.session, w.watch_options, w)
+        self.indexing = WatcherJob(
+            w.library, self.session, w.watch_options, w, analysers=self._analysers
+        )
         self.indexing.modelSwapped.connect(self._on_model_swapped)
         self.indexing.message.connect(lambda text: log.info("watcher: %s", text))
         w.folders.attach(self.indexing)
+        w.people.attach(self.indexing)
+
+    def _analysers(self) -> list:
+        """On the watcher's thread: the face pass after CLIP, as the settings want it.
+
+        Kept for the window's life, not made per watcher: loading dlib's models holds the
+        GIL throughout (0.3 s on a quiet core, over 1 s on a busy one; the GUI freezes
+        meanwhile), so each is loaded once. Turning face recognition off or on drops them
+        (:meth:`forget_analysers`).
+
+        Faces are found in two worker processes (photofind.faces.worker), not in this
+        one as the CLI does: dlib's embedder holds the GIL for each face (~0.1 s on a quiet
+        core), and the GUI waits behind it. tests/bench/bench_gui_faces.py, 80 photos on
+        2 busy cores: longest event-loop stall 117 ms, p99 22 ms, 2.24 photos/s with the
+        processes; 1,026 ms, p99 453 ms, 2.19 photos/s on the decode threads in-process."""
+        from photofind.people import face_analysers, face_recognition_on
+
+        root = self.window.library.root
+        if self._face_analysers is None or not face_recognition_on(root):
+            self._face_analysers = face_analysers(root, processes=2)
+        return self._face_analysers
+
+    def forget_analysers(self) -> None:
+        """Drop the face analyser, ending its processes (no watcher may be running)."""
+        analysers, self._face_analysers = self._face_analysers, None
+        for analyser in analysers or ():
+            analyser.close()
 
     def start_indexing(self) -> None:
         """Start watching (a reconcile of every folder, then indexing what is new) — unless a

@@ -1,4 +1,5 @@
-"""The large preview (Space on a photo): the picture and its details.
+"""The large preview (Space on a photo): the picture, its faces boxed with their names, and
+its details.
 
 A video hit shows its best frame large, a strip of its frames that match the search best
 (each with its time and score), and a button that opens it in the system's player.
@@ -10,8 +11,8 @@ import os
 from dataclasses import dataclass
 
 from PIL import Image
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtCore import QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QDialog,
     QFormLayout,
@@ -45,6 +46,8 @@ class PhotoDetails:
     duration_ms: int | None = None
     #: the time of the video frame shown, in seconds
     time_s: float | None = None
+    #: the names of the people whose faces are boxed ("Unnamed" for a face on nobody named)
+    people: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,10 @@ def score_text(score: float | None, threshold: float | None) -> str:
     return f"{score:.3f} ({side} the relevance cut-off {threshold:.3f})"
 
 
+UNNAMED = "Unnamed"
+FACE_BOX = QColor(255, 214, 10)  # a yellow that stands out on skin, sky and shadow
+
+
 def qimage(img: Image.Image) -> QImage:
     """A PIL picture as an RGB888 QImage that owns its pixels (made on any thread)."""
     img = img.convert("RGB")
@@ -85,23 +92,33 @@ def load_preview(
     path: str,
     score: float | None,
     date: str | None,
+    faces=(),
     *,
     time_s: float | None = None,
     frames: tuple = (),
 ):
-    """Decode a screen-sized copy of ``path`` and read its details. Runs off the GUI thread.
+    """Decode a screen-sized copy of ``path`` and read its details. Runs off the GUI thread
+    (QPainter on a QImage may).
 
-    ``(image, details, strip)``; for a video the image is its frame at ``time_s`` (the
-    search's best) and the strip the ``frames`` ``(time s, score)`` asked, decoded small,
-    in time order. A photo's strip is empty."""
+    ``(image, details, strip)``; ``faces`` are boxed: pairs of a stored face (its box in the
+    upright photo's full-size pixels) and its person's name or None. For a video the image
+    is its frame at ``time_s`` (the search's best) and the strip the ``frames`` ``(time s,
+    score)`` asked, decoded small, in time order. A photo's strip is empty."""
     size = os.stat(path).st_size
     if kind_of(path) == VIDEO:
         return _load_video_preview(path, score, date, size, time_s, frames)
     img = open_image(path, draft_size=(PREVIEW_SIDE, PREVIEW_SIDE))  # names what is wrong
     with open_photo(path) as probe:
         width, height = probe.size  # the stored size; cheap, reads only the header
+    # Decoding drafts and EXIF-rotates: the upright full width is the stored width, or the
+    # height for a photo turned by a quarter.
+    upright = width if (img.width >= img.height) == (width >= height) else height
     img.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.BICUBIC)
-    return qimage(img), PhotoDetails(path, date, width, height, size, score), ()
+    image = qimage(img)
+    names = tuple(name or UNNAMED for _, name in faces)
+    if faces:
+        draw_faces(image, [(face.box, name) for face, name in faces], img.width / max(1, upright))
+    return image, PhotoDetails(path, date, width, height, size, score, people=names), ()
 
 
 def _load_video_preview(path, score, date, size, time_s, frames):
@@ -116,6 +133,28 @@ def _load_video_preview(path, score, date, size, time_s, frames):
     )
     details = PhotoDetails(path, date, width, height, size, score, duration, at)
     return qimage(img), details, strip
+
+
+def draw_faces(image: QImage, boxes, scale: float) -> None:
+    """Each ``(x, y, w, h)`` box (full-size pixels, times ``scale``) outlined, its name
+    under it (nothing for a face on no named person)."""
+    painter = QPainter(image)
+    try:
+        line = max(2, round(min(image.width(), image.height()) / 300))
+        painter.setPen(QPen(FACE_BOX, line))
+        font = QFont()
+        font.setPixelSize(max(11, round(image.height() / 45)))
+        painter.setFont(font)
+        for (x, y, w, h), name in boxes:
+            rect = QRectF(x * scale, y * scale, w * scale, h * scale)
+            painter.drawRect(rect)
+            if name:
+                below = QRectF(rect.left() - w, rect.bottom() + line, rect.width() + 2 * w, 200)
+                painter.drawText(
+                    below, int(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop), name
+                )
+    finally:
+        painter.end()
 
 
 # Keys that move the preview through the results, as in an image viewer.
@@ -180,6 +219,7 @@ class PreviewDialog(QDialog):
             ("size", "File size"),
             ("duration", "Length"),
             ("score", "Score"),
+            ("people", "People"),
         ):
             value = QLabel("", self)
             value.setObjectName(f"preview_{key}")
@@ -201,7 +241,7 @@ class PreviewDialog(QDialog):
         self.image.setPixmap(QPixmap())
         self.image.setText("Loading…")
         self.fields["path"].setText(path)
-        for key in ("date", "dimensions", "size", "duration", "score"):
+        for key in ("date", "dimensions", "size", "duration", "score", "people"):
             self.fields[key].setText("")
         self._set_strip(())
         self.play.setVisible(False)
@@ -252,6 +292,7 @@ class PreviewDialog(QDialog):
         self.fields["dimensions"].setText(f"{details.width} × {details.height} pixels")
         self.fields["size"].setText(human_size(details.size_bytes))
         self.fields["score"].setText(score_text(details.score, self.threshold))
+        self.fields["people"].setText(", ".join(details.people) if details.people else "—")
 
     def show_error(self, path: str, message: str) -> None:
         if path == self.path:

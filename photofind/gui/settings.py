@@ -6,7 +6,7 @@ meanwhile elsewhere (``photofind models use`` in a terminal) is not overwritten 
 value this window read at start.
 
 Applied without restart: thumbnail size, relevance cut-off, reconcile interval (from the
-watcher's next round), and model and provider (the model is reloaded off the GUI thread; a
+watcher's next round), face recognition (off deletes every face record), and model and provider (the model is reloaded off the GUI thread; a
 different model re-indexes the library, as it must).
 """
 
@@ -40,6 +40,7 @@ KEYS = {
     "thumbnail_size": "gui.thumbnail_size",
     "reconcile_minutes": "gui.reconcile_minutes",
     "relevance_cutoff": "gui.relevance_cutoff",
+    "faces_enabled": "faces.enabled",
 }
 
 
@@ -52,6 +53,7 @@ class GuiSettings:
     thumbnail_size: int = OPTIONS["gui.thumbnail_size"].default
     reconcile_minutes: int = OPTIONS["gui.reconcile_minutes"].default
     relevance_cutoff: bool = OPTIONS["gui.relevance_cutoff"].default
+    faces_enabled: bool = OPTIONS["faces.enabled"].default
 
     @classmethod
     def load(cls, library: Path) -> GuiSettings:
@@ -161,6 +163,16 @@ class SettingsDialog(QDialog):
         self.cutoff.setChecked(settings.relevance_cutoff)
         form.addRow("Relevance cut-off", self.cutoff)
 
+        self.faces = QCheckBox("Find and recognise faces", self)
+        self.faces.setObjectName("facesSetting")
+        self.faces.setAccessibleName("Face recognition")
+        self.faces.setChecked(settings.faces_enabled)
+        self.faces.setToolTip(
+            "Faces are found and grouped on this computer only. Off deletes every face, "
+            "person, face embedding and face thumbnail of the library."
+        )
+        form.addRow("People", self.faces)
+
         layout.addLayout(form)
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
@@ -176,4 +188,5 @@ class SettingsDialog(QDialog):
             thumbnail_size=self.thumbnail.value(),
             reconcile_minutes=self.reconcile.value(),
             relevance_cutoff=self.cutoff.isChecked(),
+            faces_enabled=self.faces.isChecked(),
         )

@@ -143,12 +143,16 @@ class WatcherJob(QObject):
         session: ModelSession,
         options: WatchOptions,
         parent=None,
+        *,
+        analysers=(),
     ):
         super().__init__(parent)
         self.library = library
         #: which model indexes and which is staged; the watcher's worker runs its passes
         #: (and it changes at a swap, on that thread: the window keeps its own copy)
         self.session = session
+        #: what the watcher runs beside CLIP (a callable: called on its thread)
+        self.analysers = analysers
         self.options = options
         self.watcher: Watcher | None = None
         self.last_progress: Progress | None = None
@@ -195,6 +199,7 @@ class WatcherJob(QObject):
             say=self._message_from_worker.emit,
             session=self.session,
             on_batch=self._report_batch,
+            analysers=self.analysers,
         )
         self.watcher.start()
         self._timer.start()

@@ -33,6 +33,7 @@ from PIL import Image
 from photofind.clip.preprocess import Picture
 from photofind.errors import ImageError
 from photofind.faces import MODEL_ID, FaceModel
+from photofind.faces.worker import FaceProcesses
 from photofind.formats.video import Video
 from photofind.library.analysers import Analyser, Failure
 from photofind.library.face_records import FACES, FaceRecord
@@ -55,7 +56,8 @@ class FaceAnalyser(Analyser):
     here); more of its kind are made when several threads find faces at once.
     ``after_pass(catalog)`` runs once a pass has gone through every photo (the grouping
     into people). ``in_decode_threads``: faces are found on the indexer's decode threads
-    (both cores), else on its pipeline thread (one core)."""
+    (both cores), else on its pipeline thread (one core). ``processes``: found in that many
+    worker processes instead of this one (the app: dlib then holds none of its GIL)."""
 
     name = FACES
     model_id = MODEL_ID
@@ -69,6 +71,7 @@ class FaceAnalyser(Analyser):
         max_side: int = DEFAULT_MAX_SIDE,
         after_pass: Callable[[object], object] | None = None,
         in_decode_threads: bool = True,
+        processes: int = 0,
     ):
         self.max_side = max_side
         # The shorter side a JPEG may be decoded down to: a 4:3 photo then still has its
@@ -76,21 +79,41 @@ class FaceAnalyser(Analyser):
         self.picture_side = (max_side * 3 + 3) // 4
         self.after_pass = after_pass
         self.in_decode_threads = in_decode_threads
-        model = face_model if face_model is not None else FaceModel(max_side=max_side)
-        self._settings = dict(
-            detector=model.detector_name,
-            max_side=model.max_side,
-            min_face=model.min_face,
-            upsample=model.upsample,
-        )
+        # ``processes``: faces are found in that many worker processes (photofind.faces.
+        # worker), none of dlib's work in this one: no GIL held here, no model loaded here.
+        self._processes = None
+        if processes and face_model is None:
+            self._settings = dict(max_side=max_side)
+            self._processes = FaceProcesses(processes, **self._settings)
+            model = None
+        else:
+            model = face_model if face_model is not None else FaceModel(max_side=max_side)
+            self._settings = dict(
+                detector=model.detector_name,
+                max_side=model.max_side,
+                min_face=model.min_face,
+                upsample=model.upsample,
+            )
         # Idle face models. dlib's objects are not to be used by two threads at once: each
         # call borrows one (making another when all are busy: one per decode thread).
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
-        self._idle.put(model)
+        if model is not None:
+            self._idle.put(model)
         #: items analysed in this object's life, in the order their faces were handed on
         self.analysed: list[int] = []
 
+    def close(self) -> None:
+        """End the worker processes, if any (they start again when next needed)."""
+        if self._processes is not None:
+            self._processes.close()
+
     def _find(self, item, rgb: np.ndarray, scale: float) -> list[FaceRecord]:
+        if self._processes is not None:
+            try:
+                faces = self._processes.find(rgb)
+            except ImageError as exc:
+                raise ImageError(f"{item.path}: no faces read: {exc}") from exc
+            return [self._record(face, scale) for face in faces]
         try:
             model = self._idle.get_nowait()
         except queue.Empty:

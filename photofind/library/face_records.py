@@ -134,13 +134,28 @@ class FaceRecords:
         with self._write() as conn:
             return conn.execute("DELETE FROM faces WHERE model_id != ?", (model_id,)).rowcount
 
-    def forget_faces(self) -> None:
-        """Every face, person and face analyser state, gone (face recognition turned off)."""
-        with self._write() as conn:
-            conn.execute("DELETE FROM faces")
-            conn.execute("DELETE FROM people")
-            conn.execute("DELETE FROM analyses WHERE analyser = ?", (FACES,))
-            conn.execute("DELETE FROM meta WHERE key = ?", (f"analyser:{FACES}",))
+    def forget_faces(self) -> int:
+        """Every face, person and face analyser state, gone (face recognition turned off,
+        ``photofind people forget``). Returns how many faces went.
+
+        ``secure_delete`` makes SQLite overwrite the freed pages with zeros, and the
+        checkpoint moves them out of the write-ahead log into the file: the embeddings and
+        face thumbnails do not linger in free pages, where a file viewer would find them."""
+        with self._lock:
+            self._conn.execute("PRAGMA secure_delete = ON")
+        try:
+            with self._write() as conn:
+                gone = conn.execute("DELETE FROM faces").rowcount
+                conn.execute("DELETE FROM face_rejections")
+                conn.execute("DELETE FROM people")
+                conn.execute("DELETE FROM analyses WHERE analyser = ?", (FACES,))
+                conn.execute("DELETE FROM meta WHERE key = ?", (f"analyser:{FACES}",))
+            with self._lock:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            with self._lock:
+                self._conn.execute("PRAGMA secure_delete = OFF")
+        return gone
 
     # -- read ---------------------------------------------------------------------------
 
@@ -160,6 +175,29 @@ class FaceRecords:
             params,
         )
         return [StoredFace(r[0], r[1], tuple(r[2:6]), r[6], r[7], r[8], r[9]) for r in rows]
+
+    def face(self, face_id: int) -> StoredFace | None:
+        rows = self._query(
+            "SELECT id, item_id, x, y, w, h, score, person_id, assigned_by FROM faces WHERE id = ?",
+            (face_id,),
+        )
+        return (
+            StoredFace(rows[0][0], rows[0][1], tuple(rows[0][2:6]), *rows[0][6:]) if rows else None
+        )
+
+    def faces_of(self, person_id: int, *, model_id: str | None = None) -> list:
+        """The faces on a person, the most confident first."""
+        rows = self._query(
+            "SELECT id, item_id, x, y, w, h, score, person_id, assigned_by FROM faces "
+            "WHERE person_id = ? AND model_id = ? ORDER BY score DESC, id",
+            (person_id, self._face_model(model_id)),
+        )
+        return [StoredFace(r[0], r[1], tuple(r[2:6]), r[6], r[7], r[8]) for r in rows]
+
+    def face_names(self, item_id: int) -> list[tuple[StoredFace, str | None]]:
+        """An item's faces with the name of their person (None: unnamed or on none)."""
+        names = dict(self._query("SELECT id, name FROM people"))
+        return [(f, names.get(f.person_id)) for f in self.faces(item_id)]
 
     def face_thumb(self, face_id: int) -> bytes | None:
         rows = self._query("SELECT thumb FROM faces WHERE id = ?", (face_id,))
@@ -330,6 +368,69 @@ class FaceRecords:
             if keep_name is None and other_name is not None:
                 conn.execute("UPDATE people SET name = ? WHERE id = ?", (other_name, keep))
             conn.execute("UPDATE faces SET assigned_by = 'user' WHERE person_id = ?", (keep,))
+
+    def name_face(self, face_id: int, name: str) -> int:
+        """The user says the face is ``name``: its person is named so (joining the person
+        who has that name already, if another), or, on none, it goes to that person (a new
+        one when nobody has the name). Returns the person's id."""
+        name = name.strip() if isinstance(name, str) else ""
+        if not name:
+            raise CatalogError("a person's name must not be empty")
+        with self._write() as conn:
+            row = conn.execute("SELECT person_id FROM faces WHERE id = ?", (face_id,)).fetchone()
+            if row is None:
+                raise CatalogError(f"no face with id {face_id} in {self.path}")
+            named = conn.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+            person = row[0]
+            target = named[0] if named else person
+        if person is not None and target != person:
+            self.merge_people(target, person)
+        elif person is not None:
+            self.name_person(person, name)
+        elif target is not None:
+            self.move_face(face_id, target)
+        else:
+            target = self.split_faces([face_id], name)
+        return target
+
+    def split_faces(self, face_ids: Sequence[int], name: str | None = None) -> int:
+        """The user says these faces are someone else: they leave their people for one new
+        person (named ``name``, or unnamed), as the user's word; a "not" on each for the
+        person it left keeps the k-NN from putting it back. Returns the new person's id."""
+        if not face_ids:
+            raise CatalogError("split: no face given")
+        with self._write() as conn:
+            if name is not None:
+                name = name.strip()
+                if not name:
+                    raise CatalogError("a person's name must not be empty")
+                if conn.execute("SELECT 1 FROM people WHERE name = ?", (name,)).fetchone():
+                    raise CatalogError(f"a person is already named {name!r}")
+            person_id = conn.execute(
+                "INSERT INTO people(name, hidden, created_ns) VALUES (?, 0, ?)",
+                (name, time.time_ns()),
+            ).lastrowid
+            for face_id in face_ids:
+                row = conn.execute(
+                    "SELECT person_id FROM faces WHERE id = ?", (face_id,)
+                ).fetchone()
+                if row is None:
+                    raise CatalogError(f"no face with id {face_id} in {self.path}")
+                if row[0] is not None:
+                    conn.execute(
+                        "INSERT OR IGNORE INTO face_rejections(face_id, person_id) VALUES (?, ?)",
+                        (face_id, row[0]),
+                    )
+                conn.execute(
+                    "UPDATE faces SET person_id = ?, assigned_by = 'user' WHERE id = ?",
+                    (person_id, face_id),
+                )
+            conn.execute(
+                "DELETE FROM people WHERE name IS NULL AND id != ? "
+                "AND NOT EXISTS (SELECT 1 FROM faces f WHERE f.person_id = people.id)",
+                (person_id,),
+            )
+        return person_id
 
     def reject_face(self, face_id: int) -> int | None:
         """The user says "not this person": the face leaves its person, and the k-NN and the

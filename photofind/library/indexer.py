@@ -57,6 +57,9 @@ class Progress:
     images_per_s: float
     eta_s: float | None
     paused: bool = False
+    #: the analysers of the batch just written, by name: ("faces",) once only the face
+    #: pass is left, so a front end can say "finding faces" rather than "indexing"
+    stage: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -268,10 +271,12 @@ class Indexer:
         try:
             while (outcome := results.get()) is not _DONE:
                 works, by_analyser = outcome
+                stage = []
                 for analyser in self.analysers:
                     ok, bad = by_analyser.get(analyser.name, ((), ()))
                     if ok or bad:
                         analyser.record(self.catalog, ok, bad)
+                        stage.append(analyser.name)
                 done += len(works)
                 failed += sum(1 for w in works if w.failures)
                 self.changed.extend(w.item for w in works if w.changed)
@@ -282,7 +287,7 @@ class Indexer:
                 ):
                     self.index.save(self.library_dir)
                     last_save = time.monotonic()
-                self._report(done, max(total, done), failed, started)
+                self._report(done, max(total, done), failed, started, tuple(stage))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             self._error = exc
             self.control.cancel()
@@ -291,13 +296,15 @@ class Indexer:
         finally:
             self.done, self.failed = done, failed
 
-    def _report(self, done: int, total: int, failed: int, started: float) -> None:
+    def _report(
+        self, done: int, total: int, failed: int, started: float, stage: tuple = ()
+    ) -> None:
         if not self.progress:
             return
         elapsed = time.monotonic() - started
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = (total - done) / rate if rate > 0 else None
-        self.progress(Progress(done, total, failed, rate, eta, self.control.paused))
+        self.progress(Progress(done, total, failed, rate, eta, self.control.paused, stage))
 
     # -- the run --------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,14 +194,19 @@ class ModelSession:
 
     # -- indexing ----------------------------------------------------------------------------
 
-    def next_pass(self) -> str | None:
+    def next_pass(self, analysers: Sequence = ()) -> str | None:
         """The pass to run now (:data:`NEW` or :data:`STAGED`), or None when nothing is left:
-        new photos before the re-index, so that they are searchable at once."""
+        new photos before the re-index, so that they are searchable at once. Work pending
+        for one of ``analysers`` (the face pass; run after CLIP within a NEW pass) comes
+        before the re-index too."""
         if self.active is None:
             return None
         held = self.held
-        if self.library.catalog.counts().get("pending", 0) or (
-            held is not None and held != _id(self.active)
+        catalog = self.library.catalog
+        if (
+            catalog.counts().get("pending", 0)
+            or (held is not None and held != _id(self.active))
+            or any(a.pending_count(catalog) for a in analysers)
         ):
             return NEW
         if self.staged is not None:

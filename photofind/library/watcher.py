@@ -9,7 +9,8 @@ Design, chosen for being hard to get wrong:
   :func:`~photofind.library.reconcile.reconcile` on the dirty folders: the scanner compares
   them with the catalog, so a rename keeps its vector (partial-hash match), a folder moved
   out removes its photos and one moved in adds them; files still being written wait.
-  Then it encodes what is pending. A long index run is cut short (the batch in flight is
+  Then it encodes what is pending, and runs the other analysers it was given (the face
+  pass) until they too have nothing pending. A long index run is cut short (the batch in flight is
   committed) when new changes have waited ``max_delay_s``, so the catalog never lags far.
 - A full reconcile runs at start, every ``reconcile_s``, and whenever watching may have
   missed something: a kernel queue overflow, a watch that died, a folder that was re-made.
@@ -35,7 +36,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from photofind.atomic import atomic_write_text
@@ -118,11 +119,18 @@ class Watcher:
         observer_factory: Callable[[], object] | None = None,
         staged_model=None,
         session: ModelSession | None = None,
+        analysers: Sequence | Callable[[], Sequence] = (),
     ):
         self.library = library
         #: which model indexes, which is staged, and which pass runs next; given, or made of
         #: ``model`` and ``staged_model`` (a change begun with Library.begin_model_change)
         self.session = session or ModelSession(library, model, staged_model)
+        # The analysers every pass runs after CLIP (the face pass), to the end as CLIP is:
+        # pending work of any of them keeps the worker indexing. A callable is called on
+        # the worker's thread when first needed (loading a face model is no work for the
+        # thread that starts the watcher, a GUI's).
+        self._analysers_source = analysers
+        self._analysers: list | None = None
         self.options = options or WatchOptions()
         self.say = say or (lambda message: log.info("%s", message))
         self.on_batch = on_batch
@@ -317,7 +325,13 @@ class Watcher:
             self.say(f"reconciled {len(chosen)} folder(s): {report.summary()}")
         if not self._stop.is_set():
             self._index(batch)
-        batch.pending_after = self.library.catalog.counts().get("pending", 0)
+        catalog = self.library.catalog
+        batch.pending_after = max(
+            [
+                catalog.counts().get("pending", 0),
+                *(a.pending_count(catalog) for a in self.analysers),
+            ]
+        )
         batch.unsettled = sorted(self._unsettled)
         self._last_batch_at = time.time()
         self._write_status()
@@ -358,7 +372,7 @@ class Watcher:
         """Run the session's passes in its order (new photos first, so they are searchable
         at once; then a staged model change) until none is left or a pass gives way."""
         while not self._stop.is_set():
-            kind = self.session.next_pass()
+            kind = self.session.next_pass(self.analysers)
             if kind is None:
                 return
             # A pass for new photos does not save the index itself: this watcher does, at
@@ -366,7 +380,7 @@ class Watcher:
             # at its swap.)
             options = {"batch_size": self.options.batch_size}
             if kind == NEW:
-                options.update(save_every_s=None, save_at_end=False)
+                options.update(save_every_s=None, save_at_end=False, analysers=self.analysers)
             stats = self._pass(
                 lambda control, progress, kind=kind, options=options: self.session.run_pass(
                     kind, control=control, progress=progress, **options
@@ -409,6 +423,13 @@ class Watcher:
         finally:
             with self._control_lock:
                 self._control = None
+
+    @property
+    def analysers(self) -> list:
+        if self._analysers is None:
+            source = self._analysers_source
+            self._analysers = list(source() if callable(source) else source)
+        return self._analysers
 
     def _left_for_next_reconcile(self, stats) -> bool:
         """Photos the pass left pending because their files changed after the reconcile

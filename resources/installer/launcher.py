@@ -25,4 +25,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    # The app finds faces in spawned worker processes (photofind/faces/worker.py): in the
+    # frozen bundle each starts as this executable, which must then run the worker.
+    import multiprocessing
+
+    multiprocessing.freeze_support()
     sys.exit(main())
