@@ -33,6 +33,8 @@ from typing import NamedTuple
 import numpy as np
 
 from photofind.errors import PhotofindError
+from photofind.formats.kinds import type_extensions
+from photofind.library.companions import companions
 from photofind.library.model_id import ModelId
 from photofind.library.vector_index import dot
 from photofind.query import IMAGE, PHOTO, TEXT, Query, parse_query
@@ -63,17 +65,6 @@ def text_query_ef(photos: int) -> int:
     return min(4096, max(128, int(0.6 * photos**0.6)))
 
 
-# File types that are one type under several extensions.
-_TYPE_ALIASES = {
-    "jpg": ("jpg", "jpeg", "jpe"),
-    "jpeg": ("jpg", "jpeg", "jpe"),
-    "tif": ("tif", "tiff"),
-    "tiff": ("tif", "tiff"),
-    "heic": ("heic", "heif"),
-    "heif": ("heic", "heif"),
-}
-
-
 class SearchError(PhotofindError):
     """A search that cannot run as asked (model mismatch, unknown photo, bad filter)."""
 
@@ -88,6 +79,9 @@ class SearchResult:
     score: float
     #: the time of the item's best frame, in seconds (None: a still)
     time_s: float | None = None
+    #: files of the same shot shown through this one: its RAW, its Live Photo clip
+    #: (photofind.library.companions)
+    companions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -155,7 +149,8 @@ class SearchFilter:
     ``folders``: photos inside any of these folders (subfolders included). ``after`` /
     ``before``: capture date bounds, inclusive, at the precision given (``before="2023"``
     keeps all of 2023); a photo without an EXIF date is dated by its file's modification
-    time. ``types``: file extensions (``jpg`` also matches ``jpeg``).
+    time. ``types``: file extensions or type names (``jpg`` also matches ``jpeg``, ``raw``
+    every camera RAW extension: :func:`photofind.formats.kinds.type_extensions`).
     """
 
     folders: tuple[str, ...] = ()
@@ -181,9 +176,7 @@ class SearchFilter:
     def extensions(self) -> set[str]:
         out: set[str] = set()
         for t in self.types:
-            t = t.strip().lower().lstrip(".")
-            if t:
-                out.update(_TYPE_ALIASES.get(t, (t,)))
+            out.update(type_extensions(t))
         return out
 
 
@@ -206,6 +199,21 @@ class _PhotoTable:
         self.dates = np.asarray(dates, dtype=str)
         self.exts = np.asarray(exts, dtype=str)
         self.vector_ids, self.vector_items = catalog.vector_items()
+        # A RAW (or Live Photo clip) beside its JPEG/HEIC is shown through that one.
+        groups = companions(paths)
+        id_of = dict(zip(paths, ids))
+        #: lead item id -> its companions' paths; companion item id -> its lead's id
+        self.companions = {id_of[lead]: found for lead, found in groups.items()}
+        self.lead_of = {id_of[c]: id_of[lead] for lead, found in groups.items() for c in found}
+
+    def hidden(self, allowed: np.ndarray | None) -> frozenset[int]:
+        """The companions shown through their lead, among the items a filter ``allowed``
+        (None: all); a companion whose lead the filter leaves out (``--type raw``) shows
+        by itself."""
+        if allowed is None:
+            return frozenset(self.lead_of)
+        leads = set(allowed.tolist())
+        return frozenset(c for c, lead in self.lead_of.items() if lead in leads)
 
     def allowed_vectors(self, f: SearchFilter) -> np.ndarray:
         """The vector ids of the items ``f`` allows (what the vector index filters on)."""
@@ -466,9 +474,12 @@ class SearchEngine:
         index = self.library.index  # one index for the whole query (a swap may replace it)
         if not self._check_model(index):
             return SearchResults((), offset)
-        allowed = None
+        table = self._photo_table()
+        allowed = allowed_items = None
         if filter is not None and not filter.is_empty:
-            allowed = self._photo_table().allowed_vectors(filter)
+            allowed_items = table.allowed(filter)
+            allowed = table.allowed_vectors(filter)
+        hidden = table.hidden(allowed_items)
         limit = (
             self.threshold(vector, plain_text=plain_text, image_only=image_only, index=index)
             if cutoff
@@ -476,7 +487,7 @@ class SearchEngine:
         )
         want = offset + k
         ef = text_query_ef(len(index)) if far else None
-        ids, scores, times = self._best_items(index, vector, want, allowed, ef)
+        ids, scores, times = self._best_items(index, vector, want, allowed, ef, hidden)
         fetched = len(ids)
         cut = below = 0
         if limit is not None:
@@ -494,16 +505,18 @@ class SearchEngine:
             photo = photos.get(photo_id)
             if photo is not None:  # removed since the index answered
                 time_s = None if ms < 0 else float(ms) / 1000.0
-                results.append(SearchResult(photo_id, photo.path, float(score), time_s))
+                found = table.companions.get(photo_id, ())
+                results.append(SearchResult(photo_id, photo.path, float(score), time_s, found))
         exhausted = fetched < want or cut > 0
         return SearchResults(tuple(results), offset, limit, cut, exhausted, below)
 
-    def _best_items(self, index, vector, want: int, allowed, ef):
+    def _best_items(self, index, vector, want: int, allowed, ef, hidden=frozenset()):
         """The ``want`` best items: ``(item ids, scores, best frame ms or -1)``, best first.
 
         An item with many vectors (a video's frames) may fill several of the index's
-        nearest hits, so the index is asked for more until ``want`` distinct items came
-        back or it has no more to give.
+        nearest hits, and a companion (``hidden``: a RAW shown through its JPEG) none, so
+        the index is asked for more until ``want`` distinct items came back or it has no
+        more to give.
         """
         asked = want
         catalog = self.library.catalog
@@ -514,6 +527,8 @@ class SearchEngine:
             for vid, score in zip(vids.tolist(), scores.tolist()):
                 place = places.get(vid)
                 if place is None or place[0] in items:  # removed since, or a worse frame
+                    continue
+                if place[0] in hidden:
                     continue
                 items[place[0]] = (score, -1 if place[1] is None else place[1])
             if len(items) >= want or len(vids) < asked or asked >= len(index):

@@ -96,9 +96,16 @@ def _filter(args):
     )
 
 
+def _result_json(r) -> dict:
+    row = {"path": shown(r.path), "score": round(r.score, 6)}
+    if r.companions:  # its RAW, its Live Photo clip (photofind.library.companions)
+        row["companions"] = [shown(c) for c in r.companions]
+    return row
+
+
 def _print(results, args) -> None:
     if args.json:
-        emit_json([{"path": shown(r.path), "score": round(r.score, 6)} for r in results])
+        emit_json([_result_json(r) for r in results])
     else:
         for r in results:
             print(f"{r.score:.4f}  {printable(r.path)}")

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from PySide6.QtCore import QMimeData, QObject, QUrl, Signal
 from PySide6.QtGui import (
@@ -25,9 +24,10 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QMenu
 
+from photofind.clip.preprocess import open_image
+from photofind.formats.kinds import is_supported
 from photofind.gui.filters import photo_date
 from photofind.gui.results_model import PathRole
-from photofind.library.scanner import IMAGE_EXTENSIONS
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,9 @@ PHOTO_MENU: tuple[ActionSpec | None, ...] = (
 
 
 def image_path(mime: QMimeData) -> str | None:
-    """The first local photo among dropped or pasted URLs."""
+    """The first local file of a kind photofind reads among dropped or pasted URLs."""
     for url in mime.urls():
-        if url.isLocalFile() and Path(url.toLocalFile()).suffix.lower() in IMAGE_EXTENSIONS:
+        if url.isLocalFile() and is_supported(url.toLocalFile()):
             return url.toLocalFile()
     return None
 
@@ -178,11 +178,14 @@ class PhotoActions(QObject):
             self.imageCopied.emit(path, ok and serial == self._copy_serial)
 
         def work():
-            # The bytes first, by Python: QImage(path) would wait on a slow file inside Qt's
-            # image reader, holding its plugin lock, and every other decode (the GUI
-            # thread's too) would queue behind it.
-            with open(path, "rb") as file:
-                return QImage.fromData(file.read())
+            # Decoded by photofind.formats, not QImage(path): Qt reads neither HEIC nor RAW,
+            # and it would wait on a slow file inside its image reader, holding its plugin
+            # lock, while every other decode (the GUI thread's too) queued behind it.
+            img = open_image(path)
+            data = img.tobytes()
+            return QImage(
+                data, img.width, img.height, 3 * img.width, QImage.Format.Format_RGB888
+            ).copy()
 
         w.tasks.run(work, done, pool=w.tasks.io_pool)
 

@@ -10,7 +10,8 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QDialog, QFormLayout, QLabel, QSizePolicy, QVBoxLayout
 
-from photofind.clip.preprocess import open_image, open_photo
+from photofind.clip.preprocess import open_image
+from photofind.formats.decode import stored_size
 
 PREVIEW_SIDE = 1600  # pixels, longest side decoded for the preview
 
@@ -47,8 +48,7 @@ def load_preview(path: str, score: float | None, date: str | None) -> tuple[QIma
     """Decode a screen-sized copy of ``path`` and read its details. Runs off the GUI thread."""
     size = os.stat(path).st_size
     img = open_image(path, draft_size=(PREVIEW_SIDE, PREVIEW_SIDE))  # names what is wrong
-    with open_photo(path) as probe:
-        width, height = probe.size  # the stored size; cheap, reads only the header
+    width, height = stored_size(path)  # as stored; cheap, reads only the header
     img.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.BICUBIC)
     data = img.tobytes()
     image = QImage(data, img.width, img.height, 3 * img.width, QImage.Format.Format_RGB888).copy()
