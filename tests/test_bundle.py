@@ -206,6 +206,29 @@ def test_the_bundle_finds_faces_with_its_own_dlib_and_models(bundle, run_bundle)
     assert report["faces"] == 3  # Obama, Biden and the girl beside them (tests/test_faces.py)
 
 
+def test_the_bundle_decodes_every_still_kind(bundle, run_bundle, tmp_path):
+    """HEIC, AVIF, JPEG XL, ICC JPEG, multi-page TIFF and animations written by the bundled
+    encoders, and a DNG (PiDNG, here), all decode with the bundle's own libraries."""
+    import still_files
+    from PIL import Image
+
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    picture = Image.new("RGB", (96, 64), (200, 40, 40))
+    try:
+        still_files.write_dng(folder / "still.dng", picture)
+        still_files.write_dng(folder / "preview.dng", picture, preview=picture.resize((192, 128)))
+    except pytest.skip.Exception:
+        pass  # no PiDNG here: the bundle's encoders' files are still checked
+    report = json.loads(run_bundle("--bundle-selftest", "formats", folder).stdout)
+    kinds = {"still.heic", "still.avif", "still.jxl", "still_p3.jpg", "pages.tif", "moving.gif"}
+    assert kinds <= set(report) and not [e for e in report.values() if "error" in e]
+    assert report["still.heic"]["size"] == [96, 64] and report["moving.webp"]["frames"] == 2
+    if (folder / "still.dng").exists():
+        assert report["still.dng"]["raw_path"] == "demosaic"
+        assert report["preview.dng"]["raw_path"] == "preview"
+
+
 def test_size_without_models_is_within_budget(bundle):
     def size(folder: Path) -> int:  # links (PyInstaller's library aliases) count once
         return sum(p.lstat().st_size for p in folder.rglob("*") if not p.is_dir())

@@ -202,3 +202,62 @@ def test_every_kind_shows_a_thumbnail_and_a_preview(qtbot, shots, kind):
     dialog.show_photo(image, details)
     assert dialog.fields["dimensions"].text() == f"{details.width} × {details.height} pixels"
     loader.wait()
+
+
+def test_copy_image_drop_and_the_type_filter_take_every_kind(qtbot, window, shots):
+    from PySide6.QtCore import QMimeData, QUrl
+    from PySide6.QtGui import QGuiApplication
+
+    from photofind.gui.actions import image_path
+    from photofind.gui.filters import FILE_TYPES
+    from photofind.search import SearchFilter
+
+    root, photos, circles = shots
+    heic = str(circles["heic"])
+    with qtbot.waitSignal(window.photo_actions.imageCopied, timeout=20_000) as copied:
+        window.copy_image(heic)  # Qt reads no HEIC: photofind.formats decodes it
+    assert copied.args == [heic, True]
+    with Image.open(heic) as stored:
+        assert QGuiApplication.clipboard().image().size().toTuple() == stored.size
+    for name in ("IMG_0042.DNG", "circle_avif.avif", "circle_jxl.jxl"):
+        mime = QMimeData()
+        mime.setUrls(
+            [QUrl.fromLocalFile(str(photos / "notes.txt")), QUrl.fromLocalFile(str(photos / name))]
+        )
+        assert image_path(mime) == str(photos / name)
+    labels = dict(FILE_TYPES)
+    assert {"HEIC", "RAW", "AVIF", "JPEG XL", "PSD"} <= set(labels)
+    assert {"dng", "cr3", "nef", "arw"} <= SearchFilter(types=labels["RAW"]).extensions()
+    bar = window.filter_bar
+    bar.type.setCurrentIndex(bar.type.findText("RAW"))
+    assert "raw" in bar.search_filter().types
+
+
+def test_the_grid_shows_the_jpeg_with_its_raw_reachable(qtbot, shots, tiny):
+    from photofind.gui import create_window
+    from photofind.gui.results_model import PathRole
+
+    root, photos, circles = shots
+    win = create_window(root, tiny)
+    qtbot.addWidget(win)
+    try:
+        win.relevance_cutoff = False
+        from PySide6.QtCore import Qt
+
+        win.search_box.setText(CIRCLE)
+        with qtbot.waitSignal(win.searchFinished, timeout=30_000):
+            qtbot.keyClick(win.search_box, Qt.Key.Key_Return)
+        model = win.results
+        paths = [model.index(i, 0).data(PathRole) for i in range(model.rowCount())]
+        raw = str(photos / "IMG_0042.DNG")
+        assert raw not in paths
+        pair = model.index(paths.index(str(circles["pair"])), 0)
+        assert pair.data() == "IMG_0042.JPG + DNG"
+        win.view.setCurrentIndex(pair)
+        assert win.photo_actions.companion_of_current() == raw
+        lone = model.index(paths.index(str(circles["dng"])), 0)
+        win.view.setCurrentIndex(lone)
+        assert win.photo_actions.companion_of_current() is None
+    finally:
+        win.shutdown()
+        win.library.close()

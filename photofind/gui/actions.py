@@ -42,6 +42,8 @@ PHOTO_MENU: tuple[ActionSpec | None, ...] = (
     ActionSpec("find_similar_action", "Find similar", "find_similar_current"),
     None,
     ActionSpec("open_action", "Open", "open_current"),
+    # The RAW (or Live Photo clip) shown through this photo; hidden when it has none.
+    ActionSpec("open_companion_action", "Open the RAW", "open_companion_current"),
     ActionSpec("show_action", "Show in folder", "show_current"),
     ActionSpec("copy_path_action", "Copy path", "copy_path_current"),
     ActionSpec("copy_image_action", "Copy image", "copy_image_current"),
@@ -102,6 +104,16 @@ class PhotoActions(QObject):
     def open_current(self) -> None:
         self._with_current(self.open_photo)
 
+    def companion_of_current(self) -> str | None:
+        """The first file shown through the current photo (its RAW), or None."""
+        row = self.current()
+        return row.companions[0] if row is not None and row.companions else None
+
+    def open_companion_current(self) -> None:
+        companion = self.companion_of_current()
+        if companion is not None:
+            self.open_photo(companion)
+
     def show_current(self) -> None:
         self._with_current(self.show_in_folder)
 
@@ -117,6 +129,11 @@ class PhotoActions(QObject):
         if not index.isValid():
             return
         view.setCurrentIndex(index)
+        companion = self.companion_of_current()
+        open_companion = self.window.open_companion_action
+        open_companion.setVisible(companion is not None)
+        if companion is not None:
+            open_companion.setText(f"Open {os.path.basename(companion)}")
         menu = QMenu(view)
         for spec in PHOTO_MENU:
             if spec is None:
@@ -178,9 +195,14 @@ class PhotoActions(QObject):
             self.imageCopied.emit(path, ok and serial == self._copy_serial)
 
         def work():
-            # Decoded by photofind.formats, not QImage(path): Qt reads neither HEIC nor RAW,
-            # and it would wait on a slow file inside its image reader, holding its plugin
-            # lock, while every other decode (the GUI thread's too) queued behind it.
+            # The bytes first, by Python: QImage(path) would wait on a slow file inside Qt's
+            # image reader, holding its plugin lock, and every other decode (the GUI
+            # thread's too) would queue behind it.
+            with open(path, "rb") as file:
+                image = QImage.fromData(file.read())
+            if not image.isNull():
+                return image
+            # What Qt does not read (HEIC, AVIF, JPEG XL, camera RAW): photofind.formats.
             img = open_image(path)
             data = img.tobytes()
             return QImage(

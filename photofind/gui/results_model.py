@@ -24,6 +24,17 @@ class Row:
     path: str
     score: float
     photo_id: int | None = None
+    #: files of the same shot shown through this one (its RAW, its Live Photo clip)
+    companions: tuple[str, ...] = ()
+
+
+def display_name(row: Row) -> str:
+    """The cell's name: the file's, and the kinds of its companions ("IMG_1.JPG + DNG")."""
+    name = os.path.basename(row.path)
+    if not row.companions:
+        return name
+    kinds = sorted({os.path.splitext(c)[1][1:].upper() for c in row.companions})
+    return f"{name} + {' + '.join(kinds)}"
 
 
 def score_line(score: float, threshold: float | None) -> str:
@@ -139,9 +150,10 @@ class ResultsModel(QStringListModel):
 
     def _value(self, row: Row, role: int):
         if role == Qt.ItemDataRole.DisplayRole:
-            return os.path.basename(row.path)
+            return display_name(row)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return row.path  # the grid's own tooltip adds the score: tooltip()
+            # The grid's own tooltip adds the score: tooltip().
+            return "\n".join((row.path, *(f"with {c}" for c in row.companions)))
         if role == Qt.ItemDataRole.DecorationRole:
             return self._icon(row.path)
         if role == PathRole:
@@ -151,7 +163,7 @@ class ResultsModel(QStringListModel):
         if role == PhotoIdRole:
             return row.photo_id
         if role == Qt.ItemDataRole.AccessibleTextRole:
-            return f"{os.path.basename(row.path)}, {score_line(row.score, self._threshold)}"
+            return f"{display_name(row)}, {score_line(row.score, self._threshold)}"
         if role == Qt.ItemDataRole.SizeHintRole:
             return QSize(self._icon_size + 16, self._icon_size + 36)
         return None

@@ -207,7 +207,7 @@ class SearchController(QObject):
 
         def work():
             found = fn(engine)
-            rows = [Row(r.path, float(r.score), r.photo_id) for r in found]
+            rows = [Row(r.path, float(r.score), r.photo_id, r.companions) for r in found]
             if order != "relevance":
                 ids = (r.photo_id for r in rows if r.photo_id is not None)
                 photos = catalog.photos_by_id(ids)
