@@ -2,7 +2,8 @@
 
 HEIC by libheif's x265 encoder (pillow-heif), AVIF by Pillow's libavif plugin, JPEG XL by
 libjxl (pillow-jxl-plugin), TIFF, GIF, WebP, APNG and JPEG by Pillow, and DNG by PiDNG
-(``pidng`` on PyPI: the sensor data as a Bayer mosaic, LibRaw reads it back). Profiles for
+(``pidng`` on PyPI: the sensor data as a Bayer mosaic, LibRaw reads it back), and PSD by
+psd-tools. Profiles for
 Adobe RGB and Display P3 come from their published primaries
 (:func:`photofind.formats.icc.rgb_profile`) and are read by LittleCMS.
 """
@@ -95,6 +96,15 @@ def _linear(v: np.ndarray) -> np.ndarray:
 
 def _unlinear(v: np.ndarray) -> np.ndarray:
     return np.where(v <= 0.0031308, v * 12.92, 1.055 * v ** (1 / 2.4) - 0.055)
+
+
+def write_psd(path: Path, image: Image.Image) -> Path:
+    """A Photoshop file with ``image`` as its flattened composite, written by psd-tools."""
+    psd_tools = pytest.importorskip(
+        "psd_tools", reason="psd-tools (pip install psd-tools) writes the PSD test files"
+    )
+    psd_tools.PSDImage.frompil(image.convert("RGB")).save(path)
+    return path
 
 
 def write_multipage_tiff(path: Path, pages: list[Image.Image]) -> Path:

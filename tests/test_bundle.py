@@ -9,6 +9,7 @@ namespaces allow, no network at all (``unshare --net``).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -208,18 +209,20 @@ def test_the_bundle_finds_faces_with_its_own_dlib_and_models(bundle, run_bundle)
 
 def test_the_bundle_decodes_every_still_kind(bundle, run_bundle, tmp_path):
     """HEIC, AVIF, JPEG XL, ICC JPEG, multi-page TIFF and animations written by the bundled
-    encoders, and a DNG (PiDNG, here), all decode with the bundle's own libraries."""
+    encoders, and a DNG (PiDNG) and a PSD (psd-tools) written here, all decode with the
+    bundle's own libraries."""
     import still_files
     from PIL import Image
 
     folder = tmp_path / "stills"
     folder.mkdir()
     picture = Image.new("RGB", (96, 64), (200, 40, 40))
-    try:
+    # Without PiDNG or psd-tools here, the files of the bundle's own encoders still count.
+    with contextlib.suppress(pytest.skip.Exception):
         still_files.write_dng(folder / "still.dng", picture)
         still_files.write_dng(folder / "preview.dng", picture, preview=picture.resize((192, 128)))
-    except pytest.skip.Exception:
-        pass  # no PiDNG here: the bundle's encoders' files are still checked
+    with contextlib.suppress(pytest.skip.Exception):
+        still_files.write_psd(folder / "layers.psd", picture)
     report = json.loads(run_bundle("--bundle-selftest", "formats", folder).stdout)
     kinds = {"still.heic", "still.avif", "still.jxl", "still_p3.jpg", "pages.tif", "moving.gif"}
     assert kinds <= set(report) and not [e for e in report.values() if "error" in e]
@@ -227,6 +230,8 @@ def test_the_bundle_decodes_every_still_kind(bundle, run_bundle, tmp_path):
     if (folder / "still.dng").exists():
         assert report["still.dng"]["raw_path"] == "demosaic"
         assert report["preview.dng"]["raw_path"] == "preview"
+    if (folder / "layers.psd").exists():
+        assert report["layers.psd"]["left"] == [200, 40, 40]
 
 
 def test_size_without_models_is_within_budget(bundle):

@@ -76,6 +76,7 @@ def shots(tmp_path_factory, tiny):
             photos / "circle_gif.gif", [scene(CIRCLE, 8), scene(CIRCLE, 8)], [500, 500]
         ),
     }
+    circles["psd"] = sf.write_psd(photos / "circle_psd.psd", scene(CIRCLE, 10))
     # One shot as RAW+JPEG: the JPEG leads, the RAW is reachable from it.
     pair = scene(CIRCLE, 9)
     pair.save(photos / "IMG_0042.JPG", quality=92)
@@ -172,7 +173,7 @@ def test_the_raw_shows_alone_once_its_jpeg_is_gone(shots, tiny, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "kind", ["heic", "avif", "jxl", "dng", "tif", "p3", "heic10", "gif", "pair"]
+    "kind", ["heic", "avif", "jxl", "dng", "tif", "p3", "heic10", "gif", "psd", "pair"]
 )
 def test_every_kind_shows_a_thumbnail_and_a_preview(qtbot, shots, kind):
     from photofind.gui.preview import PreviewDialog, load_preview

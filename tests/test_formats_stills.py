@@ -137,6 +137,12 @@ def test_a_multi_page_tiff_gives_its_first_page(tmp_path):
     assert img.size == (120, 80) and close(at(img, 0.1, 0.5), RED, 0)
 
 
+def test_a_psd_gives_its_composite(tmp_path):
+    img = open_image(sf.write_psd(tmp_path / "a.psd", halves()))
+    assert img.size == (120, 80)
+    assert close(at(img, 0.1, 0.5), RED, 0) and close(at(img, 0.9, 0.5), BLUE, 0)
+
+
 @pytest.mark.parametrize("space", ["display-p3", "adobe-rgb"])
 def test_an_icc_profile_is_converted_to_srgb(tmp_path, space):
     path = sf.write_profiled_jpeg(tmp_path / f"{space}.jpg", halves(), space)

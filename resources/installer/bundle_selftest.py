@@ -133,7 +133,8 @@ def _write_stills(folder: Path) -> None:
     """One small still of each kind the bundled encoders write: red left, blue right."""
     from PIL import Image
 
-    from photofind.formats.icc import rgb_profile  # (photofind.formats registers HEIF, JXL)
+    # The HEIF and JPEG XL encoders: registered by photofind.formats.stills (via decode).
+    from photofind.formats.icc import rgb_profile
 
     picture = Image.new("RGB", (96, 64), (200, 40, 40))
     picture.paste((40, 60, 200), (48, 0, 96, 64))
