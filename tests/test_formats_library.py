@@ -262,3 +262,13 @@ def test_the_grid_shows_the_jpeg_with_its_raw_reachable(qtbot, shots, tiny):
     finally:
         win.shutdown()
         win.library.close()
+
+
+def test_a_live_photo_clip_is_a_companion_of_its_still():
+    from photofind.formats.kinds import VIDEO_EXTENSIONS
+    from photofind.library.companions import companions
+
+    if ".mov" not in VIDEO_EXTENSIONS:
+        pytest.skip("videos are not catalogued on this branch (formats.kinds.VIDEO_EXTENSIONS)")
+    paths = ["/p/IMG_0007.HEIC", "/p/IMG_0007.MOV", "/p/IMG_0007.DNG", "/p/trip.mp4"]
+    assert companions(paths) == {"/p/IMG_0007.HEIC": ("/p/IMG_0007.DNG", "/p/IMG_0007.MOV")}

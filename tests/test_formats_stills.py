@@ -255,3 +255,30 @@ def test_a_jpeg_named_heic_is_read_as_the_jpeg_it_is(tmp_path):
     # is not lost for its name.
     halves().save(tmp_path / "really-a-jpeg.heic", "JPEG", quality=95)
     assert close(at(open_image(tmp_path / "really-a-jpeg.heic"), 0.1, 0.5), RED, 8)
+
+
+@pytest.mark.parametrize("kind", ["heic", "dng"])
+def test_faces_are_found_in_a_sideways_heic_and_raw(tmp_path, kind):
+    """The face pass decodes through photofind.formats too: a phone's HEIC held sideways
+    and a RAW, each turned upright by its own metadata, show dlib upright faces."""
+    pytest.importorskip("dlib", reason="dlib (the dlib-bin wheel) is not installed")
+    import faces_data
+
+    photo = faces_data.FACES / "knn_examples" / "test" / "obama_and_biden.jpg"
+    if not photo.is_file():
+        pytest.skip(f"{photo}: the shared face photos are not there")
+    from photofind.faces import FaceModel
+
+    with Image.open(photo) as upright:
+        # Stored turned a quarter to the left, as a camera held sideways stores it;
+        # orientation 6 says "turn right to view".
+        stored = upright.convert("RGB").transpose(Image.Transpose.ROTATE_90)
+    if kind == "heic":
+        path = sf.write_heic(tmp_path / "sideways.heic", stored, orientation=6)
+    else:
+        # With its full-size preview, as cameras write (a half-size demosaic of this
+        # 1 MP photo would leave faces below the detector's smallest).
+        path = sf.write_dng(tmp_path / "sideways.dng", stored, orientation=6, preview=stored)
+    picture = open_image(path)
+    assert picture.size[0] > picture.size[1]  # upright: the photo is landscape
+    assert len(FaceModel().find(picture)) == 3

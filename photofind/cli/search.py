@@ -66,7 +66,11 @@ def _filter_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--after", metavar="DATE", help="taken on or after DATE (YYYY[-MM[-DD]])")
     p.add_argument("--before", metavar="DATE", help="taken on or before DATE (YYYY[-MM[-DD]])")
-    p.add_argument("--type", metavar="EXTS", help="file types, comma-separated: jpg,png")
+    p.add_argument(
+        "--type",
+        metavar="TYPES",
+        help="file types, comma-separated: jpg,png,heic; raw is every camera RAW (dng, cr3, nef, ...)",
+    )
 
 
 def _search_args(p: argparse.ArgumentParser) -> None:
