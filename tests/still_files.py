@@ -34,12 +34,14 @@ def exif_bytes(*, orientation: int | None = None, taken: str | None = None) -> b
     return exif.tobytes()
 
 
-def write_heic(path: Path, image: Image.Image, *, orientation=None, taken=None, quality=92) -> Path:
+def write_heic(
+    path: Path, image: Image.Image, *, orientation=None, taken=None, quality=92, thumbnails=()
+) -> Path:
     """An 8-bit HEIC (x265). pillow-heif turns an EXIF orientation into the file's irot /
-    imir transforms, as an iPhone writes them."""
-    image.save(
-        path, format="HEIF", quality=quality, exif=exif_bytes(orientation=orientation, taken=taken)
-    )
+    imir transforms, as an iPhone writes them; ``thumbnails``: the longest sides of the
+    small copies stored beside the image (an iPhone stores one of 320)."""
+    exif = exif_bytes(orientation=orientation, taken=taken)
+    image.save(path, format="HEIF", quality=quality, exif=exif, thumbnails=list(thumbnails))
     return path
 
 

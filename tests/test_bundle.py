@@ -33,8 +33,9 @@ pytestmark = [
 
 REPO = Path(__file__).resolve().parents[1]
 INSTALLER = REPO / "resources" / "installer"
-# dlib's library (11 MB, for People) took the bundle from 243 to 254 MB.
-SIZE_LIMIT_MB = 260
+# dlib's library (11 MB, for People) took the bundle from 243 to 254 MB; the still formats
+# (libheif with the x265 it links, 27 MB; LibRaw, 7; libjxl, 6; libavif, 5) to 304 MB.
+SIZE_LIMIT_MB = 310
 TINY = "tiny-synthetic"
 
 

@@ -94,6 +94,23 @@ def test_heic_transforms_turn_it_upright_once(tmp_path, orientation, size, red_a
     assert reddish(at(img, *red_at))
 
 
+def test_a_heic_thumbnail_stands_in_when_it_is_large_enough(tmp_path):
+    big = halves((1200, 900))
+    path = sf.write_heic(tmp_path / "t.heic", big, orientation=6, thumbnails=[320])
+    small = open_image(path, draft_size=(200, 200))
+    assert small.size == (240, 320)  # the stored copy, upright like the image
+    assert reddish(at(small, 0.5, 0.1)) and bluish(at(small, 0.5, 0.9))
+    assert open_image(path, draft_size=(400, 400)).size == (900, 1200)  # too small: the image
+    assert open_image(path).size == (900, 1200)
+    # The analysers' fast path maps its crop onto the copy: the same picture comes out.
+    from photofind.clip.preprocess import load_and_preprocess
+
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    fast = load_and_preprocess(path, 64, mean, std)  # 1.5 x 64 = 96 <= 240: the copy
+    exact = load_and_preprocess(path, 64, mean, std, fast=False)
+    assert np.abs(fast - exact).mean() * 0.25 < 0.02
+
+
 def test_a_10_bit_heic_maps_to_8_bits_by_its_range(tmp_path):
     path = sf.write_heic_10bit(tmp_path / "t.heic", halves())
     import pillow_heif

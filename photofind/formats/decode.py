@@ -226,6 +226,14 @@ def _decode_opened(
             drafted = img.draft("RGB", (max(1, int(want_w)), max(1, int(want_h))))
             if drafted is not None:
                 scale = max(1, round(width / drafted[1][2]))
+        elif draft_size is not None and img.format == "HEIF":
+            # A phone's HEIC carries a small copy (an iPhone's: 320 x 240); pillow-heif's
+            # draft picks the smallest at least this large, upright like the image, and
+            # the grid's thumbnails come from it without decoding 12 megapixels. It is
+            # what was decoded, so its own size is the full size (no scale to undo).
+            want = (max(1, int(draft_size[0])), max(1, int(draft_size[1])))
+            if img.draft("RGB", want) is not None:
+                full_size = img.size
         img.load()
         # Colours first (the profile belongs to the stored pixels), then upright.
         img = to_srgb(img)
