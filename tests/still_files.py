@@ -19,6 +19,7 @@ import pillow_heif
 import pytest
 from PIL import Image
 
+import photofind.formats.stills  # noqa: F401 - registers the HEIF and JPEG XL encoders
 from photofind.formats.icc import PRIMARIES, adapted_to_d50, rgb_to_xyz_matrix
 
 _EXIF_IFD = 0x8769

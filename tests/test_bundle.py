@@ -293,6 +293,49 @@ def test_bundled_tiny_model_finds_a_red_circle_first(bundle, run_bundle, tmp_pat
     assert Path(results[0]["path"]).name in red_circles
 
 
+def test_the_bundle_indexes_one_still_of_each_kind(bundle, run_bundle, tmp_path):
+    """A red circle as HEIC, AVIF, JPEG XL, TIFF, PSD and DNG among JPEG distractors: the
+    bundle indexes each and its tiny model finds them all first."""
+    if TINY not in bundle["models"]:
+        pytest.skip(f"resources/models/{TINY} is not shipped, so the bundle cannot search")
+    import still_files as sf
+
+    from photofind.demo_scenes import planted_scene, scene_matches
+    from photofind.synthetic import render
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    circle = [render(planted_scene("a red circle", 77, i)) for i in range(6)]
+    kinds = [
+        sf.write_heic(photos / "c_heic.heic", circle[0]),
+        sf.write_avif(photos / "c_avif.avif", circle[1]),
+        sf.write_jxl(photos / "c_jxl.jxl", circle[2]),
+        sf.write_multipage_tiff(photos / "c_tif.tif", [circle[3]]),
+    ]
+    with contextlib.suppress(pytest.skip.Exception):  # PiDNG, psd-tools: dev packages
+        kinds.append(sf.write_dng(photos / "c_dng.dng", circle[4]))
+    with contextlib.suppress(pytest.skip.Exception):
+        kinds.append(sf.write_psd(photos / "c_psd.psd", circle[5]))
+    index = 100
+    for n in range(8):
+        while scene_matches(
+            "a red circle", planted := planted_scene("two green squares", 77, index)
+        ):
+            index += 1
+        render(planted).save(photos / f"other{n}.jpg", quality=90)
+        index += 1
+    common = ("--library", tmp_path / "lib", "--model", TINY)
+    run_bundle(*common, "index", photos, "--no-progress")
+    listed = json.loads(run_bundle(*common, "list", "--json").stdout)
+    assert {row["status"] for row in listed} == {"indexed"}, listed
+    found = json.loads(
+        run_bundle(
+            *common, "search", "a red circle", "--json", "--all", "-n", str(len(kinds))
+        ).stdout
+    )
+    assert {Path(r["path"]).name for r in found} == {p.name for p in kinds}
+
+
 def _has(scene, colour: str, shape: str) -> bool:
     return any(o.colour == colour and o.shape == shape for o in scene.objects)
 
