@@ -3,6 +3,7 @@ thumbnail and a preview; a RAW beside its JPEG is one item; bad files are record
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -76,7 +77,9 @@ def shots(tmp_path_factory, tiny):
             photos / "circle_gif.gif", [scene(CIRCLE, 8), scene(CIRCLE, 8)], [500, 500]
         ),
     }
-    circles["psd"] = sf.write_psd(photos / "circle_psd.psd", scene(CIRCLE, 10))
+    # PiDNG is needed throughout (the RAW+JPEG pair); psd-tools only for the PSD.
+    with contextlib.suppress(pytest.skip.Exception):
+        circles["psd"] = sf.write_psd(photos / "circle_psd.psd", scene(CIRCLE, 10))
     # One shot as RAW+JPEG: the JPEG leads, the RAW is reachable from it.
     pair = scene(CIRCLE, 9)
     pair.save(photos / "IMG_0042.JPG", quality=92)
@@ -180,6 +183,8 @@ def test_every_kind_shows_a_thumbnail_and_a_preview(qtbot, shots, kind):
     from photofind.gui.thumbnails import ThumbnailLoader
 
     root, photos, circles = shots
+    if kind not in circles:
+        pytest.skip(f"no writer for {kind} here (psd-tools)")
     path = str(circles[kind])
     loader = ThumbnailLoader(None, threads=1)
     assert loader.get(path) is None
