@@ -84,6 +84,9 @@ class SearchResult:
     time_s: float | None = None
     #: a video's length in ms (None: a still, or not known)
     duration_ms: int | None = None
+    #: files of the same shot shown through this one: its RAW, its Live Photo clip
+    #: (photofind.library.companions)
+    companions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -408,9 +411,12 @@ class SearchEngine:
         index = self.library.index  # one index for the whole query (a swap may replace it)
         if not self._check_model(index):
             return SearchResults((), offset)
-        allowed = None
+        table = self._photo_table()
+        allowed = allowed_items = None
         if filter is not None and not filter.is_empty:
-            allowed = self._photo_table().allowed_vectors(filter, self.library.catalog)
+            allowed_items = table.allowed(filter, self.library.catalog)
+            allowed = table.allowed_vectors(filter, self.library.catalog)
+        hidden = table.hidden(allowed_items)
         limit = (
             self.threshold(vector, plain_text=plain_text, image_only=image_only, index=index)
             if cutoff
@@ -418,7 +424,7 @@ class SearchEngine:
         )
         want = offset + k
         ef = text_query_ef(len(index)) if far else None
-        ids, scores, times = self._best_items(index, vector, want, allowed, ef)
+        ids, scores, times = self._best_items(index, vector, want, allowed, ef, hidden)
         fetched = len(ids)
         cut = below = 0
         if limit is not None:
@@ -436,18 +442,22 @@ class SearchEngine:
             photo = photos.get(photo_id)
             if photo is not None:  # removed since the index answered
                 time_s = None if ms < 0 else float(ms) / 1000.0
+                found = table.companions.get(photo_id, ())
                 results.append(
-                    SearchResult(photo_id, photo.path, float(score), time_s, photo.duration_ms)
+                    SearchResult(
+                        photo_id, photo.path, float(score), time_s, photo.duration_ms, found
+                    )
                 )
         exhausted = fetched < want or cut > 0
         return SearchResults(tuple(results), offset, limit, cut, exhausted, below, vector)
 
-    def _best_items(self, index, vector, want: int, allowed, ef):
+    def _best_items(self, index, vector, want: int, allowed, ef, hidden=frozenset()):
         """The ``want`` best items: ``(item ids, scores, best frame ms or -1)``, best first.
 
         An item with many vectors (a video's frames) may fill several of the index's
-        nearest hits, so the index is asked for more until ``want`` distinct items came
-        back or it has no more to give.
+        nearest hits, and a companion (``hidden``: a RAW shown through its JPEG) none, so
+        the index is asked for more until ``want`` distinct items came back or it has no
+        more to give.
         """
         asked = want
         catalog = self.library.catalog
@@ -458,6 +468,8 @@ class SearchEngine:
             for vid, score in zip(vids.tolist(), scores.tolist()):
                 place = places.get(vid)
                 if place is None or place[0] in items:  # removed since, or a worse frame
+                    continue
+                if place[0] in hidden:
                     continue
                 items[place[0]] = (score, -1 if place[1] is None else place[1])
             if len(items) >= want or len(vids) < asked or asked >= len(index):

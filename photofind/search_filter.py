@@ -16,18 +16,8 @@ from datetime import date, datetime, timedelta
 import numpy as np
 
 from photofind.errors import PhotofindError
-from photofind.formats.kinds import VIDEO_EXTENSIONS
-
-# File types that are one type under several extensions.
-_TYPE_ALIASES = {
-    "jpg": ("jpg", "jpeg", "jpe"),
-    "jpeg": ("jpg", "jpeg", "jpe"),
-    "tif": ("tif", "tiff"),
-    "tiff": ("tif", "tiff"),
-    "heic": ("heic", "heif"),
-    "heif": ("heic", "heif"),
-    "video": tuple(sorted(ext[1:] for ext in VIDEO_EXTENSIONS)),
-}
+from photofind.formats.kinds import type_extensions
+from photofind.library.companions import companions
 
 
 class SearchError(PhotofindError):
@@ -69,7 +59,9 @@ class SearchFilter:
     ``folders``: photos inside any of these folders (subfolders included). ``after`` /
     ``before``: capture date bounds, inclusive, at the precision given (``before="2023"``
     keeps all of 2023); a photo without an EXIF date is dated by its file's modification
-    time. ``types``: file extensions (``jpg`` also matches ``jpeg``). ``people``: names (or
+    time. ``types``: file extensions or type names (``jpg`` also matches ``jpeg``, ``raw``
+    every camera RAW extension, ``video`` every video:
+    :func:`photofind.formats.kinds.type_extensions`). ``people``: names (or
     ids) of people of :mod:`photofind.people`; a photo must show every one of them.
     """
 
@@ -110,9 +102,7 @@ class SearchFilter:
     def extensions(self) -> set[str]:
         out: set[str] = set()
         for t in self.types:
-            t = t.strip().lower().lstrip(".")
-            if t:
-                out.update(_TYPE_ALIASES.get(t, (t,)))
+            out.update(type_extensions(t))
         return out
 
 
@@ -135,6 +125,21 @@ class PhotoTable:
         self.dates = np.asarray(dates, dtype=str)
         self.exts = np.asarray(exts, dtype=str)
         self.vector_ids, self.vector_items = catalog.vector_items()
+        # A RAW (or Live Photo clip) beside its JPEG/HEIC is shown through that one.
+        groups = companions(paths)
+        id_of = dict(zip(paths, ids))
+        #: lead item id -> its companions' paths; companion item id -> its lead's id
+        self.companions = {id_of[lead]: found for lead, found in groups.items()}
+        self.lead_of = {id_of[c]: id_of[lead] for lead, found in groups.items() for c in found}
+
+    def hidden(self, allowed: np.ndarray | None) -> frozenset[int]:
+        """The companions shown through their lead, among the items a filter ``allowed``
+        (None: all); a companion whose lead the filter leaves out (``--type raw``) shows
+        by itself."""
+        if allowed is None:
+            return frozenset(self.lead_of)
+        leads = set(allowed.tolist())
+        return frozenset(c for c, lead in self.lead_of.items() if lead in leads)
 
     def allowed_vectors(self, f: SearchFilter, catalog) -> np.ndarray:
         """The vector ids of the items ``f`` allows (what the vector index filters on)."""

@@ -349,7 +349,9 @@ EXPECTED_REASON = {
     "zero-byte": "empty",
     "text": "not an image",
     "truncated": "truncated",
-    "unsupported": "not an image",
+    # A HEIC's box header with no image behind it: libheif finds none (damaged, not "not an
+    # image": the name and the header both say HEIC).
+    "unsupported": "HEIC file is truncated or damaged",
     "folder": "folder",
 }
 

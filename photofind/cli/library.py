@@ -16,6 +16,7 @@ from photofind.cli.context import (
     shown,
 )
 from photofind.errors import PhotofindError
+from photofind.library.companions import companion_paths, companions
 from photofind.library.model_id import ModelId
 from photofind.terminal import printable
 
@@ -220,18 +221,25 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
     with open_library(ctx, readonly=True) as library:
         photos = list(library.catalog.photos())
     if args.json:
-        emit_json(
-            [
-                {
-                    "path": shown(p.path),
-                    "kind": p.kind,
-                    "status": p.status,
-                    "error": p.error and shown(p.error),
-                    **({} if p.duration_ms is None else {"duration_s": p.duration_ms / 1000}),
-                }
-                for p in photos
-            ]
-        )
+        # A RAW beside its JPEG (a Live Photo's clip beside its still) is listed with it.
+        groups = companions(p.path for p in photos)
+        inside = companion_paths(groups)
+        rows = []
+        for p in photos:
+            if p.path in inside:
+                continue
+            row = {
+                "path": shown(p.path),
+                "kind": p.kind,
+                "status": p.status,
+                "error": p.error and shown(p.error),
+            }
+            if p.duration_ms is not None:
+                row["duration_s"] = p.duration_ms / 1000
+            if p.path in groups:
+                row["companions"] = [shown(c) for c in groups[p.path]]
+            rows.append(row)
+        emit_json(rows)
     else:
         # An error message quotes the file's name, so it is escaped too.
         for p in photos:

@@ -60,7 +60,12 @@ def _filter_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--after", metavar="DATE", help="taken on or after DATE (YYYY[-MM[-DD]])")
     p.add_argument("--before", metavar="DATE", help="taken on or before DATE (YYYY[-MM[-DD]])")
-    p.add_argument("--type", metavar="EXTS", help="file types, comma-separated: jpg,png")
+    p.add_argument(
+        "--type",
+        metavar="TYPES",
+        help="file types, comma-separated: jpg,png,heic; raw is every camera RAW (dng, cr3, "
+        "nef, ...), video every video",
+    )
     p.add_argument(
         "--person",
         action="append",
@@ -115,6 +120,8 @@ def _hit(r) -> dict:
     out = {"path": shown(r.path), "score": round(r.score, 6)}
     if r.time_s is not None:
         out["time_s"] = round(r.time_s, 3)
+    if r.companions:  # its RAW, its Live Photo clip (photofind.library.companions)
+        out["companions"] = [shown(c) for c in r.companions]
     return out
 
 

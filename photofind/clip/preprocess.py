@@ -2,8 +2,9 @@
 
 Two jobs live here:
 
-* :func:`open_image` turns anything Pillow can open into an upright 8-bit RGB picture, and
-  turns every way that can fail into :class:`~photofind.errors.ImageError` naming the file.
+* :func:`open_image` turns any still photofind reads (:mod:`photofind.formats`: JPEG to
+  HEIC, AVIF, JPEG XL and camera RAW) into an upright 8-bit sRGB picture, and turns every
+  way that can fail into :class:`~photofind.errors.ImageError` naming the file.
 * :func:`preprocess` reproduces CLIP's evaluation transform (torchvision ``Resize(S, BICUBIC)``
   on a PIL image, ``CenterCrop(S)``, ``ToTensor``, ``Normalize``) so the ONNX image encoder
   sees what the reference PyTorch model saw. :func:`load_and_preprocess` adds a fast path
@@ -18,17 +19,17 @@ reference clips to white).
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import os
-import stat
-from collections.abc import Iterator, Sequence
-from typing import BinaryIO, NamedTuple
+from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from photofind.errors import ImageError, ImageTooLarge
+from photofind.errors import ImageError
+from photofind.formats.colour import to_rgb
+from photofind.formats.decode import FLIPS, Decoded, decode
+from photofind.formats.files import NotARegularFile, open_regular_file
+from photofind.formats.stills import PHOTO_FORMATS, open_photo
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -63,56 +64,9 @@ DRAFT_MULTIPLE = 1.5
 
 ImageItem = str | os.PathLike | Image.Image
 
-# Our own guard (see _check_pixels) replaces Pillow's: Pillow warns above ~89 megapixels and
-# raises above ~179, with its own wording and without the file name, and its warning turns
-# into an error under warnings-as-errors. The setting is process-wide; every decode in
-# photofind goes through open_image, which always applies the configurable limit first.
-Image.MAX_IMAGE_PIXELS = None
-
-_ORIENTATION_TAG = 0x0112
-# EXIF orientations 5..8 swap width and height; draft sizes are asked in stored orientation.
-_SWAPS_AXES = frozenset({5, 6, 7, 8})
-# Whether, after ImageOps.exif_transpose, the displayed x / y axis runs opposite to the stored
-# axis it comes from. Needed to map libjpeg's partial last block (which sits at the stored
-# right/bottom edge) to the correct displayed edge.
-_FLIPS = {
-    1: (False, False),
-    2: (True, False),
-    3: (True, True),
-    4: (False, True),
-    5: (False, False),
-    6: (True, False),
-    7: (True, True),
-    8: (False, True),
-}
-# What ImageOps.exif_transpose does for each orientation.
-_UPRIGHT = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
-_DRAFTABLE_FORMATS = frozenset({"JPEG", "MPO"})
-_ALPHA_MODES = frozenset({"RGBA", "LA", "RGBa", "La", "PA"})
-
-#: The only Pillow formats photofind opens a user's file with: those of the file names the
-#: scanner indexes (MPO is a JPEG with extra frames; AVIF and HEIF where a plugin reads
-#: them). Pillow otherwise picks the format by content, whatever the name, and some of its
-#: formats run external programs: an EPS file named photo.jpg made it start Ghostscript,
-#: which a PostScript ``{} loop`` kept busy forever. Never add EPS (or any format whose
-#: plugin shells out) here.
-PHOTO_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF", "AVIF", "HEIF")
-
-# First bytes of files we refuse by design, to say what they are rather than "not an image".
-_EPS = "a PostScript (EPS) file, not a photo; photofind never opens those (they run Ghostscript)"
-_REFUSED_SIGNATURES = (
-    (b"%!PS", _EPS),
-    (b"\xc5\xd0\xd3\xc6", _EPS),  # the binary header of a DOS EPS file
-    (b"%PDF", "a PDF document, not a photo"),
-)
+# Names the decoding code had here before it moved to photofind.formats.
+_FLIPS = FLIPS
+_to_rgb = to_rgb
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,267 +99,12 @@ def center_crop_box(width: int, height: int, image_size: int) -> tuple[int, int,
 
 
 # --------------------------------------------------------------------------------------------
-# Opening and decoding.
+# Decoding (photofind.formats does it; Picture shares one decode between analysers).
 
 
-def _photo_formats() -> tuple[str, ...]:
-    """PHOTO_FORMATS that this Pillow can open: ``Image.open`` fails on a name it does not
-    know (HEIF without its plugin). Asked each time, since a plugin may register later."""
-    if any(name not in Image.OPEN for name in PHOTO_FORMATS):
-        Image.init()
-    return tuple(name for name in PHOTO_FORMATS if name in Image.OPEN)
-
-
-class NotARegularFile(OSError):
-    """A path that names a named pipe, a device, a socket or a folder where a file was
-    expected; ``strerror`` says which, as the scanner and the decoder report it."""
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "a named pipe (FIFO)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    return "not a regular file"
-
-
-def open_regular_file(path: str | os.PathLike) -> BinaryIO:
-    """``open(path, "rb")``, refusing anything but a regular file (:class:`NotARegularFile`).
-
-    The file is opened non-blocking and its type checked on the opened descriptor, not on
-    the name: a photo replaced by a named pipe between the scan and the decode would
-    otherwise block its reader in ``open`` until some writer came along (forever), and a
-    check of the name before opening races with that very replacement.
-    """
-    nonblock = getattr(os, "O_NONBLOCK", 0)  # POSIX; Windows has no FIFOs at a path
-    flags = os.O_RDONLY | nonblock | getattr(os, "O_NOCTTY", 0)
-    flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-    fd = os.open(path, flags)
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = _kind(mode)
-            if kind != "not a regular file":
-                kind = f"it is {kind}, not a regular file"
-            raise NotARegularFile(errno.EINVAL, kind, os.fspath(path))
-        if nonblock:
-            os.set_blocking(fd, True)  # no effect on a regular file's reads, but be plain
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-@contextlib.contextmanager
-def open_photo(path: str | os.PathLike) -> Iterator[Image.Image]:
-    """The lazily opened Pillow image of the photo at ``path`` (header read, no pixels),
-    closed with its file afterwards. Regular files only (:func:`open_regular_file`), and
-    only in :data:`PHOTO_FORMATS`: anything else raises ``UnidentifiedImageError``. Every
-    place photofind opens a user's picture goes through here."""
-    with open_regular_file(path) as fp, Image.open(fp, formats=_photo_formats()) as img:
-        yield img
-
-
-def _refused_kind(item: ImageItem) -> str | None:
-    """What a file Pillow could not identify is, when it is a kind we refuse by design."""
-    try:
-        with open_regular_file(item) as fp:
-            head = fp.read(16)
-    except OSError:
-        return None
-    for signature, kind in _REFUSED_SIGNATURES:
-        if head.startswith(signature):
-            return kind
-    return None
-
-
-def _label(item: ImageItem) -> str:
-    if isinstance(item, Image.Image):
-        return str(getattr(item, "filename", "") or "<in-memory image>")
-    return os.fspath(item)
-
-
-def _path_of(item: ImageItem):
-    if isinstance(item, Image.Image):
-        return getattr(item, "filename", None) or None
-    return item
-
-
-def _reason(exc: BaseException, item: ImageItem) -> str:
-    """A one-line, human reason for a decode failure."""
-    if isinstance(exc, FileNotFoundError):
-        return "file not found"
-    if isinstance(exc, NotARegularFile):
-        return exc.strerror
-    if isinstance(exc, PermissionError):
-        return "permission denied"
-    if isinstance(exc, IsADirectoryError):
-        return "it is a folder, not a file"
-    if isinstance(exc, UnidentifiedImageError):
-        try:
-            if not isinstance(item, Image.Image) and os.path.getsize(item) == 0:
-                return "the file is empty (0 bytes)"
-        except OSError:
-            pass
-        refused = _refused_kind(item) if not isinstance(item, Image.Image) else None
-        if refused is not None:
-            return f"it is {refused}"
-        return "not an image, or in a format photofind cannot read"
-    if isinstance(exc, MemoryError):
-        return "not enough memory to decode it"
-    text = str(exc).strip() or type(exc).__name__
-    if "truncated" in text or isinstance(exc, EOFError):
-        return f"the file is truncated or damaged ({text})"
-    return f"the file is damaged or unsupported ({type(exc).__name__}: {text})"
-
-
-def _check_pixels(img: Image.Image, max_pixels: int | None, item: ImageItem) -> None:
-    if max_pixels is None:
-        return
-    width, height = img.size
-    if width * height > max_pixels:
-        raise ImageTooLarge(
-            f"Refusing to decode image {_label(item)}: {width}x{height} pixels "
-            f"({width * height / 1e6:.4g} megapixels) is over the limit of "
-            f"{max_pixels / 1e6:.4g} megapixels",
-            _path_of(item),
-        )
-
-
-def _orientation(img: Image.Image) -> int:
-    try:
-        value = img.getexif().get(_ORIENTATION_TAG, 1)
-    except Exception:
-        # A damaged EXIF block should not cost the user the photo: show it as stored.
-        return 1
-    return value if value in _FLIPS else 1
-
-
-def _grey_to_uint8(a: np.ndarray, mode: str) -> np.ndarray:
-    """Map a wide greyscale array to 0..255 by its nominal range, not by clipping."""
-    if mode.startswith("I;16"):
-        wide = a.astype(np.uint32)
-        return ((wide * 255 + 32767) // 65535).astype(np.uint8)
-    if mode == "I":
-        # 32-bit integer mode carries no bit depth; in practice it holds 8- or 16-bit
-        # samples (16-bit PNG/TIFF in older Pillow), rarely anything wider.
-        lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
-        if lo >= 0 and hi <= 255:
-            return a.astype(np.uint8)
-        if lo >= 0 and hi <= 65535:
-            wide = a.astype(np.int64)
-            return ((wide * 255 + 32767) // 65535).astype(np.uint8)
-        return _stretch(a.astype(np.float64))
-    # "F": float samples; 0..1 is the common convention, then 0..255, otherwise stretch.
-    f = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    lo, hi = (float(f.min()), float(f.max())) if f.size else (0.0, 0.0)
-    if lo >= 0.0 and hi <= 1.0:
-        return np.rint(f * 255.0).astype(np.uint8)
-    if lo >= 0.0 and hi <= 255.0:
-        return np.rint(f).astype(np.uint8)
-    return _stretch(f)
-
-
-def _stretch(f: np.ndarray) -> np.ndarray:
-    lo, hi = float(f.min()), float(f.max())
-    if hi <= lo:
-        return np.zeros(f.shape, np.uint8)
-    return np.rint((f - lo) * (255.0 / (hi - lo))).astype(np.uint8)
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Any Pillow mode -> 8-bit "RGB"."""
-    mode = img.mode
-    if mode == "RGB":
-        return img
-    if mode == "P":
-        # Palette transparency must go through RGBA (converting straight to RGB makes Pillow
-        # warn and keeps the hidden colour of the transparent index).
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-        mode = img.mode
-        if mode == "RGB":
-            return img
-    if mode in _ALPHA_MODES:
-        # The reference pipeline (CLIP / OpenCLIP: Resize, CenterCrop, then convert("RGB"))
-        # resizes RGBA/LA *before* dropping alpha, and Pillow resizes those modes with
-        # premultiplied alpha; the effect is the raw colour wherever alpha > 0 and black where
-        # a region is fully transparent. Not compositing on white, and not a plain
-        # convert("RGB") (which would reveal the hidden colour), matches it: we keep the
-        # colour and zero it where alpha == 0. Only the few pixels on a transparency edge
-        # differ from the reference (measured mean 0.5/255 on a hard-edged test image).
-        rgba = np.array(img.convert("RGBA"))
-        rgba[rgba[..., 3] == 0, :3] = 0
-        return Image.fromarray(np.ascontiguousarray(rgba[..., :3]))
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        # The reference would convert("RGB") and clip 16-bit values to 255 (a white picture);
-        # scaling the full range to 8 bits is what the photo looks like.
-        grey = _grey_to_uint8(np.asarray(img), mode)
-        return Image.fromarray(grey).convert("RGB")
-    # "1", "L", "CMYK", "YCbCr", "RGBX", "HSV", ...: Pillow's own conversion, as the reference.
-    return img.convert("RGB")
-
-
-class _Decoded(NamedTuple):
-    image: Image.Image  # upright, "RGB"
-    full_size: tuple[int, int]  # upright size at full resolution
-    scale: int  # 1, or 2/4/8 when libjpeg decoded at reduced scale
-    orientation: int  # the EXIF orientation that was applied
-
-
-def _decode(
-    item: ImageItem, max_pixels: int | None, draft_size: tuple[int, int] | None
-) -> _Decoded:
+def _decode(item: ImageItem, max_pixels: int | None, draft_size: tuple[int, int] | None) -> Decoded:
     """Decode ``item`` upright and in RGB (the work behind :func:`open_image`)."""
-    if isinstance(item, Image.Image):
-        return _decode_opened(item, item, max_pixels, None)
-    try:
-        # We open the file ourselves so that it is closed when we are done, also for
-        # multi-frame formats (GIF, MPO, TIFF) where Pillow keeps its own file open to seek.
-        # The decoded pixels live in memory and stay valid after the file is closed.
-        with open_photo(item) as img:
-            return _decode_opened(img, item, max_pixels, draft_size)
-    except ImageError:
-        raise
-    except Exception as exc:
-        raise ImageError(f"Cannot read image {_label(item)}: {_reason(exc, item)}", item) from exc
-
-
-def _decode_opened(
-    img: Image.Image,
-    item: ImageItem,
-    max_pixels: int | None,
-    draft_size: tuple[int, int] | None,
-) -> _Decoded:
-    try:
-        _check_pixels(img, max_pixels, item)
-        orientation = _orientation(img)
-        width, height = img.size
-        full_size = (height, width) if orientation in _SWAPS_AXES else (width, height)
-        scale = 1
-        if draft_size is not None and img.format in _DRAFTABLE_FORMATS:
-            want_w, want_h = draft_size
-            if orientation in _SWAPS_AXES:
-                want_w, want_h = want_h, want_w
-            drafted = img.draft("RGB", (max(1, int(want_w)), max(1, int(want_h))))
-            if drafted is not None:
-                scale = max(1, round(width / drafted[1][2]))
-        img.load()
-        if orientation != 1:
-            # The same transposes as ImageOps.exif_transpose, applied after any draft
-            # scaling (libjpeg scales the stored pixels, so the draft size above was asked
-            # in stored orientation). Never touches the caller's image: transpose copies.
-            img = img.transpose(_UPRIGHT[orientation])
-        return _Decoded(_to_rgb(img), full_size, scale, orientation)
-    except ImageError:
-        raise
-    except Exception as exc:
-        raise ImageError(
-            f"Cannot decode image {_label(item)}: {_reason(exc, item)}", _path_of(item)
-        ) from exc
+    return decode(item, max_pixels, draft_size)
 
 
 class Picture:
@@ -427,7 +126,7 @@ class Picture:
         self.path = os.fspath(path)
         self.side = int(side)
         self.max_pixels = max_pixels
-        self._decoded: _Decoded | None = None
+        self._decoded: Decoded | None = None
         self._error: ImageError | None = None
 
     def __fspath__(self) -> str:
@@ -436,7 +135,7 @@ class Picture:
     def __repr__(self) -> str:
         return f"<Picture {self.path!r} side={self.side}>"
 
-    def decoded(self) -> _Decoded:
+    def decoded(self) -> Decoded:
         if self._error is not None:
             raise self._error
         if self._decoded is None:
@@ -466,13 +165,15 @@ def open_image(
     """Open a photo as an upright, 8-bit "RGB" PIL image.
 
     ``item`` is a path or an already opened PIL image (never modified). EXIF orientation is
-    applied; alpha, palette, 16-bit, float, 1-bit, CMYK and YCbCr pictures are converted
-    (see :func:`_to_rgb` for the choices); animations give their first frame.
+    applied; an embedded colour profile is converted to sRGB; alpha, palette, 16-bit, float,
+    1-bit, CMYK and YCbCr pictures are converted (see
+    :func:`photofind.formats.colour.to_rgb` for the choices); animations give their first
+    frame; a camera RAW its embedded preview or a half-size demosaic.
 
     ``max_pixels`` (None: no limit) is checked against the header before any pixel is
     decoded: :class:`ImageTooLarge`. ``draft_size=(w, h)``, in displayed orientation, lets a
-    JPEG decode at 1/2, 1/4 or 1/8 scale as long as the result stays at least that large
-    (other formats ignore it).
+    JPEG (or a RAW's JPEG preview) decode at 1/2, 1/4 or 1/8 scale as long as the result
+    stays at least that large (other formats ignore it).
 
     Every failure -- missing, unreadable, empty, not an image, truncated, unsupported --
     raises :class:`ImageError` whose message names the file and the reason. A truncated file

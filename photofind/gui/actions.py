@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from PySide6.QtCore import QMimeData, QObject, QUrl, Signal
 from PySide6.QtGui import (
@@ -25,10 +24,10 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QMenu
 
-from photofind.formats.kinds import VIDEO, kind_of
+from photofind.clip.preprocess import open_image
+from photofind.formats.kinds import VIDEO, is_supported, kind_of
 from photofind.gui.filters import photo_date
 from photofind.gui.results_model import PathRole
-from photofind.library.scanner import IMAGE_EXTENSIONS
 
 
 @dataclass(frozen=True)
@@ -43,6 +42,8 @@ PHOTO_MENU: tuple[ActionSpec | None, ...] = (
     ActionSpec("find_similar_action", "Find similar", "find_similar_current"),
     None,
     ActionSpec("open_action", "Open", "open_current"),
+    # The RAW (or Live Photo clip) shown through this photo; hidden when it has none.
+    ActionSpec("open_companion_action", "Open the RAW", "open_companion_current"),
     ActionSpec("show_action", "Show in folder", "show_current"),
     ActionSpec("copy_path_action", "Copy path", "copy_path_current"),
     ActionSpec("copy_image_action", "Copy image", "copy_image_current"),
@@ -50,9 +51,9 @@ PHOTO_MENU: tuple[ActionSpec | None, ...] = (
 
 
 def image_path(mime: QMimeData) -> str | None:
-    """The first local photo among dropped or pasted URLs."""
+    """The first local file of a kind photofind reads among dropped or pasted URLs."""
     for url in mime.urls():
-        if url.isLocalFile() and Path(url.toLocalFile()).suffix.lower() in IMAGE_EXTENSIONS:
+        if url.isLocalFile() and is_supported(url.toLocalFile()):
             return url.toLocalFile()
     return None
 
@@ -104,6 +105,16 @@ class PhotoActions(QObject):
     def open_current(self) -> None:
         self._with_current(self.open_photo)
 
+    def companion_of_current(self) -> str | None:
+        """The first file shown through the current photo (its RAW), or None."""
+        row = self.current()
+        return row.companions[0] if row is not None and row.companions else None
+
+    def open_companion_current(self) -> None:
+        companion = self.companion_of_current()
+        if companion is not None:
+            self.open_photo(companion)
+
     def show_current(self) -> None:
         self._with_current(self.show_in_folder)
 
@@ -121,6 +132,11 @@ class PhotoActions(QObject):
         if not index.isValid():
             return
         view.setCurrentIndex(index)
+        companion = self.companion_of_current()
+        open_companion = self.window.open_companion_action
+        open_companion.setVisible(companion is not None)
+        if companion is not None:
+            open_companion.setText(f"Open {os.path.basename(companion)}")
         menu = QMenu(view)
         for spec in PHOTO_MENU:
             if spec is None:
@@ -191,7 +207,15 @@ class PhotoActions(QObject):
             # image reader, holding its plugin lock, and every other decode (the GUI
             # thread's too) would queue behind it.
             with open(path, "rb") as file:
-                return QImage.fromData(file.read())
+                image = QImage.fromData(file.read())
+            if not image.isNull():
+                return image
+            # What Qt does not read (HEIC, AVIF, JPEG XL, camera RAW): photofind.formats.
+            img = open_image(path)
+            data = img.tobytes()
+            return QImage(
+                data, img.width, img.height, 3 * img.width, QImage.Format.Format_RGB888
+            ).copy()
 
         w.tasks.run(work, done, pool=w.tasks.io_pool)
 

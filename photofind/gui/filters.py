@@ -9,19 +9,12 @@ from datetime import datetime
 from PySide6.QtCore import QDate, QEvent, QObject, QSize, Qt, Signal
 from PySide6.QtWidgets import QComboBox, QDateEdit, QHBoxLayout, QLabel, QSizePolicy, QWidget
 
+from photofind.formats.kinds import TYPE_LABELS
 from photofind.search import SearchFilter
 
-# (label, extensions) — what a person calls a type, and the files it covers.
-FILE_TYPES = (
-    ("All types", ()),
-    ("JPEG", ("jpg",)),
-    ("PNG", ("png",)),
-    ("WebP", ("webp",)),
-    ("GIF", ("gif",)),
-    ("TIFF", ("tif",)),
-    ("HEIC", ("heic",)),
-    ("Videos", ("video",)),  # every video extension (photofind.search's alias)
-)
+# (label, types) — what a person calls a type, and the type names SearchFilter expands
+# (photofind.formats.kinds.TYPE_GROUPS: "raw" is every camera RAW extension).
+FILE_TYPES = (("All types", ()), *((label, (key,)) for label, key in TYPE_LABELS))
 SORTS = (("Relevance", "relevance"), ("Newest first", "newest"), ("Oldest first", "oldest"))
 ANYONE = "Anyone"
 # A QDateEdit cannot be empty: its minimum date stands for "no bound" and shows as "any".

@@ -24,7 +24,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from photofind.clip.preprocess import open_image, open_photo
+from photofind.clip.preprocess import open_image
+from photofind.formats.decode import stored_size
 from photofind.formats.kinds import VIDEO, kind_of
 from photofind.formats.video import duration_text, frame_at, video_size
 
@@ -108,8 +109,7 @@ def load_preview(
     if kind_of(path) == VIDEO:
         return _load_video_preview(path, score, date, size, time_s, frames)
     img = open_image(path, draft_size=(PREVIEW_SIDE, PREVIEW_SIDE))  # names what is wrong
-    with open_photo(path) as probe:
-        width, height = probe.size  # the stored size; cheap, reads only the header
+    width, height = stored_size(path)  # as stored; cheap, reads only the header
     # Decoding drafts and EXIF-rotates: the upright full width is the stored width, or the
     # height for a photo turned by a quarter.
     upright = width if (img.width >= img.height) == (width >= height) else height

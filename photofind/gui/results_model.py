@@ -35,6 +35,8 @@ class Row:
     duration_ms: int | None = None
     #: a video hit's best frames for the query, ``(time in s, score)``, best first
     frames: tuple = ()
+    #: files of the same shot shown through this one (its RAW, its Live Photo clip)
+    companions: tuple[str, ...] = ()
 
     @property
     def is_video(self) -> bool:
@@ -54,12 +56,22 @@ def result_row(engine, found, result) -> Row:
         result.time_s,
         result.duration_ms,
         frames,
+        tuple(result.companions),
     )
 
 
 def badge_text(row: Row) -> str:
     """What a video's cell shows over its picture: a play mark and the length."""
     return f"▶ {duration_text(row.duration_ms)}".strip() if row.is_video else ""
+
+
+def display_name(row: Row) -> str:
+    """The cell's name: the file's, and the kinds of its companions ("IMG_1.JPG + DNG")."""
+    name = os.path.basename(row.path)
+    if not row.companions:
+        return name
+    kinds = sorted({os.path.splitext(c)[1][1:].upper() for c in row.companions})
+    return f"{name} + {' + '.join(kinds)}"
 
 
 def score_line(score: float, threshold: float | None) -> str:
@@ -175,9 +187,10 @@ class ResultsModel(QStringListModel):
 
     def _value(self, row: Row, role: int):
         if role == Qt.ItemDataRole.DisplayRole:
-            return os.path.basename(row.path)
+            return display_name(row)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return row.path  # the grid's own tooltip adds the score: tooltip()
+            # The grid's own tooltip adds the score: tooltip().
+            return "\n".join((row.path, *(f"with {c}" for c in row.companions)))
         if role == Qt.ItemDataRole.DecorationRole:
             return self._icon(row)
         if role == PathRole:
@@ -188,7 +201,7 @@ class ResultsModel(QStringListModel):
             return row.photo_id
         if role == Qt.ItemDataRole.AccessibleTextRole:
             video = f", video {duration_text(row.duration_ms)}" if row.is_video else ""
-            return f"{os.path.basename(row.path)}{video}, {score_line(row.score, self._threshold)}"
+            return f"{display_name(row)}{video}, {score_line(row.score, self._threshold)}"
         if role == Qt.ItemDataRole.SizeHintRole:
             return QSize(self._icon_size + 16, self._icon_size + 36)
         return None

@@ -1,4 +1,8 @@
-"""The capture date of a photo, from its EXIF header (no pixel decoding)."""
+"""The capture date of a photo, from its metadata (no pixel decoding).
+
+JPEG, HEIC, AVIF, JPEG XL, TIFF, PNG and WebP: the EXIF block Pillow (and pillow-heif)
+read from the header. Camera RAW: LibRaw's reading of the RAW's own metadata.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,10 @@ from datetime import datetime
 
 from PIL import UnidentifiedImageError
 
-from photofind.clip.preprocess import open_photo
 from photofind.errors import ImageError
+from photofind.formats import raw
+from photofind.formats.decode import is_raw
+from photofind.formats.stills import open_photo
 
 _EXIF_IFD = 0x8769
 _DATETIME_ORIGINAL = 0x9003
@@ -29,6 +35,9 @@ def _parse(value) -> str | None:
 
 def capture_date(path) -> str | None:
     """ISO 8601 local date and time the photo was taken, or None when unknown."""
+    if is_raw(path):
+        taken = raw.capture_time(path)
+        return None if taken is None else taken.replace(microsecond=0).isoformat()
     try:
         with open_photo(path) as img:
             exif = img.getexif()

@@ -55,9 +55,6 @@ EXCLUDED_MODULES = [
     "PySide6.QtQuick",
     "PySide6.QtSql",
     "PySide6.QtPrintSupport",
-    # AVIF decoding (5 MB with libavif): the scanner does not list .avif files.
-    "PIL._avif",
-    "PIL.AvifImagePlugin",
     # Interactive-console helpers: the app has no REPL.
     "readline",
     "rlcompleter",

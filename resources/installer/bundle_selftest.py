@@ -8,6 +8,11 @@
         (photofind.gui.app.run), prints ``shown <seconds since the process started>`` as
         soon as the event loop runs with the window shown, saves the window to OUT.png and
         quits.
+    photofind --bundle-selftest formats DIR
+        Writes one still of each kind the bundled encoders make (HEIC, AVIF, JPEG XL, an
+        ICC-profiled JPEG, multi-page TIFF, animated GIF/WebP/APNG) into DIR, then decodes
+        every file of DIR that photofind reads (the caller may add more: a DNG) through
+        photofind.formats with the bundled libheif, libavif, libjxl and LibRaw (JSON).
     photofind --bundle-selftest refcount [--calls N]
         The Qt reference-count check of qt_refcount.py on the bundled Python and PySide6
         (JSON; exit 1 when a kind of Qt call loses references, as 6.12.0 on 3.11 does).
@@ -163,6 +168,55 @@ def video(args: argparse.Namespace) -> int:
     return 0 if colours == ["red", "blue"] else 1
 
 
+def _write_stills(folder: Path) -> None:
+    """One small still of each kind the bundled encoders write: red left, blue right."""
+    from PIL import Image
+
+    # The HEIF and JPEG XL encoders: registered by photofind.formats.stills (via decode).
+    from photofind.formats.icc import rgb_profile
+
+    picture = Image.new("RGB", (96, 64), (200, 40, 40))
+    picture.paste((40, 60, 200), (48, 0, 96, 64))
+    picture.save(folder / "still.heic", format="HEIF", quality=90)
+    picture.save(folder / "still.avif", format="AVIF", quality=90)
+    picture.save(folder / "still.jxl", format="JXL", quality=95)
+    # The numbers are sRGB's, so a P3 profile makes them look different after conversion;
+    # the check is that LittleCMS reads and applies the profile at all.
+    picture.save(folder / "still_p3.jpg", quality=95, icc_profile=rgb_profile("display-p3"))
+    green = Image.new("RGB", (96, 64), (0, 200, 0))
+    picture.save(folder / "pages.tif", save_all=True, append_images=[green])
+    for name in ("moving.gif", "moving.webp", "moving.png"):
+        picture.save(folder / name, save_all=True, append_images=[green], duration=[200, 200])
+
+
+def formats(args: argparse.Namespace) -> int:
+    """Every still kind decodes with the bundled libraries (and says which decoded how)."""
+    from photofind.formats import raw
+    from photofind.formats.decode import decode, is_raw
+    from photofind.formats.frames import frames
+    from photofind.formats.kinds import kind_of
+
+    folder = args.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_stills(folder)
+    report = {}
+    for path in sorted(folder.iterdir()):
+        if kind_of(path.name) is None:
+            continue
+        try:
+            image = decode(path, 100_000_000, (64, 64)).image
+            entry = {"kind": kind_of(path.name), "size": list(image.size)}
+            entry["left"] = list(image.getpixel((4, image.height // 2)))
+            if is_raw(path):
+                entry["raw_path"] = raw.decode_raw(path, None, (64, 64)).source
+            entry["frames"] = len(list(frames(path)))
+        except Exception as exc:  # noqa: BLE001 - reported, the next file still runs
+            entry = {"kind": kind_of(path.name), "error": f"{type(exc).__name__}: {exc}"}
+        report[path.name] = entry
+    print(json.dumps(report, indent=2))
+    return 1 if any("error" in entry for entry in report.values()) else 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="photofind --bundle-selftest")
     sub = parser.add_subparsers(dest="check", required=True)
@@ -175,6 +229,7 @@ def main(argv: list[str]) -> int:
     r.add_argument("--calls", type=int, default=2000)
     sub.add_parser("faces").add_argument("photo", type=Path)
     sub.add_parser("video")
+    sub.add_parser("formats").add_argument("folder", type=Path)
     args = parser.parse_args(argv)
     checks = {
         "info": lambda _: info(),
@@ -182,5 +237,6 @@ def main(argv: list[str]) -> int:
         "refcount": refcount,
         "faces": faces,
         "video": video,
+        "formats": formats,
     }
     return checks[args.check](args)
