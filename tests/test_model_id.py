@@ -29,7 +29,8 @@ def test_parse_splits_at_the_last_at_sign_and_writes_back_the_same_text(text, na
 def test_the_id_of_a_model_is_its_name_and_the_start_of_its_image_encoders_hash():
     visual = SimpleNamespace(sha256="ab" * 32)
     model = SimpleNamespace(
-        info=SimpleNamespace(name="m@x"), spec=SimpleNamespace(files={"visual": visual})
+        info=SimpleNamespace(name="m@x"),
+        spec=SimpleNamespace(name="m@x", files={"visual": visual}),
     )
     assert ModelId.of(model) == ModelId("m@x", "ab" * 8)
     assert ModelId.parse(model_id(model)) == ModelId.of(model)

@@ -27,7 +27,7 @@ class ModelId:
     @classmethod
     def of(cls, model) -> ModelId:
         """The id of the vectors a loaded model makes."""
-        return cls.of_spec(model.spec)
+        return cls(model.info.name, model.spec.files["visual"].sha256[:DIGEST_LENGTH])
 
     @classmethod
     def of_spec(cls, spec) -> ModelId:
