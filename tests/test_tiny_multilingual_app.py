@@ -72,7 +72,7 @@ def test_a_library_switches_without_re_encoding_and_answers_vietnamese(photos, t
     assert main([*base, "models", "use", "tiny-multilingual"]) == 0
     said = capsys.readouterr().out
     assert "tiny-multilingual is now the library's model" in said
-    assert "re-index" not in said
+    assert "shares the image tower of tiny-synthetic" in said and "re-indexes" not in said
     assert main([*base, "status", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["model"].startswith("tiny-multilingual@") and "staged_model" not in status

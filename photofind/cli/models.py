@@ -161,7 +161,14 @@ def _begin_change(name: str, ctx: Context) -> str:
             "the re-index begins with the next `photofind index` (search keeps the old model)"
         )
     with library:
+        before = library.catalog.model_id
         change = ModelSession(library).choose_package(folder, verified=ctx.verified)
+        kept = library.catalog.model_id != before and library.catalog.embedding_count() > 0
+    if kept:
+        return (
+            f"{name} is now the library's model; it shares the image tower of "
+            f"{ModelId.parse(before).name}, so the photo vectors are kept (no re-index)"
+        )
     if not change.staged:
         if change.cancelled:
             return (
