@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from export import ExportError
-from export.package2 import TOKENIZER_FILE, hashed_files, tokenizer_entry, write_manifest_v2
+from export.package2 import TOKENIZER_FILE, hashed_files, hf_tokenizer, write_manifest_v2
 from photofind.clip.package import ModelSpec
 
 MIN_COSINE = 0.9999
@@ -179,7 +179,7 @@ class HFModel:
     context_length: int
     inputs: tuple[str, ...]
     dynamic_length: bool
-    lowercase: bool
+    canonicalize: bool
 
     def embed_dim(self) -> int:
         """The width of the image vectors (which the text vectors share)."""
@@ -196,12 +196,6 @@ def family_of(config) -> str:
             f"({', '.join(FAMILIES.values())})"
         )
     return family
-
-
-def _lowercases(tokenizer) -> bool:
-    normalizer = json.loads(tokenizer.backend_tokenizer.to_str()).get("normalizer") or {}
-    text = json.dumps(normalizer)
-    return '"Lowercase"' in text or '"lowercase": true' in text
 
 
 def prepare(model, tokenizer, processor_settings: dict) -> HFModel:
@@ -225,8 +219,11 @@ def prepare(model, tokenizer, processor_settings: dict) -> HFModel:
         inputs=inputs,
         # SigLIP reads the last position: its ids must be padded to the full length.
         dynamic_length=family != "siglip",
-        # SigLIP was trained on lowercased text (open_clip's "canonicalize").
-        lowercase=family == "siglip" or _lowercases(tokenizer),
+        # SigLIP was trained on text without punctuation, in lower case (big_vision's and
+        # open_clip's "canonicalize", which Immich applies too); its tokenizer.json does
+        # neither, so the runtime's canonicalize does both. CLIP's and BERT's tokenizer.json
+        # lower-case in their own normalizer and keep punctuation: nothing to add.
+        canonicalize=family == "siglip",
     )
 
 
@@ -323,7 +320,8 @@ def export_hf_package(hf: HFModel, out: Path, *, name: str, source: str = "", op
         "exporter": f"torch {torch.__version__} TorchScript-based ONNX exporter from transformers",
     }
     if hf.family == "siglip":
-        # SigLIP scores pairs with a sigmoid: sigmoid(scale × cosine + bias).
+        # SigLIP scores pairs with a sigmoid: sigmoid(scale × cosine + bias). The scale is
+        # model.json's logit_scale; the format has no field for the bias, so it is kept here.
         extra["logit_bias"] = float(hf.model.logit_bias.item())
     spec = ModelSpec(
         name=name,
@@ -336,17 +334,20 @@ def export_hf_package(hf: HFModel, out: Path, *, name: str, source: str = "", op
         std=hf.preprocessing.std,
         resize=hf.preprocessing.resize,
         interpolation=hf.preprocessing.interpolation,
+        resize_size=hf.preprocessing.resize_size
+        if hf.preprocessing.resize == "squash-then-crop"
+        else 0,
         arch=FAMILIES[hf.family],
         description=f"{FAMILIES[hf.family]} exported from a transformers checkpoint",
         source=source,
         logit_scale=min(logit_scale, 1e4),
         extra=extra,
     )
-    entry = tokenizer_entry(
+    entry = hf_tokenizer(
         pad_id=hf.tokenizer.pad_token_id,
         context_length=hf.context_length,
         inputs=hf.inputs,
-        lowercase=hf.lowercase,
+        canonicalize=hf.canonicalize,
     )
     write_manifest_v2(out, spec, entry)
     return out

@@ -9,10 +9,9 @@
   caption set (photofind.evaluate's arithmetic).
 
 The held-out images come from export.synth's public stream (seeds the training, which draws
-from its own stream, never sees). Images and texts are encoded by :func:`open_encoder`, the
-one place that knows how: today ONNX Runtime and the ``tokenizers`` library read the package
-directly; once photofind's runtime reads format-2 packages it becomes
-``photofind.clip.load_model(folder, provider="cpu")``.
+from its own stream, never sees). Images and texts are encoded by :func:`open_encoder`:
+``photofind.clip.load_model(folder, provider="cpu")``, the app's own runtime (its tokenizer,
+preprocessing and ONNX sessions), so the figures are what a user of the package gets.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ import numpy as np
 
 from export import captions_i18n as i18n
 from export import synth
-from photofind.clip.preprocess import load_and_preprocess
 from photofind.evaluate import read_captions, recall_at_k
 
 RECALL_SEED = 1000  # the Recall@K caption set (the seed tiny-synthetic's test uses)
@@ -35,62 +33,12 @@ TOP = 10
 _LANG_STREAM = {"en": 0, "vi": 1, "fr": 2}
 
 
-class PackageEncoder:
-    """encode_images / encode_texts of a format-2 package, with ONNX Runtime and tokenizers."""
-
-    def __init__(self, folder: Path):
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
-
-        self.folder = Path(folder)
-        self.spec = json.loads((self.folder / "model.json").read_text(encoding="utf-8"))
-        files = self.spec["files"]
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        self._visual = ort.InferenceSession(
-            str(self.folder / files["visual"]["path"]), options, providers=["CPUExecutionProvider"]
-        )
-        self._textual = ort.InferenceSession(
-            str(self.folder / files["textual"]["path"]), options, providers=["CPUExecutionProvider"]
-        )
-        entry = self.spec["tokenizer"]
-        self._tokenizer = Tokenizer.from_file(str(self.folder / entry["file"]))
-        self._pad, self._length = entry["pad_id"], entry["context_length"]
-        self._inputs = entry["inputs"]
-
-    def encode_images(self, paths, batch_size: int = 64) -> np.ndarray:
-        size, mean, std = self.spec["image_size"], self.spec["mean"], self.spec["std"]
-        chunks = []
-        for start in range(0, len(paths), batch_size):
-            pixels = np.stack(
-                [load_and_preprocess(p, size, mean, std) for p in paths[start : start + batch_size]]
-            )
-            chunks.append(self._visual.run(None, {"pixel_values": pixels})[0])
-        return _unit(np.concatenate(chunks))
-
-    def encode_texts(self, texts, batch_size: int = 64) -> np.ndarray:
-        chunks = []
-        for start in range(0, len(texts), batch_size):
-            encodings = self._tokenizer.encode_batch(list(texts[start : start + batch_size]))
-            width = min(self._length, max(len(e.ids) for e in encodings))
-            ids = np.full((len(encodings), width), self._pad, dtype=np.int64)
-            mask = np.zeros_like(ids)
-            for row, e in enumerate(encodings):
-                n = min(len(e.ids), width)
-                ids[row, :n], mask[row, :n] = e.ids[:n], 1
-            feeds = {"input_ids": ids, "attention_mask": mask}
-            chunks.append(self._textual.run(None, {k: feeds[k] for k in self._inputs})[0])
-        return _unit(np.concatenate(chunks))
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-
 def open_encoder(folder: Path):
-    """The model at ``folder`` as something with encode_images(paths) and encode_texts(texts)."""
-    return PackageEncoder(folder)
+    """The model at ``folder`` as the app runs it: photofind's runtime on the CPU (its
+    tokenizer, preprocessing and sessions), so the figures are the ones a user gets."""
+    from photofind.clip.model import load_model
+
+    return load_model(Path(folder), provider="cpu")
 
 
 # ---- held-out sets ---------------------------------------------------------------------------
@@ -196,7 +144,7 @@ def evaluate_multilingual(
     held_out = Path(work) / "captions"
     files = write_caption_sets(held_out, recall_images, RECALL_SEED, languages)
     return {
-        "model": encoder.spec["name"],
+        "model": encoder.spec.name,
         "library_images": library_images,
         "recall_images": recall_images,
         "precision_at_10": library_precision(encoder, library, languages),

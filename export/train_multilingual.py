@@ -38,7 +38,7 @@ from tokenizers.trainers import UnigramTrainer
 
 from export import ExportError, synth
 from export import captions_i18n as i18n
-from export.package2 import copy_atomic, hashed_files, tokenizer_entry, write_manifest_v2
+from export.package2 import copy_atomic, hashed_files, hf_tokenizer, write_manifest_v2
 from export.text_tower import MaskedTextTower, NormalizedMaskedTextEncoder, TextTowerConfig
 from export.train_tiny import (
     LOGIT_SCALE_MAX,
@@ -440,11 +440,12 @@ def export_multilingual(result: MultilingualResult, settings: MultilingualSettin
             },
         },
     )
-    entry = tokenizer_entry(
+    # The tokenizer.json's own normalizer lower-cases (NFKC, Lowercase: diacritics kept), and
+    # the captions it was trained on keep their punctuation: no canonicalize.
+    entry = hf_tokenizer(
         pad_id=PAD_ID,
         context_length=config.context_length,
         inputs=("input_ids", "attention_mask"),
-        lowercase=True,
     )
     write_manifest_v2(out, spec, entry)
     return out

@@ -441,9 +441,9 @@ def test_non_clip_and_resnet_state_dicts_are_refused():
 # ---- ONNX package -----------------------------------------------------------------------
 
 
-def test_package_is_complete_and_verifiable(random_package):
-    spec = read_manifest(random_package)
-    paths = verify_files(random_package, spec)
+def test_package_is_complete_and_verifiable(torch_package):
+    spec = read_manifest(torch_package)
+    paths = verify_files(torch_package, spec)
     assert {p.name for p in paths.values()} == {"visual.onnx", "textual.onnx", VOCAB_NAME}
     assert (spec.embed_dim, spec.image_size, spec.context_length, spec.vocab_size) == (
         32,
@@ -455,22 +455,22 @@ def test_package_is_complete_and_verifiable(random_package):
     assert spec.logit_scale == pytest.approx(1 / 0.07)
     assert spec.extra["normalized"] is True
     assert spec.extra["activation"] == "quick_gelu"
-    assert not list(random_package.glob("*.tmp"))
-    assert (random_package / VOCAB_NAME).read_bytes() == find_clip_vocab().read_bytes()
+    assert not list(torch_package.glob("*.tmp"))
+    assert (torch_package / VOCAB_NAME).read_bytes() == find_clip_vocab().read_bytes()
 
 
-def test_onnx_matches_torch(random_package, tiny_model):
-    result = check_package(tiny_model, random_package, n_images=4, n_texts=6, seed=3)
+def test_onnx_matches_torch(torch_package, tiny_model):
+    result = check_package(tiny_model, torch_package, n_images=4, n_texts=6, seed=3)
     assert result["min_cosine"] >= 0.9999
     assert result["max_abs_diff"] < 1e-4
 
 
-def test_graph_signatures_and_dynamic_batch(random_package, tiny_model):
+def test_graph_signatures_and_dynamic_batch(torch_package, tiny_model):
     import onnxruntime as ort
 
     sessions = {
         role: ort.InferenceSession(
-            str(random_package / f"{role}.onnx"), providers=["CPUExecutionProvider"]
+            str(torch_package / f"{role}.onnx"), providers=["CPUExecutionProvider"]
         )
         for role in ("visual", "textual")
     }
@@ -483,7 +483,7 @@ def test_graph_signatures_and_dynamic_batch(random_package, tiny_model):
     )
     assert (textual_in.name, textual_in.type) == ("input_ids", "tensor(int64)")
     assert isinstance(textual_in.shape[1], str)  # symbolic: ids may be cut after the last EOT
-    assert read_manifest(random_package).extra["textual_dynamic_length"] is True
+    assert read_manifest(torch_package).extra["textual_dynamic_length"] is True
     for session in sessions.values():
         out = session.get_outputs()[0]
         assert (out.name, out.type, out.shape[1]) == ("embeddings", "tensor(float)", 32)

@@ -26,6 +26,7 @@ from export.train_multilingual import (
     train_and_export,
     training_caption,
 )
+from photofind.clip.model import load_model
 from photofind.clip.package import sha256_file
 
 RED_CIRCLE = synth.SynthObject("circle", "red", "small", "centre")
@@ -197,14 +198,22 @@ def test_a_short_run_trains_and_writes_a_format_2_package(tmp_path):
     assert len(losses) == 4 and losses[-1] < losses[0]
     manifest = json.loads((folder / "model.json").read_text(encoding="utf-8"))
     assert manifest["format"] == 2 and manifest["name"] == "tiny-multilingual"
+    # The runtime's own tokenizer object (photofind.clip.package), and the runtime reads it.
     assert manifest["tokenizer"] == {
         "kind": "hf",
-        "file": "tokenizer.json",
-        "pad_id": PAD_ID,
+        "file": "tokenizer",
         "context_length": settings.context_length,
-        "inputs": ["input_ids", "attention_mask"],
-        "lowercase": True,
+        "pad": PAD_ID,
+        "inputs": {"input_ids": "ids", "attention_mask": "mask"},
     }
+    assert manifest["files"]["tokenizer"]["path"] == "tokenizer.json"
+    model = load_model(folder, provider="cpu")
+    ids, mask = model.tokenizer.batch(["ảnh một hình tròn màu đỏ"])
+    assert ids.shape == mask.shape == (1, settings.context_length)
+    assert ids[0, int(mask.sum()) :].tolist() == [PAD_ID] * (
+        settings.context_length - int(mask.sum())
+    )
+    assert model.encode_texts(["ảnh một hình tròn màu đỏ"]).shape == (1, manifest["embed_dim"])
     for entry in manifest["files"].values():
         assert sha256_file(folder / entry["path"]) == entry["sha256"]
     # The locked image tower, byte for byte.

@@ -2,8 +2,8 @@
 French (issue 18, part 4's "done when"), measured without retraining it.
 
 The held-out sets come from export.synth's public stream (the training draws its scenes from
-its own stream). Encoding goes through export.multilingual_eval.open_encoder: ONNX Runtime and
-``tokenizers`` on the package's own files, until photofind's runtime reads format 2.
+its own stream). Encoding goes through export.multilingual_eval.open_encoder: the app's own
+runtime, photofind.clip.load_model(folder, provider="cpu").
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ def test_the_package_is_small_format_2_and_shares_tiny_synthetic_s_image_tower()
     manifest = json.loads((PACKAGE / "model.json").read_text(encoding="utf-8"))
     assert manifest["format"] == 2 and manifest["name"] == "tiny-multilingual"
     assert manifest["tokenizer"]["kind"] == "hf"
-    assert manifest["tokenizer"]["inputs"] == ["input_ids", "attention_mask"]
+    assert manifest["tokenizer"]["inputs"] == {"input_ids": "ids", "attention_mask": "mask"}
+    # Lower case comes from the tokenizer.json's own normalizer: no canonicalize.
+    assert "canonicalize" not in manifest["tokenizer"]
     assert manifest["extra"]["languages"] == ["en", "vi", "fr"]
     for entry in manifest["files"].values():
         assert sha256_file(PACKAGE / entry["path"]) == entry["sha256"]

@@ -142,7 +142,8 @@ def _models(args: argparse.Namespace, ctx: Context) -> int:
 def _begin_change(name: str, ctx: Context) -> str:
     """Start the staged re-index of an indexed library for the newly chosen model; the
     sentence that tells the user where things stand. The model's id comes from its
-    manifest: no encoder is opened (the next `photofind index` opens it)."""
+    manifest, its image tower's from its checked files: no encoder is opened (the next
+    `photofind index` opens it); a model sharing the image tower needs no re-index."""
     from photofind.clip import resolve_model
     from photofind.library.catalog import CATALOG_NAME
     from photofind.library.library import Library
@@ -160,7 +161,14 @@ def _begin_change(name: str, ctx: Context) -> str:
             "the re-index begins with the next `photofind index` (search keeps the old model)"
         )
     with library:
-        change = ModelSession(library).choose_package(folder)
+        before = library.catalog.model_id
+        change = ModelSession(library).choose_package(folder, verified=ctx.verified)
+        kept = library.catalog.model_id != before and library.catalog.embedding_count() > 0
+    if kept:
+        return (
+            f"{name} is now the library's model; it shares the image tower of "
+            f"{ModelId.parse(before).name}, so the photo vectors are kept (no re-index)"
+        )
     if not change.staged:
         if change.cancelled:
             return (

@@ -223,6 +223,9 @@ class ClipModel:
             "fill": spec.fill,
             "embed_dim": spec.embed_dim,
         }
+        if spec.resize == "squash-then-crop":
+            # Only here, so that the ids of every other package (kept in libraries) stay.
+            described["resize_size"] = spec.resize_size
         text = json.dumps(described, sort_keys=True).encode("utf-8")
         return hashlib.sha256(text).hexdigest()[:32]
 

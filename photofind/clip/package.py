@@ -18,7 +18,10 @@ Format 2 (written by photofind's exporters and adapters; format 1 packages still
       "mean": [0.481, 0.458, 0.408], "std": [0.269, 0.261, 0.276],   # default: CLIP's
       "resize": "shortest",                # "shortest" (short side to S, centre crop),
                                            # "squash" (both sides to S, aspect not kept),
-                                           # "letterbox" (long side to S, padded with fill)
+                                           # "letterbox" (long side to S, padded with fill),
+                                           # "squash-then-crop" (both sides to resize_size,
+                                           # then the centre S x S: EfficientNet / ALIGN)
+      "resize_size": 256,                  # squash-then-crop only, required: S..2048
       "interpolation": "bicubic",          # bicubic | bilinear | nearest | lanczos | box
                                            # | hamming (Pillow's filters)
       "fill": 0,                           # letterbox padding, 0..255 (default 0)
@@ -31,9 +34,13 @@ Format 2 (written by photofind's exporters and adapters; format 1 packages still
                                            # clip-bpe, "tokenizer" for hf)
         "context_length": 64,              # default: the top-level context_length
         "pad": "<pad>",                    # hf: pad token (text) or id (int); default: the
-                                           # tokenizer.json padding token, else id 0
+                                           # tokenizer.json padding token, else id 0; every
+                                           # row is padded to context_length (the mask says
+                                           # where the text ends)
         "canonicalize": false,             # hf: strip ASCII punctuation and lower-case
-                                           # first (SigLIP's "canonicalize" clean)
+                                           # first (SigLIP's "canonicalize" clean); a
+                                           # tokenizer.json that lower-cases in its own
+                                           # normalizer needs nothing here
         "language_prefix": {               # hf, optional: a token put before the text,
           "codes": {"en": "eng_Latn", "vi": "vie_Latn"},   # per language (BCP 47 / POSIX
           "default": "eng_Latn"            # code, matched whole, then its first part)
@@ -84,7 +91,7 @@ MANIFEST = "model.json"
 FILE_ROLES = ("visual", "textual", "vocab")
 GRAPH_ROLES = ("visual", "textual")
 TOKENIZER_KINDS = ("clip-bpe", "hf")
-RESIZE_MODES = ("shortest", "squash", "letterbox")
+RESIZE_MODES = ("shortest", "squash", "letterbox", "squash-then-crop")
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos", "box", "hamming")
 INPUT_PARTS = ("ids", "mask")
 MAX_LANGUAGE_CODES = 1_000
@@ -176,6 +183,7 @@ class ModelSpec:
     extra: dict = field(default_factory=dict)
     tokenizer: TokenizerSpec | None = None  # None: clip-bpe on files.vocab
     fill: int = 0  # letterbox padding
+    resize_size: int = 0  # squash-then-crop: the side squashed to before the centre crop
 
     @property
     def text(self) -> TokenizerSpec:
@@ -212,6 +220,7 @@ class ModelSpec:
             **({"vocab_size": self.vocab_size} if self.vocab_size else {}),
             "logit_scale": self.logit_scale,
             **({"fill": self.fill} if self.resize == "letterbox" else {}),
+            **({"resize_size": self.resize_size} if self.resize == "squash-then-crop" else {}),
             **({"tokenizer": self.text.to_json()} if fmt >= 2 else {}),
             "files": {role: _file_json(f) for role, f in self.files.items()},
             **({"extra": self.extra} if self.extra else {}),
@@ -469,6 +478,11 @@ def read_manifest(folder: Path) -> ModelSpec:
     if not isinstance(fill, int) or isinstance(fill, bool) or not 0 <= fill <= 255:
         raise ModelError(f"{manifest}: field 'fill' should be 0..255, got {_short(fill)}")
 
+    resize_size = 0
+    if data.get("resize") == "squash-then-crop":
+        image_size = _bounded(data, "image_size", MAX_IMAGE_SIZE, manifest)
+        resize_size = _bounded(data, "resize_size", MAX_IMAGE_SIZE, manifest, image_size)
+
     spec = ModelSpec(
         name=_need(data, "name", str, manifest),
         embed_dim=_bounded(data, "embed_dim", MAX_EMBED_DIM, manifest),
@@ -489,6 +503,7 @@ def read_manifest(folder: Path) -> ModelSpec:
         extra=_extra(data, manifest),
         tokenizer=tokenizer,
         fill=fill,
+        resize_size=resize_size,
     )
     if tokenizer is not None and tokenizer.context_length != context_length:
         raise ModelError(

@@ -7,6 +7,8 @@ Immich publishes (their ``preprocess_cfg.json``) and OpenCLIP's transforms:
 * ``squash``: both sides to S, the aspect ratio not kept (SigLIP, DFN5B);
 * ``letterbox``: the longer side to S, centred on a square of the ``fill`` grey level
   (OpenCLIP's "longest" resize with padding);
+* ``squash-then-crop``: both sides to ``resize_size`` (R), then the centre S x S, its
+  offset (R - S) // 2 as Hugging Face's image processors crop (EfficientNet's, so ALIGN's);
 * ``shortest`` with another filter than bicubic.
 
 Each filter is Pillow's (antialiased, as torchvision's resize of a PIL image is).
@@ -39,14 +41,28 @@ FILTERS = {
 
 
 def resize_picture(
-    rgb: Image.Image, size: int, mode: str, interpolation: str, fill: int = 0, *, fast=False
+    rgb: Image.Image,
+    size: int,
+    mode: str,
+    interpolation: str,
+    fill: int = 0,
+    *,
+    fast=False,
+    resize_size: int = 0,
 ) -> Image.Image:
-    """An upright RGB picture as the S x S square ``mode`` makes of it."""
+    """An upright RGB picture as the S x S square ``mode`` makes of it (``resize_size``: the
+    squashed side of squash-then-crop)."""
     resample = FILTERS[interpolation]
     gap = DRAFT_MULTIPLE if fast else None
     width, height = rgb.size
     if mode == "squash":
         return rgb.resize((size, size), resample, reducing_gap=gap)
+    if mode == "squash-then-crop":
+        side = max(size, resize_size)
+        # Floor, not torchvision's round: transformers' center_crop (both its backends).
+        offset = (side - size) // 2
+        squashed = rgb.resize((side, side), resample, reducing_gap=gap)
+        return squashed.crop((offset, offset, offset + size, offset + size))
     if mode == "letterbox":
         scale = size / max(width, height)
         new = (max(1, min(size, round(width * scale))), max(1, min(size, round(height * scale))))
@@ -79,5 +95,13 @@ def preprocess_for(item, spec, *, fast: bool = True, max_pixels=DEFAULT_MAX_PIXE
     else:
         source = item.path if isinstance(item, Picture) else item
         rgb = open_image(source, max_pixels=max_pixels, draft_size=(want, want) if fast else None)
-    square = resize_picture(rgb, size, spec.resize, spec.interpolation, spec.fill, fast=fast)
+    square = resize_picture(
+        rgb,
+        size,
+        spec.resize,
+        spec.interpolation,
+        spec.fill,
+        fast=fast,
+        resize_size=spec.resize_size,
+    )
     return _normalise(square, spec.mean, spec.std)

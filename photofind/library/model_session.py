@@ -179,12 +179,19 @@ class ModelSession:
             self.active, self.staged = model, None
         return self._change(staged, before)
 
-    def choose_package(self, folder: str | os.PathLike) -> Change:
-        """Use the package in ``folder`` without loading it (``photofind models use``: the
-        encoders open at the next index run). The session's models are left alone."""
+    def choose_package(self, folder: str | os.PathLike, *, verified=None) -> Change:
+        """Use the package in ``folder`` without opening its encoders (``photofind models
+        use``: they open at the next index run). Its files are checked against their hashes
+        (``verified``: the record of files already hashed), so that a package sharing the
+        active model's image tower (the same hashed image graph and preprocessing) takes
+        over the photo vectors at once, as :meth:`Library.begin_model_change` does. The
+        session's models are left alone."""
+        from photofind.clip import load_model
+
         mid, dim = package_model_id(folder)
+        tower = load_model(folder, provider="cpu", verified=verified).image_tower_id
         before = self.library.catalog.staged_model_id
-        return self._change(self.library.begin_change(str(mid), dim), before)
+        return self._change(self.library.begin_change(str(mid), dim, tower=tower), before)
 
     def _change(self, staged: bool, before: str | None) -> Change:
         """The :class:`Change` of a choice made while ``before`` was staged."""

@@ -61,6 +61,8 @@ VOCAB_FILE = "vocab.txt.gz"
 HF_TOKENIZER_FILE = "tokenizer.json"
 # OpenCLIP's names for the resize modes that photofind names otherwise.
 RESIZE_ALIASES = {"longest": "letterbox"}
+# What Immich's preprocess_cfg.json can say (squash-then-crop needs a resize_size it lacks).
+IMMICH_RESIZE_MODES = tuple(m for m in RESIZE_MODES if m != "squash-then-crop")
 IMMICH_REQUIRED = (
     "config.json",
     "visual/model.onnx",
@@ -197,10 +199,10 @@ def _preprocessing(src: Path, image_size: int) -> dict:
     resize = pre.get("resize_mode", "shortest")
     resize = RESIZE_ALIASES.get(resize, resize)
     interp = pre.get("interpolation", "bicubic")
-    if resize not in RESIZE_MODES or interp not in INTERPOLATIONS:
+    if resize not in IMMICH_RESIZE_MODES or interp not in INTERPOLATIONS:
         raise ModelError(
             f"{pre_path}: resize_mode {pre.get('resize_mode')!r} / interpolation {interp!r}; "
-            f"photofind supports {RESIZE_MODES} (and 'longest') / {INTERPOLATIONS}"
+            f"photofind supports {IMMICH_RESIZE_MODES} (and 'longest') / {INTERPOLATIONS}"
         )
     mean, std = pre.get("mean"), pre.get("std")
     for key, value in (("mean", mean), ("std", std)):
