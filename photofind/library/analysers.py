@@ -54,6 +54,9 @@ class Analyser:
     model_id: str = ""
     priority: int = 100
     picture_side: int = 0
+    #: :meth:`analyse` keeps every core busy itself (an encoder on ONNX Runtime's CPU
+    #: threads): the decode threads pause while it runs (see DecodePool.hold)
+    uses_every_core: bool = False
 
     # -- the work (decode threads, then the pipeline's thread) ---------------------------
 
@@ -115,6 +118,10 @@ class ClipAnalyser(Analyser):
         self.staged_model_id = staged_model_id
         self.model_id = staged_model_id or model_id(model)
         self.picture_side = draft_side(model.spec.image_size)
+
+    @property
+    def uses_every_core(self) -> bool:
+        return self.model.info.provider == "cpu"
 
     def prepare(self, item, picture: Picture) -> np.ndarray:
         return self.model.preprocess(picture)

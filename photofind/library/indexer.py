@@ -326,9 +326,9 @@ class Indexer:
                 except DecodeStuck:
                     # What was decoded (and the photos that overran, as failures) is kept:
                     # the next run must not wait for those photos again.
-                    self._encode_and_hand_over(batch, results)
+                    self._encode_and_hand_over(batch, results, pool)
                     raise
-                self._encode_and_hand_over(batch, results)
+                self._encode_and_hand_over(batch, results, pool)
         finally:
             for *_, job in pending:
                 job.cancel()
@@ -357,9 +357,10 @@ class Indexer:
             changed_folders=frozenset(p.folder_id for p in self.changed),
         )
 
-    def _encode_and_hand_over(self, batch: list, results: queue.Queue) -> None:
+    def _encode_and_hand_over(self, batch: list, results: queue.Queue, pool: DecodePool) -> None:
         """Run each analyser on its part of a decoded batch; hand the outcomes to the
-        writer. An analyser's own error (a model that cannot run) ends the run."""
+        writer. An analyser's own error (a model that cannot run) ends the run. While one
+        that keeps every core busy itself runs, the decode threads wait (DecodePool.hold)."""
         by_analyser = {}
         for analyser in self.analysers:
             mine = [w for w in batch if any(a is analyser for a in w.analysers)]
@@ -369,9 +370,16 @@ class Indexer:
             ]
             done = []
             if ready:
-                outputs = analyser.analyse(
-                    [w.item for w in ready], [w.inputs.pop(analyser.name) for w in ready]
-                )
+                held = analyser.uses_every_core
+                if held:
+                    pool.hold()
+                try:
+                    outputs = analyser.analyse(
+                        [w.item for w in ready], [w.inputs.pop(analyser.name) for w in ready]
+                    )
+                finally:
+                    if held:
+                        pool.release()
                 for w, result in zip(ready, outputs, strict=True):
                     if isinstance(result, Failure):
                         w.failures[analyser.name] = result.reason
