@@ -33,6 +33,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     ),
     "synth": Subcommand("export.synth", "generate synthetic images and captions"),
     "train-tiny": Subcommand("export.train_tiny", "train the tiny CLIP on synthetic data"),
+    "int8": Subcommand(
+        "export.quantize", "add int8 encoders to a model package, checked against fp32"
+    ),
 }
 
 

@@ -9,7 +9,7 @@ keeps the vectors closer to fp32 on the tiny models and needs no calibration pho
 model's own domain, so it is the one made here.
 
 The new graphs join the package as the file roles ``visual_int8`` and ``textual_int8``;
-:func:`photofind.clip.variants.check_int8` then compares them with the fp32 graphs on a
+:func:`check` (photofind.clip.variants.check_int8) then compares them with the fp32 graphs on a
 calibration set and records the figures under ``extra.variants.int8`` in ``model.json``.
 The app uses them only where that check passed (photofind/clip/variants.py).
 
@@ -27,6 +27,36 @@ import os
 from pathlib import Path
 
 INT8_ROLES = {"visual": "visual_int8", "textual": "textual_int8"}
+CALIBRATION_SEED = 19
+CALIBRATION_COUNT = 64
+
+
+def calibration(count: int = CALIBRATION_COUNT, seed: int = CALIBRATION_SEED):
+    """``count`` varied generated photos (backgrounds, shapes, colours, sizes, aspect
+    ratios) and a caption of each: what any CLIP can be compared on, whatever it knows."""
+    from photofind.synthetic import generate
+
+    images, texts = [], []
+    for i in range(count):
+        _, image, captions = generate(seed, i, captions_per_image=1)
+        images.append(image)
+        texts.append(captions[0])
+    return images, texts
+
+
+def check(folder: Path, thresholds=None, count: int = CALIBRATION_COUNT) -> dict:
+    """photofind's check of the int8 graphs (photofind.clip.variants) on the calibration set."""
+    from photofind.clip.variants import THRESHOLDS, check_int8
+
+    images, texts = calibration(count)
+    return check_int8(
+        folder,
+        images,
+        texts,
+        thresholds=thresholds or THRESHOLDS,
+        about=f"{count} generated photos and captions (photofind.synthetic, seed "
+        f"{CALIBRATION_SEED})",
+    )
 
 
 def _sha256(path: Path) -> str:
@@ -54,9 +84,8 @@ def quantize_graph(source: Path, target: Path, *, method: str = "dynamic", calib
             op_types_to_quantize=["MatMul", "Gemm"],
         )
     elif method == "static":
-        from onnxruntime.quantization import CalibrationDataReader, QuantFormat
-
         import onnxruntime as ort
+        from onnxruntime.quantization import CalibrationDataReader, QuantFormat
 
         name = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"])
         name = name.get_inputs()[0].name
@@ -87,7 +116,7 @@ def quantize_graph(source: Path, target: Path, *, method: str = "dynamic", calib
 
 def add_int8(folder: Path, towers=("visual", "textual")) -> dict:
     """Quantize the package's graphs into it and list them in ``model.json`` (unchecked:
-    :func:`photofind.clip.variants.check_int8` decides whether they are used)."""
+    :func:`check` decides whether they are used)."""
     folder = Path(folder)
     manifest = folder / "model.json"
     data = json.loads(manifest.read_text())
@@ -115,8 +144,5 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     add_int8(args.package)
     if not args.no_check:
-        from photofind.clip.variants import check_int8
-
-        result = check_int8(args.package)
-        print(json.dumps(result))
+        print(json.dumps(check(args.package)))
     return 0

@@ -16,6 +16,7 @@ from photofind.clip.package import ModelSpec, read_manifest, verify_files
 from photofind.clip.preprocess import DEFAULT_MAX_PIXELS, load_and_preprocess
 from photofind.clip.providers import ProviderChoice, cpu_threads, open_sessions, planned_provider
 from photofind.clip.tokenizer import ClipTokenizer
+from photofind.clip.variants import FP32, check_single_file, choose_variant, roles_of
 from photofind.clip.verified import RECORD_NAME, VerifiedFiles
 from photofind.errors import ModelError
 from photofind.paths import bundled_models_dir, cache_dir, models_dir
@@ -115,8 +116,18 @@ class ClipModel:
         threads: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         verified: VerifiedFiles | None = None,
+        variant: str = FP32,
     ):
         files = verify_files(folder, spec, verified)
+        #: "fp32" or "int8" (photofind.clip.variants): which graphs the towers run
+        self.variant = variant
+        roles = roles_of(variant)
+        for tower, role in roles.items():
+            if role not in files:
+                raise ModelError(f"{folder}/model.json lists no {role} file ({variant} variant)")
+            if role != tower:
+                check_single_file(files[role])
+        self._roles = roles
         self.spec = spec
         self.max_pixels = max_pixels
         self.tokenizer = ClipTokenizer(
@@ -132,7 +143,8 @@ class ClipModel:
         self._text_dtype = np.int32 if text_type == "int32" else np.int64
         self._visual_batch = extra.get("visual_batch")
         self._textual_batch = extra.get("textual_batch")
-        self._files = files
+        # Each tower's graph, of the chosen variant.
+        self._files = {**files, **{tower: files[role] for tower, role in roles.items()}}
         self._threads = threads
         # The provider is settled by the first session opened (a CUDA that fails falls back
         # to the CPU there); the second tower then opens on the same one. Asking for an
@@ -162,6 +174,11 @@ class ClipModel:
             path=self._folder,
             description=spec.description,
         )
+
+    @property
+    def visual_role(self) -> str:
+        """The file role of the image graph this model runs (its sha256 names the vectors)."""
+        return self._roles["visual"]
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -242,7 +259,7 @@ class ClipModel:
             session.get_inputs()[0].name,
             pixels,
             self._visual_batch,
-            self.spec.files["visual"].path,
+            self.spec.files[self._roles["visual"]].path,
         )
         return self._checked(out, pixels.shape[0], "visual")
 
@@ -304,7 +321,7 @@ class ClipModel:
                 session.get_inputs()[0].name,
                 ids,
                 self._textual_batch,
-                self.spec.files["textual"].path,
+                self.spec.files[self._roles["textual"]].path,
             )
             chunks.append(self._checked(out, ids.shape[0], "textual"))
         if not chunks:
@@ -314,7 +331,7 @@ class ClipModel:
     def _checked(self, out: np.ndarray, n: int, tower: str) -> np.ndarray:
         if out.shape != (n, self.info.dim):
             raise ModelError(
-                f"{self.spec.files[tower].path} returned shape {tuple(out.shape)}, "
+                f"{self.spec.files[self._roles[tower]].path} returned shape {tuple(out.shape)}, "
                 f"model.json promises ({n}, {self.info.dim})"
             )
         return _l2_normalise(out)
@@ -355,12 +372,14 @@ def load_model(
     library: Path | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     check: bool = False,
+    precision: str = "fast",
 ) -> ClipModel:
     """Open a model package (a folder, or a model's name) after checking what it claims
     (files unchanged since their last check are not hashed again: see clip/verified.py).
 
     Its encoders' ONNX sessions open on first use; with ``check`` both open (and their
-    graphs are checked) now.
+    graphs are checked) now. ``precision`` "fast" runs the package's int8 graphs where
+    their check passed, "exact" always the fp32 ones (photofind.clip.variants).
     """
     folder = resolve_model(path, library)
     spec = read_manifest(folder)
@@ -371,5 +390,6 @@ def load_model(
         threads=threads,
         max_pixels=max_pixels,
         verified=VerifiedFiles(cache_dir() / RECORD_NAME),
+        variant=choose_variant(spec, precision),
     )
     return model.check() if check else model

@@ -112,8 +112,17 @@ def load_model_by_id(root: str | os.PathLike, mid: str, *, provider: str = "auto
             spec = read_manifest(folder)
         except ModelError:
             continue
-        if spec.name == wanted.name and spec.files["visual"].sha256.startswith(wanted.digest):
-            return load_model(folder, provider=provider, library=Path(root))
+        if spec.name != wanted.name:
+            continue
+        # The vectors' digest names the image graph that made them: fp32 or int8.
+        for role, precision in (("visual", "exact"), ("visual_int8", "fast")):
+            entry = spec.files.get(role)
+            if entry is not None and entry.sha256.startswith(wanted.digest):
+                model = load_model(
+                    folder, provider=provider, library=Path(root), precision=precision
+                )
+                if ModelId.of(model).digest.startswith(wanted.digest):
+                    return model
     return None
 
 

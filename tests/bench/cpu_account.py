@@ -89,9 +89,11 @@ class CpuAccount:
                     # Born during the run: all its CPU is the run's (a thread of an earlier
                     # run has the same name but another id).
                     self._start[tid] = 0.0 if self._started else cpu
-                kind = kind_of(names.get(tid)) if tid in names else self._last.get(
-                    tid, ("native", 0.0)
-                )[0]
+                kind = (
+                    kind_of(names.get(tid))
+                    if tid in names
+                    else self._last.get(tid, ("native", 0.0))[0]
+                )
                 self._last[tid] = (kind, cpu)
 
     def _loop(self) -> None:
