@@ -134,3 +134,37 @@ def test_switching_variant_re_runs_the_library_never_mixes(int8_package, tmp_pat
     assert load_model_by_id(tmp_path / "lib", mid, provider="cpu").variant == INT8
     fp32_id = str(ModelId.of(exact))
     assert load_model_by_id(tmp_path / "lib", fp32_id, provider="cpu").variant == FP32
+
+
+def test_the_precision_setting_chooses_the_variant_for_the_command_line(int8_package, tmp_path):
+    from photofind import settings
+    from photofind.cli.context import Context
+
+    folder, _ = int8_package
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    ctx = Context(library=lib, model=str(folder), provider="cpu", verbose=0)
+    assert settings.load(lib)["precision"] == "fast"
+    assert ctx.load_model().variant == INT8
+    settings.update(lib, {"precision": "exact"})
+    assert ctx.load_model().variant == FP32
+
+
+def test_the_settings_dialog_offers_fast_and_exact(qtbot, tmp_path):
+    from photofind import settings
+    from photofind.gui.settings import GuiSettings, SettingsDialog
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    before = GuiSettings.load(lib)
+    assert before.precision == "fast"
+    dialog = SettingsDialog(before, ["tiny-synthetic"])
+    qtbot.addWidget(dialog)
+    box = dialog.precision
+    assert [box.itemData(i) for i in range(box.count())] == ["fast", "exact"]
+    box.setCurrentIndex(box.findData("exact"))
+    after = dialog.value()
+    assert after.precision == "exact"
+    after.save(lib, since=before)
+    assert settings.load(lib)["precision"] == "exact"
+    assert GuiSettings.load(lib).precision == "exact"

@@ -31,6 +31,9 @@ V0_VALUES = {
     "gui.window": {"x": 40, "y": 60, "width": 900, "height": 700, "maximized": False},
 }
 DEFAULTS = {key: option.default for key, option in OPTIONS.items()}
+#: Options added since the version 0 file was written, which it lacks: their defaults apply
+#: (an optional key with a default needs no schema step).
+ADDED_SINCE_V0 = {"precision": "fast"}
 
 
 def _stored(lib: Path) -> dict:
@@ -52,11 +55,12 @@ def test_a_version_0_file_from_the_previous_code_is_migrated_in_place_keeping_ev
     lib.mkdir()
     shutil.copy(V0_FILE, lib / "settings.json")
     before = json.loads(V0_FILE.read_text())
-    assert "version" not in before and set(V0_VALUES) == set(OPTIONS)  # every option covered
+    # every option covered, but those added since
+    assert "version" not in before and set(V0_VALUES) | set(ADDED_SINCE_V0) == set(OPTIONS)
 
     loaded = settings.load(lib)
 
-    assert dict(loaded) == V0_VALUES and loaded.version == VERSION
+    assert dict(loaded) == {**V0_VALUES, **ADDED_SINCE_V0} and loaded.version == VERSION
     assert _stored(lib) == {**before, "version": VERSION}
     # Replaced in one step: no temporary file is left beside it.
     assert sorted(p.name for p in lib.iterdir()) == ["settings.json", "settings.json.lock"]
@@ -87,7 +91,7 @@ def test_where_settings_cannot_be_written_they_are_read_migrated_and_left_as_the
     lib = tmp_path / "lib"
     (lib / "settings.json.lock").mkdir(parents=True)
     shutil.copy(V0_FILE, lib / "settings.json")
-    assert dict(settings.load(lib)) == V0_VALUES
+    assert dict(settings.load(lib)) == {**V0_VALUES, **ADDED_SINCE_V0}
     assert "version" not in _stored(lib)
 
     (lib / "settings.json").write_text("{broken")

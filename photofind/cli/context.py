@@ -40,7 +40,10 @@ class Context:
                 "`photofind models use NAME` (for example tiny-synthetic, the small demo "
                 "model that knows only generated shapes)"
             )
-        return load_model(model, provider=self.provider, library=self.library)
+        from photofind import settings
+
+        precision = settings.load(self.library)["precision"]
+        return load_model(model, provider=self.provider, library=self.library, precision=precision)
 
     def load_library_model(self):
         """The model to index the library with: ``--model``, else the choice of

@@ -66,7 +66,12 @@ def create_window(
 
     library_dir = Path(library_dir)
     if model is not None and not isinstance(model, ClipModel):
-        model = load_model(os.fspath(model), provider=provider, library=library_dir)
+        from photofind import settings
+
+        precision = settings.load(library_dir)["precision"]
+        model = load_model(
+            os.fspath(model), provider=provider, library=library_dir, precision=precision
+        )
     library = ObservedLibrary.open(library_dir, readonly=readonly)
     staged = None
     if model is not None:
