@@ -9,7 +9,7 @@ keeps the vectors closer to fp32 on the tiny models and needs no calibration pho
 model's own domain, so it is the one made here.
 
 The new graphs join the package as the file roles ``visual_int8`` and ``textual_int8``;
-:func:`check` (photofind.clip.variants.check_int8) then compares them with the fp32 graphs on a
+:func:`check` (photofind.clip.variant_check) then compares them with the fp32 graphs on a
 calibration set and records the figures under ``extra.variants.int8`` in ``model.json``.
 The app uses them only where that check passed (photofind/clip/variants.py).
 
@@ -46,7 +46,8 @@ def calibration(count: int = CALIBRATION_COUNT, seed: int = CALIBRATION_SEED):
 
 def check(folder: Path, thresholds=None, count: int = CALIBRATION_COUNT) -> dict:
     """photofind's check of the int8 graphs (photofind.clip.variants) on the calibration set."""
-    from photofind.clip.variants import THRESHOLDS, check_int8
+    from photofind.clip.variant_check import check_int8
+    from photofind.clip.variants import THRESHOLDS
 
     images, texts = calibration(count)
     return check_int8(

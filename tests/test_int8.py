@@ -168,3 +168,36 @@ def test_the_settings_dialog_offers_fast_and_exact(qtbot, tmp_path):
     after.save(lib, since=before)
     assert settings.load(lib)["precision"] == "exact"
     assert GuiSettings.load(lib).precision == "exact"
+
+
+def test_install_with_int8_makes_and_checks_the_encoders(tmp_path):
+    pytest.importorskip("onnx", reason="the quantizer is export/ tooling (onnx)")
+    from photofind.models.store import ModelStore
+
+    source = _tiny_copy(tmp_path / "source")
+    report = ModelStore(tmp_path / "lib").install(source, name="tiny-int8", int8=True)
+    spec = read_manifest(report.path)
+    assert {"visual_int8", "textual_int8"} <= set(spec.files)
+    check = spec.extra["variants"]["int8"]["check"]
+    # The verdict depends on this machine's speed-up; the note must tell the one recorded.
+    note = next(n for n in report.notes if n.startswith("int8 encoders"))
+    if check["passed"]:
+        assert "precision 'fast' uses them" in note
+        assert load_model(report.path, provider="cpu").variant == INT8
+    else:
+        assert "not used" in note and check["refused_because"][0] in note
+        assert load_model(report.path, provider="cpu").variant == FP32
+    assert check["image_cosine_min"] >= 0.99
+    # The source package is left as it was.
+    assert "visual_int8" not in read_manifest(source).files
+
+
+def test_cli_install_int8(tmp_path, capsys):
+    pytest.importorskip("onnx", reason="the quantizer is export/ tooling (onnx)")
+    from photofind.cli import main
+
+    source = _tiny_copy(tmp_path / "source")
+    lib = tmp_path / "lib"
+    code = main(["--library", str(lib), "models", "install", str(source), "--int8"])
+    assert code == 0
+    assert "int8 encoders made" in capsys.readouterr().out

@@ -56,6 +56,11 @@ def _models_args(p: argparse.ArgumentParser) -> None:
     inst.add_argument("--sha256", help="expected sha256 of the archive (downloaded or local)")
     inst.add_argument("--replace", action="store_true", help="overwrite an installed namesake")
     inst.add_argument("--use", action="store_true", help="make it the library's model")
+    inst.add_argument(
+        "--int8",
+        action="store_true",
+        help="also make its int8 encoders, checked against fp32 (needs the export tools)",
+    )
     inst.add_argument("--no-progress", action="store_true", help="no progress bar")
     inst.add_argument(
         "--min-rate",
@@ -102,6 +107,7 @@ def _models(args: argparse.Namespace, ctx: Context) -> int:
                 replace=args.replace,
                 progress=bar,
                 limits=limits,
+                int8=args.int8,
             )
         finally:
             if bar:
