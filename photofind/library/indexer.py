@@ -13,7 +13,9 @@ whatever the library's size and the encoder never waits for the decoder:
                      then index.add)
 
 Decoding runs a bounded window ahead of the encoder (the look-ahead of rclip): while a
-batch is being encoded, the next ones are decoded. A photo that fails is recorded as
+batch is being encoded on a GPU, the next ones are decoded. An encoder on the CPU keeps every
+core busy itself, so there the two take turns (:meth:`DecodePool.hold`): decode threads
+beside ONNX Runtime's would make all of its threads wait for the one they slow down. A photo that fails is recorded as
 ``failed`` with its reason and never retried until its file changes; so is one whose read
 and decode take longer than ``photo_time_limit_s`` (see :mod:`photofind.library.decode_pool`). Because an item
 stays pending for an analyser until its outcome is committed, a crash or a kill loses at
