@@ -1,16 +1,17 @@
-"""A model's int8 encoders: which graphs a model runs, and the check that allows them.
+"""A model's int8 encoders: which graphs a model runs, and what allows the int8 ones.
 
 A package may carry int8 graphs beside its fp32 ones, as the file roles ``visual_int8``
 and ``textual_int8`` of ``model.json`` (made by ``python -m export int8``, which imports
-``onnx``; the app never does). They are used only where :func:`check_int8` compared them
-with the fp32 graphs on a calibration set (the app's layers put generated photos above
-this runtime, so the caller brings the set: export/quantize.py) and found them faithful and
-faster on this machine; the figures are recorded under ``extra.variants.int8`` in ``model.json``::
+``onnx``; the app never does). They are used only where photofind.clip.variant_check
+compared them with the fp32 graphs on a calibration set (the app's layers put generated
+photos above this runtime, so the caller brings the set: export/quantize.py) and found them
+faithful and faster on this machine; the figures are recorded under ``extra.variants.int8``
+in ``model.json``::
 
     "extra": {"variants": {"int8": {"visual": "visual_int8", "textual": "textual_int8",
                                     "check": {"passed": true, "image_cosine_min": ...}}}}
 
-The check itself is photofind.clip.variant_check. The precision setting chooses: "fast" (the int8 graphs where their check passed, else
+The precision setting chooses: "fast" (the int8 graphs where their check passed, else
 fp32) or "exact" (always fp32). Both towers switch together. The vectors of the two
 variants are not mixed: the model id of the vectors is named by the sha256 of the image
 graph that made them (:class:`photofind.library.model_id.ModelId`), so switching variant
