@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from photofind.library.analysers import ClipAnalyser
 from photofind.library.decode_pool import DecodePool
 
@@ -38,3 +40,13 @@ def test_shutdown_of_a_held_pool_ends_its_threads():
 def test_the_clip_analyser_holds_the_pool_when_its_model_runs_on_the_cpu(model):
     clip = ClipAnalyser(model, index=None)
     assert model.info.provider == "cpu" and clip.uses_every_core
+
+
+def test_an_encoder_on_fewer_threads_than_cores_does_not_hold_the_pool(random_package):
+    from photofind.clip import load_model
+    from photofind.clip.providers import cpu_threads
+
+    if cpu_threads() < 2:
+        pytest.skip("one core: any encoder uses all of them")
+    model = load_model(random_package, provider="cpu", threads=cpu_threads() - 1)
+    assert not ClipAnalyser(model, index=None).uses_every_core

@@ -176,6 +176,12 @@ class ClipModel:
         )
 
     @property
+    def cpu_threads_busy(self) -> int:
+        """CPU threads an encoder run keeps busy: ONNX Runtime's intra-op threads on the
+        CPU, none to speak of on a GPU."""
+        return (self._threads or cpu_threads()) if self._choice.name == "cpu" else 0
+
+    @property
     def visual_role(self) -> str:
         """The file role of the image graph this model runs (its sha256 names the vectors)."""
         return self._roles["visual"]

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from photofind.clip.preprocess import Picture, draft_side
+from photofind.clip.providers import cpu_threads
 from photofind.library.model_id import ModelId
 
 
@@ -121,7 +122,8 @@ class ClipAnalyser(Analyser):
 
     @property
     def uses_every_core(self) -> bool:
-        return self.model.info.provider == "cpu"
+        busy = getattr(self.model, "cpu_threads_busy", None)
+        return busy is not None and busy >= cpu_threads()
 
     def prepare(self, item, picture: Picture) -> np.ndarray:
         return self.model.preprocess(picture)
