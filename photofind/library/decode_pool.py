@@ -85,10 +85,11 @@ class DecodePool:
 
         The indexer holds the pool while an encoder that runs on every core itself (ONNX
         Runtime's intra-op threads on the CPU) works through a batch: decode threads beside
-        it would take cores from some of its threads, and the others, split the work of
-        each operator equally, would wait for the slowest (measured on 2 cores: the
-        pipeline at 0.5 of the machine's limit). Taking turns, each stage has every core.
-        A job's time limit counts from when it starts, so time held is not counted."""
+        it take cores from some of its threads, while the others, given equal shares of
+        each operator, wait for them, and both stages spend more CPU per photo (2 cores,
+        ViT-B/32, a quiet minute: 13.9 photos/s without the hold, 16.6 with, and 8.8 CPU-s
+        against 7.1 for the same 64 photos). Taking turns, each stage has every core. A
+        job's time limit counts from when it starts, so time held is not counted."""
         self._open.clear()
 
     def release(self) -> None:
