@@ -46,6 +46,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "export.multilingual_eval",
         "precision@10 and Recall@K of a package per language on held-out generated shapes",
     ),
+    "int8": Subcommand(
+        "export.quantize", "add int8 encoders to a model package, checked against fp32"
+    ),
 }
 
 

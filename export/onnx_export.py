@@ -310,6 +310,11 @@ def add_convert_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help=f"compare torch and onnxruntime outputs; fail below cosine {MIN_COSINE}",
     )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="also write int8 encoders, checked against fp32 (export/quantize.py)",
+    )
 
 
 def _differences(inferred: CLIPConfig, published: CLIPConfig) -> list[str]:
@@ -370,6 +375,17 @@ def run_convert(args) -> int:
         arch=args.arch,
     )
     print(f"wrote {out} in {time.perf_counter() - start:.1f} s")
+    if getattr(args, "int8", False):
+        from export.quantize import add_int8, check
+
+        add_int8(out)
+        verdict = check(out)
+        print(
+            f"int8: image cosine >= {verdict['image_cosine_min']}, image encoder "
+            f"{verdict['image_speedup']}x; "
+            + ("used by precision 'fast'" if verdict["passed"] else "not used: ")
+            + "; ".join(verdict["refused_because"])
+        )
     if not args.check:
         return 0
     result = check_package(model, out)

@@ -115,6 +115,8 @@ def _window(value: dict) -> dict:
 
 
 PROVIDERS = ("auto", "cpu", "cuda")
+#: photofind.clip.variants.PRECISIONS (settings sit below clip in the layers, so repeated)
+PRECISIONS = ("fast", "exact")
 
 OPTIONS: dict[str, Option] = {
     o.key: o
@@ -125,6 +127,16 @@ OPTIONS: dict[str, Option] = {
             None,
             "the library's model: `photofind models use NAME` or the Settings dialog",
             check=_model_name,
+        ),
+        # A key a version 1 file may lack (its default then applies) and an older photofind
+        # keeps untouched: no schema step is needed.
+        Option(
+            "precision",
+            str,
+            "fast",
+            "fast: the model's int8 encoders where their check against fp32 passed; "
+            "exact: always fp32 (a change re-indexes the library)",
+            choices=PRECISIONS,
         ),
         Option(
             "gui.provider",

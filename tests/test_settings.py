@@ -31,8 +31,9 @@ V0_VALUES = {
     "gui.window": {"x": 40, "y": 60, "width": 900, "height": 700, "maximized": False},
 }
 DEFAULTS = {key: option.default for key, option in OPTIONS.items()}
-#: options added since version 0 without a migration: a v0 file reads them as their defaults
-SINCE_V0 = {"faces.enabled", "faces.min_faces"}
+#: options added since version 0 without a migration (an optional key with a default needs
+#: no schema step): a v0 file reads them as their defaults
+SINCE_V0 = {"faces.enabled", "faces.min_faces", "precision"}
 V0_READ = {**V0_VALUES, **{key: DEFAULTS[key] for key in SINCE_V0}}  # what a v0 file reads as
 
 

@@ -40,8 +40,15 @@ class Context:
                 "`photofind models use NAME` (for example tiny-synthetic, the small demo "
                 "model that knows only generated shapes)"
             )
+        from photofind import settings
+
+        precision = settings.load(self.library)["precision"]
         return load_model(
-            model, provider=self.provider, library=self.library, verified=self.verified
+            model,
+            provider=self.provider,
+            library=self.library,
+            verified=self.verified,
+            precision=precision,
         )
 
     @property

@@ -60,6 +60,11 @@ def _models_args(p: argparse.ArgumentParser) -> None:
     inst.add_argument("--sha256", help="expected sha256 of the archive (downloaded or local)")
     inst.add_argument("--replace", action="store_true", help="overwrite an installed namesake")
     inst.add_argument("--use", action="store_true", help="make it the library's model")
+    inst.add_argument(
+        "--int8",
+        action="store_true",
+        help="also make its int8 encoders, checked against fp32 (needs the export tools)",
+    )
     inst.add_argument("--no-progress", action="store_true", help="no progress bar")
     inst.add_argument(
         "--min-rate",
@@ -106,6 +111,7 @@ def _models(args: argparse.Namespace, ctx: Context) -> int:
                 replace=args.replace,
                 progress=bar,
                 limits=limits,
+                int8=args.int8,
             )
         finally:
             if bar:
@@ -160,9 +166,13 @@ def _begin_change(name: str, ctx: Context) -> str:
             f"{name} is now the library's model; another photofind writes the library, so "
             "the re-index begins with the next `photofind index` (search keeps the old model)"
         )
+    from photofind import settings
+
     with library:
         before = library.catalog.model_id
-        change = ModelSession(library).choose_package(folder, verified=ctx.verified)
+        change = ModelSession(library).choose_package(
+            folder, verified=ctx.verified, precision=settings.load(ctx.library)["precision"]
+        )
         kept = library.catalog.model_id != before and library.catalog.embedding_count() > 0
     if kept:
         return (

@@ -20,6 +20,7 @@ from photofind.clip.package import ModelSpec, read_manifest, verify_files
 from photofind.clip.preprocess import DEFAULT_MAX_PIXELS
 from photofind.clip.providers import ProviderChoice, cpu_threads, open_sessions, planned_provider
 from photofind.clip.resize import preprocess_for
+from photofind.clip.variants import FP32, check_single_file, choose_variant, roles_of
 from photofind.clip.verified import VerifiedFiles
 from photofind.errors import ModelError
 from photofind.paths import bundled_models_dir, models_dir
@@ -153,8 +154,18 @@ class ClipModel:
         threads: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         verified: VerifiedFiles | None = None,
+        variant: str = FP32,
     ):
         files = verify_files(folder, spec, verified)
+        #: "fp32" or "int8" (photofind.clip.variants): which graphs the towers run
+        self.variant = variant
+        roles = roles_of(variant)
+        for tower, role in roles.items():
+            if role not in files:
+                raise ModelError(f"{folder}/model.json lists no {role} file ({variant} variant)")
+            if role != tower:
+                check_single_file(files[role])
+        self._roles = roles
         self.spec = spec
         self.max_pixels = max_pixels
         self.tokenizer = text_tokenizer(spec, files)
@@ -168,7 +179,8 @@ class ClipModel:
         self._text_parts: dict[str, tuple[str, type]] = {}
         self._visual_batch = extra.get("visual_batch")
         self._textual_batch = extra.get("textual_batch")
-        self._files = files
+        # Each tower's graph, of the chosen variant.
+        self._files = {**files, **{tower: files[role] for tower, role in roles.items()}}
         self._threads = threads
         # The provider is settled by the first session opened (a CUDA that fails falls back
         # to the CPU there); the second tower then opens on the same one. Asking for an
@@ -206,14 +218,16 @@ class ClipModel:
         id make the same photo vectors (an M-CLIP text encoder beside OpenAI's image tower)."""
         from photofind.clip.onnx_external import external_locations
 
-        spec, graph = self.spec, self._files["visual"]
+        # The image graph this model runs (an int8 variant makes other vectors).
+        role = self.visual_role
+        spec, graph = self.spec, self._files[role]
         by_path = {os.path.normpath(p.absolute()): r for r, p in self._files.items()}
         data = sorted(
             spec.files[by_path[os.path.normpath((graph.parent / loc).absolute())]].sha256
             for loc in external_locations(graph)
         )
         described = {
-            "visual": spec.files["visual"].sha256,
+            "visual": spec.files[role].sha256,
             "data": data,
             "size": spec.image_size,
             "mean": list(spec.mean),
@@ -228,6 +242,17 @@ class ClipModel:
             described["resize_size"] = spec.resize_size
         text = json.dumps(described, sort_keys=True).encode("utf-8")
         return hashlib.sha256(text).hexdigest()[:32]
+
+    @property
+    def cpu_threads_busy(self) -> int:
+        """CPU threads an encoder run keeps busy: ONNX Runtime's intra-op threads on the
+        CPU, none to speak of on a GPU."""
+        return (self._threads or cpu_threads()) if self._choice.name == "cpu" else 0
+
+    @property
+    def visual_role(self) -> str:
+        """The file role of the image graph this model runs (its sha256 names the vectors)."""
+        return self._roles["visual"]
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -295,7 +320,7 @@ class ClipModel:
             session,
             {session.get_inputs()[0].name: pixels},
             self._visual_batch,
-            self.spec.files["visual"].path,
+            self.spec.files[self._roles["visual"]].path,
         )
         return self._checked(out, pixels.shape[0], "visual")
 
@@ -367,7 +392,7 @@ class ClipModel:
                 session,
                 feeds,
                 self._textual_batch,
-                self.spec.files["textual"].path,
+                self.spec.files[self._roles["textual"]].path,
             )
             chunks.append(self._checked(out, ids.shape[0], "textual"))
         if not chunks:
@@ -377,7 +402,7 @@ class ClipModel:
     def _checked(self, out: np.ndarray, n: int, tower: str) -> np.ndarray:
         if out.shape != (n, self.info.dim):
             raise ModelError(
-                f"{self.spec.files[tower].path} returned shape {tuple(out.shape)}, "
+                f"{self.spec.files[self._roles[tower]].path} returned shape {tuple(out.shape)}, "
                 f"model.json promises ({n}, {self.info.dim})"
             )
         return _l2_normalise(out)
@@ -425,6 +450,7 @@ def load_model(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     check: bool = False,
     verified: VerifiedFiles | None = None,
+    precision: str = "fast",
 ) -> ClipModel:
     """Open a model package (a folder, or a model's name) after checking what it claims
     (files unchanged since their last check are not hashed again: see clip/verified.py).
@@ -432,7 +458,9 @@ def load_model(
     Its encoders' ONNX sessions open on first use; with ``check`` both open (and their
     graphs are checked) now. ``verified`` is the record of files already hashed that is
     read and kept up to date (:func:`photofind.clip.verified.user_record` for the user's);
-    without one every file is hashed and nothing is written.
+    without one every file is hashed and nothing is written. ``precision``
+    "fast" runs the package's int8 graphs where their check passed, "exact" always the fp32
+    ones (photofind.clip.variants).
     """
     folder = resolve_model(path, library)
     spec = read_manifest(folder)
@@ -443,5 +471,6 @@ def load_model(
         threads=threads,
         max_pixels=max_pixels,
         verified=verified,
+        variant=choose_variant(spec, precision),
     )
     return model.check() if check else model

@@ -68,8 +68,15 @@ def create_window(
 
     library_dir = Path(library_dir)
     if model is not None and not isinstance(model, ClipModel):
+        from photofind import settings
+
+        precision = settings.load(library_dir)["precision"]
         model = load_model(
-            os.fspath(model), provider=provider, library=library_dir, verified=user_record()
+            os.fspath(model),
+            provider=provider,
+            library=library_dir,
+            verified=user_record(),
+            precision=precision,
         )
     library = ObservedLibrary.open(library_dir, readonly=readonly)
     staged = None

@@ -395,8 +395,9 @@ class MainWindow(QMainWindow):
         current_name = self.model.info.name if self.model is not None else None
         model_changed = new.model is not None and new.model != current_name
         provider_changed = new.provider != old.provider and self.model is not None
-        if model_changed or provider_changed:
-            self.models.load_model(new.model or current_name, new.provider)
+        precision_changed = new.precision != old.precision and self.model is not None
+        if model_changed or provider_changed or precision_changed:
+            self.models.load_model(new.model or current_name, new.provider, new.precision)
 
     # -- zoom and shutdown ----------------------------------------------------------------
 

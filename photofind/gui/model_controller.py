@@ -177,8 +177,9 @@ class ModelController(QObject):
         w.modelChanged.emit(model.info.name)
         w.search.run_again()
 
-    def load_model(self, name: str, provider: str) -> None:
-        """Load the model ``name`` off the GUI thread and change to it."""
+    def load_model(self, name: str, provider: str, precision: str = "fast") -> None:
+        """Load the model ``name`` off the GUI thread and change to it (``precision``:
+        photofind.clip.variants)."""
         from photofind.clip import load_model
 
         w = self.window
@@ -202,7 +203,9 @@ class ModelController(QObject):
             self.set_model(model, then=lambda: changed(model))
 
         w.tasks.run(
-            lambda: load_model(name, provider=provider, library=root, verified=user_record()),
+            lambda: load_model(
+                name, provider=provider, library=root, verified=user_record(), precision=precision
+            ),
             done,
             pool=w.tasks.io_pool,
         )

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from photofind.clip.preprocess import Picture, draft_side
+from photofind.clip.providers import cpu_threads
 from photofind.formats.video import Video
 from photofind.library.model_id import ModelId
 
@@ -78,6 +79,9 @@ class Analyser:
     model_id: str = ""
     priority: int = 100
     picture_side: int = 0
+    #: :meth:`analyse` keeps every core busy itself (an encoder on ONNX Runtime's CPU
+    #: threads): the decode threads pause while it runs (see DecodePool.hold)
+    uses_every_core: bool = False
 
     # -- the work (decode threads, then the pipeline's thread) ---------------------------
 
@@ -139,6 +143,11 @@ class ClipAnalyser(Analyser):
         self.staged_model_id = staged_model_id
         self.model_id = staged_model_id or model_id(model)
         self.picture_side = draft_side(model.spec.image_size)
+
+    @property
+    def uses_every_core(self) -> bool:
+        busy = getattr(self.model, "cpu_threads_busy", None)
+        return busy is not None and busy >= cpu_threads()
 
     def prepare(self, item, picture: Picture | Video):
         if isinstance(picture, Video):

@@ -13,7 +13,9 @@ whatever the library's size and the encoder never waits for the decoder:
                      then index.add)
 
 Decoding runs a bounded window ahead of the encoder (the look-ahead of rclip): while a
-batch is being encoded, the next ones are decoded. A photo that fails is recorded as
+batch is being encoded on a GPU, the next ones are decoded. An encoder on the CPU keeps every
+core busy itself, so there the two take turns (:meth:`DecodePool.hold`): decode threads
+beside ONNX Runtime's would make all of its threads wait for the one they slow down. A photo that fails is recorded as
 ``failed`` with its reason and never retried until its file changes; so is one whose read
 and decode take longer than ``photo_time_limit_s`` (see :mod:`photofind.library.decode_pool`). Because an item
 stays pending for an analyser until its outcome is committed, a crash or a kill loses at
@@ -353,9 +355,9 @@ class Indexer:
                 except DecodeStuck:
                     # What was decoded (and the photos that overran, as failures) is kept:
                     # the next run must not wait for those photos again.
-                    self._encode_and_hand_over(batch, results)
+                    self._encode_and_hand_over(batch, results, pool)
                     raise
-                self._encode_and_hand_over(batch, results)
+                self._encode_and_hand_over(batch, results, pool)
         finally:
             for *_, job in pending:
                 job.cancel()
@@ -384,9 +386,10 @@ class Indexer:
             changed_folders=frozenset(p.folder_id for p in self.changed),
         )
 
-    def _encode_and_hand_over(self, batch: list, results: queue.Queue) -> None:
+    def _encode_and_hand_over(self, batch: list, results: queue.Queue, pool: DecodePool) -> None:
         """Run each analyser on its part of a decoded batch; hand the outcomes to the
-        writer. An analyser's own error (a model that cannot run) ends the run."""
+        writer. An analyser's own error (a model that cannot run) ends the run. While one
+        that keeps every core busy itself runs, the decode threads wait (DecodePool.hold)."""
         by_analyser = {}
         for analyser in self.analysers:
             mine = [w for w in batch if any(a is analyser for a in w.analysers)]
@@ -396,9 +399,16 @@ class Indexer:
             ]
             done = []
             if ready:
-                outputs = analyser.analyse(
-                    [w.item for w in ready], [w.inputs.pop(analyser.name) for w in ready]
-                )
+                held = analyser.uses_every_core
+                if held:
+                    pool.hold()
+                try:
+                    outputs = analyser.analyse(
+                        [w.item for w in ready], [w.inputs.pop(analyser.name) for w in ready]
+                    )
+                finally:
+                    if held:
+                        pool.release()
                 for w, result in zip(ready, outputs, strict=True):
                     if isinstance(result, Failure):
                         w.failures[analyser.name] = result.reason

@@ -1,7 +1,8 @@
 """The id that names the vectors a model makes: ``name@digest``.
 
-The digest is the first 16 hex digits of the sha256 of the model's image encoder, so two
-packages of one name with different weights never share vectors. Ids are stored as text (the
+The digest is the first 16 hex digits of the sha256 of the model's image encoder (of the
+variant it runs: fp32 or int8), so two packages of one name with different weights, or one
+package's two variants, never share vectors. Ids are stored as text (the
 catalog's meta, the index sidecar); this type is the one place that text is read.
 """
 
@@ -26,8 +27,10 @@ class ModelId:
 
     @classmethod
     def of(cls, model) -> ModelId:
-        """The id of the vectors a loaded model makes."""
-        return cls(model.info.name, model.spec.files["visual"].sha256[:DIGEST_LENGTH])
+        """The id of the vectors a loaded model makes: named by the image graph it runs,
+        so its int8 and fp32 variants (photofind.clip.variants) never share vectors."""
+        role = getattr(model, "visual_role", "visual")
+        return cls(model.info.name, model.spec.files[role].sha256[:DIGEST_LENGTH])
 
     @classmethod
     def of_spec(cls, spec) -> ModelId:

@@ -67,17 +67,31 @@ def load_model_by_id(root: str | os.PathLike, mid: str, *, provider: str = "auto
     Needs no open library: the command line looks before it opens one for writing.
     ``verified``: the record of hashed files :func:`photofind.clip.load_model` keeps."""
     from photofind.clip import available_models, load_model
+    from photofind.clip.package import read_manifest
     from photofind.errors import ModelError
 
     wanted = ModelId.parse(mid)
     found = available_models(Path(root))
     for folder in [found[wanted.name]] if wanted.name in found else list(found.values()):
         try:
-            have, _ = package_model_id(folder)
+            spec = read_manifest(folder)
         except ModelError:
             continue
-        if have.name == wanted.name and have.digest.startswith(wanted.digest):
-            return load_model(folder, provider=provider, library=Path(root), verified=verified)
+        if spec.name != wanted.name:
+            continue
+        # The vectors' digest names the image graph that made them: fp32 or int8.
+        for role, precision in (("visual", "exact"), ("visual_int8", "fast")):
+            entry = spec.files.get(role)
+            if entry is not None and entry.sha256.startswith(wanted.digest):
+                model = load_model(
+                    folder,
+                    provider=provider,
+                    library=Path(root),
+                    verified=verified,
+                    precision=precision,
+                )
+                if ModelId.of(model).digest.startswith(wanted.digest):
+                    return model
     return None
 
 
@@ -179,17 +193,20 @@ class ModelSession:
             self.active, self.staged = model, None
         return self._change(staged, before)
 
-    def choose_package(self, folder: str | os.PathLike, *, verified=None) -> Change:
+    def choose_package(
+        self, folder: str | os.PathLike, *, verified=None, precision: str = "fast"
+    ) -> Change:
         """Use the package in ``folder`` without opening its encoders (``photofind models
         use``: they open at the next index run). Its files are checked against their hashes
         (``verified``: the record of files already hashed), so that a package sharing the
         active model's image tower (the same hashed image graph and preprocessing) takes
         over the photo vectors at once, as :meth:`Library.begin_model_change` does. The
-        session's models are left alone."""
+        session's models are left alone. ``precision`` picks the variant whose vectors it
+        will make (photofind.clip.variants)."""
         from photofind.clip import load_model
 
-        mid, dim = package_model_id(folder)
-        tower = load_model(folder, provider="cpu", verified=verified).image_tower_id
+        model = load_model(folder, provider="cpu", verified=verified, precision=precision)
+        mid, dim, tower = ModelId.of(model), model.info.dim, model.image_tower_id
         before = self.library.catalog.staged_model_id
         return self._change(self.library.begin_change(str(mid), dim, tower=tower), before)
 

@@ -194,6 +194,7 @@ class ModelStore:
         progress: ProgressCallback | None = None,
         timeout: float = 30.0,
         limits: DownloadLimits | None = None,
+        int8: bool = False,
     ) -> InstallReport:
         """Install a package folder, an archive, an https URL of an archive, or a catalogue
         entry (by name, or a :class:`~photofind.models.catalogue.CatalogueEntry`).
@@ -201,6 +202,8 @@ class ModelStore:
         ``sha256``: the expected hash of the archive (a downloaded or a local one); an
         archive without one has its hash computed and reported in ``unpinned``.
         ``limits``: how slow a download may be (``timeout`` is its per-read wait).
+        ``int8``: also make the model's int8 encoders and check them (photofind.models.int8;
+        their verdict is one of the report's notes).
         """
         limits = limits or DownloadLimits(timeout=timeout)
         text = source.name if isinstance(source, catalogue.CatalogueEntry) else os.fspath(source)
@@ -257,6 +260,11 @@ class ModelStore:
             verify_files(package, spec)
             final_name = check_name(name or (entry.package_name if entry else spec.name))
             speed = self._probe(package, spec)
+            if int8:
+                from photofind.models.int8 import make_int8
+
+                report_extra["notes"].append(make_int8(package))
+                spec = read_manifest(package)
             target = self._commit(package, final_name, replace)
             facts.record_speed(final_name, spec, speed)
         finally:

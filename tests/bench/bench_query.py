@@ -3,7 +3,10 @@
     python tests/bench/bench_query.py [--sizes 10000,100000[,1000000]] [--workdir DIR]
         [--model DIR] [--queries 40] [--starts 3]
 
-Prints one JSON object (progress on stderr). The encoder is CLIP ViT-B/32 with random weights,
+Prints one JSON object (progress on stderr). ``text_encoder_fp32_vs_int8``: the package's
+fp32 and int8 text encoders side by side on the same new sentences (their p50 and the
+cosine of their vectors); the libraries are built and searched with ``--precision``'s
+variant (default "fast": int8 where the package's check passed). The encoder is CLIP ViT-B/32 with random weights,
 built into ``WORKDIR/vit-b-32`` by ``python -m export convert --random-init`` unless ``--model``
 names a package: random weights cost exactly what the real ones do.
 
@@ -133,12 +136,42 @@ def model_package(args, work: Path) -> Path:
         note(f"building the ViT-B/32 random-weight package in {folder} (~20 s)")
         subprocess.run(
             [sys.executable, "-m", "export", "convert", "--arch", "ViT-B-32", "--random-init"]
-            + ["--seed", "0", "--out", str(folder)],
+            + ["--seed", "0", "--out", str(folder), "--int8"],
             check=True,
             cwd=ROOT,
             stdout=sys.stderr,
         )
     return folder
+
+
+def text_encoders(package: Path, args) -> dict:
+    """The text encoder of each variant side by side: one new sentence at a time, the two
+    taking turns on the same sentences, and the cosine of their vectors."""
+    from photofind.clip.model import ClipModel
+    from photofind.clip.package import read_manifest
+
+    spec = read_manifest(package)
+    if "textual_int8" not in spec.files:
+        return {"skipped": f"{package} has no int8 text encoder (python -m export int8)"}
+    models = {
+        v: ClipModel(package, spec, provider="cpu", threads=args.threads, variant=v)
+        for v in ("fp32", "int8")
+    }
+    for m in models.values():
+        m.encode_texts(["warming up"])
+    times: dict = {v: [] for v in models}
+    cosines = []
+    for text in sentences(args.queries, 10 * args.queries):
+        vectors = {}
+        for v, m in models.items():
+            t = time.perf_counter()
+            vectors[v] = m.encode_texts([text])[0]
+            times[v].append(time.perf_counter() - t)
+        cosines.append(float(vectors["fp32"] @ vectors["int8"]))
+    out = {f"{v}_encode": stats_ms(t) for v, t in times.items()}
+    out["int8_speedup_p50"] = round(out["fp32_encode"]["p50_ms"] / out["int8_encode"]["p50_ms"], 2)
+    out["cosine_min"] = round(min(cosines), 5)
+    return out
 
 
 # ------------------------------------------------------------------------------ library
@@ -301,7 +334,7 @@ def measure_warm(lib: Path, package: Path, ids: np.ndarray, n: int, args) -> dic
     rng = np.random.default_rng((n, 11))
     with Library.open(lib, readonly=True) as library:
         truth = Truth(library.catalog)
-        model = load_model(package, provider="cpu", threads=args.threads)
+        model = load_model(package, provider="cpu", threads=args.threads, precision=args.precision)
         engine = SearchEngine(library, model)
         t = time.perf_counter()
         engine.search("warming up", k=K)
@@ -559,6 +592,9 @@ def main(argv=None) -> int:
     parser.add_argument("--filtered-queries", type=int, default=25, help="per kind and filter")
     parser.add_argument("--starts", type=int, default=3, help="fresh processes timed")
     parser.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
+    parser.add_argument(
+        "--precision", default="fast", choices=("fast", "exact"), help="as the setting"
+    )
     parser.add_argument("--child-first-query", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_first_query:
@@ -572,13 +608,15 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     package = model_package(args, work)
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    model = load_model(package, provider="cpu", threads=args.threads)
+    model = load_model(package, provider="cpu", threads=args.threads, precision=args.precision)
     result: dict = {
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, "
         f"{cpu_threads()} usable",
         "model": model.info.name,
         "onnxruntime_threads": args.threads or cpu_threads(),
         "k": K,
+        "variant": model.variant,
+        "text_encoder_fp32_vs_int8": text_encoders(package, args),
         "workdir": str(work),
         "load_average_start": load_average(),
         "sizes": {},

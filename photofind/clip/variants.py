@@ -1,0 +1,79 @@
+"""A model's int8 encoders: which graphs a model runs, and what allows the int8 ones.
+
+A package may carry int8 graphs beside its fp32 ones, as the file roles ``visual_int8``
+and ``textual_int8`` of ``model.json`` (made by ``python -m export int8``, which imports
+``onnx``; the app never does). They are used only where photofind.clip.variant_check
+compared them with the fp32 graphs on a calibration set (the app's layers put generated
+photos above this runtime, so the caller brings the set: export/quantize.py) and found them
+faithful and faster on this machine; the figures are recorded under ``extra.variants.int8``
+in ``model.json``::
+
+    "extra": {"variants": {"int8": {"visual": "visual_int8", "textual": "textual_int8",
+                                    "check": {"passed": true, "image_cosine_min": ...}}}}
+
+The precision setting chooses: "fast" (the int8 graphs where their check passed, else
+fp32) or "exact" (always fp32). Both towers switch together. The vectors of the two
+variants are not mixed: the model id of the vectors is named by the sha256 of the image
+graph that made them (:class:`photofind.library.model_id.ModelId`), so switching variant
+is a model change, with its staged re-run, like any other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from photofind.errors import ModelError
+
+FP32, INT8 = "fp32", "int8"
+PRECISIONS = ("fast", "exact")
+ROLES = {INT8: {"visual": "visual_int8", "textual": "textual_int8"}}
+FP32_ROLES = {"visual": "visual", "textual": "textual"}
+#: What the int8 graphs must reach against fp32 on the calibration set to be used
+#: (photofind.clip.variant_check measures them).
+THRESHOLDS = {
+    "image_cosine_min": 0.99,
+    "text_cosine_min": 0.99,
+    # Not top-1 agreement: where the fp32 top two are nearly tied (a random-weight ViT-B/32:
+    # 0.89 at cosines of 0.9998) any rounding swaps them; the top 10 are what a user sees.
+    "top10_overlap_min": 0.9,
+    "recall_at_5_drop_max": 0.02,
+    "speedup_min": 1.1,
+}
+
+
+def int8_record(spec) -> dict | None:
+    """What ``model.json`` says of the package's int8 graphs (None: it has none)."""
+    record = ((spec.extra or {}).get("variants") or {}).get(INT8)
+    if not isinstance(record, dict):
+        return None
+    roles = ROLES[INT8]
+    if any(record.get(tower) != role or role not in spec.files for tower, role in roles.items()):
+        return None
+    return record
+
+
+def int8_passed(spec) -> bool:
+    record = int8_record(spec)
+    check = record.get("check") if record else None
+    return isinstance(check, dict) and check.get("passed") is True
+
+
+def choose_variant(spec, precision: str) -> str:
+    """The variant ``precision`` ("fast" or "exact") runs for this package."""
+    if precision not in PRECISIONS:
+        raise ModelError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    return INT8 if precision == "fast" and int8_passed(spec) else FP32
+
+
+def roles_of(variant: str) -> dict[str, str]:
+    """File role of each tower for ``variant``."""
+    return FP32_ROLES if variant == FP32 else ROLES[variant]
+
+
+def check_single_file(path: Path) -> None:
+    """An int8 graph reads no external data (the quantizer writes one file), so none is
+    accepted: a file the manifest does not hash would be read unchecked."""
+    from photofind.clip.onnx_external import external_locations
+
+    if external_locations(path):
+        raise ModelError(f"{path}: an int8 graph must be one file; it reads external data")
