@@ -14,8 +14,9 @@ from photofind.clip import load_model
 from photofind.clip.package import read_manifest
 from photofind.clip.variants import FP32, INT8, THRESHOLDS, choose_variant
 from photofind.errors import ModelError
-from photofind.library.library import Library, load_model_by_id
+from photofind.library.library import Library
 from photofind.library.model_id import ModelId
+from photofind.library.model_session import load_model_by_id
 from photofind.paths import bundled_models_dir, models_dir
 
 
