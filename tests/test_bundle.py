@@ -33,12 +33,15 @@ pytestmark = [
 
 REPO = Path(__file__).resolve().parents[1]
 INSTALLER = REPO / "resources" / "installer"
-# dlib's library (11 MB, for People) took the bundle from 243 to 254 MB; the still formats
-# (libheif with the x265 it links, 27 MB; LibRaw, 7; libjxl, 6; libavif, 5) to 304 MB;
-# PyAV for videos (its Cython modules 5 MB once build.py strips their debug sections,
-# FFmpeg's libraries in av.libs 75 MB, of which 31 MB are encoders photofind never runs:
-# x265, SVT-AV1, x264) by 84 MB more.
-SIZE_LIMIT_MB = 395
+# Issue 16: under 350 MB unpacked with the dlib face models (32.3 MB), CLIP models aside.
+# Measured on the built CPU bundle (decimal MB): PySide6/Qt 89.7 (ICU's data 32), FFmpeg's
+# av.libs 44.8 (x265, SVT-AV1 and x264 stubbed: -29.8), numpy with OpenBLAS 42.8, face
+# models 32.3, onnxruntime 31.0, Pillow and its libraries (libavif 4.9) 15.6, Python 13.0,
+# tokenizers 11.3, dlib 11.0, libjxl 6.1, rawpy (one LibRaw, lcms2, libgomp) 5.8, PyAV's
+# Cython modules 5.2, pillow-heif (libheif, libde265; x265 stubbed: -22.9) 4.1, the rest
+# (OpenSSL, libstdc++, SQLite, ...) 20.3: 334 MB. Before build.py's encoder stubs (-52.7)
+# and the debug-section strip of every library (-40.9 beyond PyAV's) it was 427 MB.
+SIZE_LIMIT_MB = 340
 TINY = "tiny-synthetic"
 
 
@@ -211,22 +214,60 @@ def test_the_bundle_finds_faces_with_its_own_dlib_and_models(bundle, run_bundle)
     assert report["faces"] == 3  # Obama, Biden and the girl beside them (tests/test_faces.py)
 
 
-def test_the_bundle_writes_and_samples_a_video_with_its_own_ffmpeg(bundle, run_bundle):
-    report = json.loads(run_bundle("--bundle-selftest", "video").stdout)
-    assert report["codec"] == "h264"
+def _write_clip(path: Path, codec: str) -> Path:
+    """A red second, then a blue one (8 frames/s), written with the venv's PyAV."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=8)
+        stream.width, stream.height, stream.pix_fmt, stream.gop_size = 64, 48, "yuv420p", 8
+        for i in range(16):
+            colour = (220, 30, 30) if i < 8 else (30, 70, 230)
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), colour, np.uint8), "rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+@pytest.mark.parametrize(("encoder", "codec"), [("libx264", "h264"), ("libx265", "hevc")])
+def test_the_bundle_samples_a_video_with_its_own_ffmpeg(
+    bundle, run_bundle, tmp_path, encoder, codec
+):
+    """H.264 and HEVC written here decode with the bundle's FFmpeg, whose x264 and x265
+    encoders are stubs (build.py): decoding needs only FFmpeg's own decoders."""
+    clip = _write_clip(tmp_path / f"{codec}.mp4", encoder)
+    report = json.loads(run_bundle("--bundle-selftest", "video", clip).stdout)
+    assert report["codec"] == codec
     assert (report["frames"], report["colours"]) == ([0, 1000], ["red", "blue"])
 
 
+def test_the_bundle_writes_a_video_with_ffmpegs_own_encoder(bundle, run_bundle):
+    report = json.loads(run_bundle("--bundle-selftest", "video").stdout)
+    assert report["codec"] == "mpeg4"
+    assert (report["frames"], report["colours"]) == ([0, 1000], ["red", "blue"])
+
+
+def test_the_encoders_photofind_never_runs_are_stubs(bundle):
+    """x265 (twice), SVT-AV1 and x264 are stand-ins of a few kB, not 53 MB of encoders."""
+    internal = bundle["app"] / "_internal"
+    for folder, prefix in build_py.ENCODER_STUBS:
+        (library,) = (internal / folder).glob(prefix + "*")
+        assert library.stat().st_size < 100_000, library
+
+
 def test_the_bundle_decodes_every_still_kind(bundle, run_bundle, tmp_path):
-    """HEIC, AVIF, JPEG XL, ICC JPEG, multi-page TIFF and animations written by the bundled
-    encoders, and a DNG (PiDNG) and a PSD (psd-tools) written here, all decode with the
-    bundle's own libraries."""
+    """AVIF, JPEG XL, ICC JPEG, multi-page TIFF and animations written by the bundled
+    encoders, and a HEIC (pillow-heif: the bundle's x265 is a stub), a DNG (PiDNG) and a
+    PSD (psd-tools) written here, all decode with the bundle's own libraries."""
     import still_files
     from PIL import Image
 
     folder = tmp_path / "stills"
     folder.mkdir()
     picture = Image.new("RGB", (96, 64), (200, 40, 40))
+    still_files.write_heic(folder / "still.heic", picture)
     # Without PiDNG or psd-tools here, the files of the bundle's own encoders still count.
     with contextlib.suppress(pytest.skip.Exception):
         still_files.write_dng(folder / "still.dng", picture)
@@ -244,16 +285,18 @@ def test_the_bundle_decodes_every_still_kind(bundle, run_bundle, tmp_path):
         assert report["layers.psd"]["left"] == [200, 40, 40]
 
 
-def test_size_without_models_is_within_budget(bundle):
+def test_size_with_the_face_models_is_within_budget(bundle):
+    """Issue 16: with the face models, under 350 MB unpacked. The CLIP model packages are
+    left out of the count: the user picks the model (ViT-B/32 alone is 600 MB)."""
+
     def size(folder: Path) -> int:  # links (PyInstaller's library aliases) count once
         return sum(p.lstat().st_size for p in folder.rglob("*") if not p.is_dir())
 
     total = size(bundle["app"])
-    resources = bundle["app"] / "_internal" / "resources"
-    weights = size(resources / "models") + size(resources / "face-models")
-    size_mb = (total - weights) / 1e6
-    print(f"bundle without models: {size_mb:.0f} MB; build timings {bundle['timings']}")
-    assert size_mb <= SIZE_LIMIT_MB
+    clip_models = size(bundle["app"] / "_internal" / "resources" / "models")
+    size_mb = (total - clip_models) / 1e6
+    print(f"bundle with face models, without CLIP models: {size_mb:.0f} MB; {bundle['timings']}")
+    assert size_mb <= SIZE_LIMIT_MB < 350
 
 
 def _write_photos(folder: Path, count: int, seed: int) -> dict[str, object]:

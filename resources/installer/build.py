@@ -16,6 +16,10 @@ cuDNN 9 runtime libraries decide whether they work (the app reports the provider
 ``--model DIR`` adds a model package (for example a ViT-B/32 export) beside the bundled
 tiny-synthetic one. On Windows and macOS this makes dist/photofind/ (and photofind.app) only:
 see resources/installer/README.md for the Inno Setup and .dmg steps.
+
+On Linux it then puts stubs in place of the video/HEIF encoders photofind never runs and
+strips the libraries' debug sections (334 MB instead of 427 with the face models; the
+README's size table); that needs a C compiler (cc) and binutils (strip, nm, readelf, objdump).
 """
 
 from __future__ import annotations
@@ -47,6 +51,12 @@ FROZEN_DISTRIBUTIONS = (
     "numpy",
     "pillow",
     "hnswlib",
+    # Their libraries are stubbed (ENCODER_STUBS) or stripped after the freeze.
+    "av",
+    "pillow_heif",
+    "rawpy",
+    "pillow-jxl-plugin",
+    "dlib-bin",
 )
 #: What the .deb needs from the system: the bundle carries Python, Qt, onnxruntime and
 #: numpy, but not the X11/Wayland client libraries and GL that Qt's platform plugins load.
@@ -127,23 +137,162 @@ def run_pyinstaller(dist: Path, work: Path, models: list[Path], gpu: bool) -> No
     subprocess.run(command, check=True, cwd=REPO)
 
 
-#: Folders of the bundle whose extension modules ship with their debug information: PyAV's
-#: wheel has 32 MB of Cython modules, 6.5 MB without it (measured on av 18.1).
-UNSTRIPPED = ("_internal/av",)
+def _elf_files(app: Path) -> list[Path]:
+    """The shared objects of the bundle (PyInstaller's library aliases are links: skipped)."""
+    return [p for p in sorted(app.rglob("*.so*")) if p.is_file() and not p.is_symlink()]
 
 
-def strip_debug_info(app: Path) -> int:
-    """Drop the debug sections (never the symbols) of the extension modules in
-    :data:`UNSTRIPPED`; returns the bytes saved (0 where binutils' strip is missing)."""
+def _has_debug_info(path: Path) -> bool:
+    out = subprocess.run(
+        ["readelf", "-S", "-W", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    return ".debug_" in out
+
+
+def loads_aligned(path: Path) -> bool:
+    """Whether every PT_LOAD segment of the ELF file ``path`` has its file offset and its
+    address congruent modulo its alignment and the page, which the dynamic loader demands.
+
+    binutils' strip rewrites the layout of a library that auditwheel's patchelf edited
+    (manylinux wheels' ``*.libs``, their extension modules) into one that glibc refuses:
+    "ELF load command address/offset not page-aligned" (numpy's OpenBLAS, measured).
+    """
+    import struct
+
+    data = path.read_bytes()
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:  # 64-bit little-endian only
+        return False
+    (phoff,) = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    for i in range(phnum):
+        kind, _, offset, vaddr, _, _, _, align = struct.unpack_from(
+            "<IIQQQQQQ", data, phoff + i * phentsize
+        )
+        if kind == 1 and any((vaddr - offset) % m for m in {4096, max(align, 1)}):
+            return False
+    return True
+
+
+def strip_debug_info(app: Path, work: Path) -> int:
+    """Drop the debug sections (never the symbols) of the shared objects of the bundle that
+    have them; returns the bytes saved (0 where binutils' strip is missing).
+
+    The wheels and Python ship 67 MB of DWARF that nobody at a user's desk reads (measured:
+    PyAV's Cython modules 26 MB, libpython 16.6, hnswlib 8.0, Pillow's _imaging 2.6): the dynamic symbols stay, so
+    the libraries link and load as before. A stripped copy replaces the original only where
+    its segments still load (:func:`loads_aligned`); otherwise the original stays.
+    """
     tool = shutil.which("strip")
     if tool is None or not sys.platform.startswith("linux"):
         return 0
+    work.mkdir(parents=True, exist_ok=True)
+    copy = work / "stripped.so"
     saved = 0
-    for folder in UNSTRIPPED:
-        for module in sorted((app / folder).rglob("*.so")):
-            before = module.stat().st_size
-            subprocess.run([tool, "--strip-debug", str(module)], check=True)
-            saved += before - module.stat().st_size
+    for module in _elf_files(app):
+        if not _has_debug_info(module):
+            continue
+        subprocess.run([tool, "--strip-debug", "-o", str(copy), str(module)], check=True)
+        if loads_aligned(copy) and copy.stat().st_size < module.stat().st_size:
+            saved += module.stat().st_size - copy.stat().st_size
+            shutil.copymode(module, copy)
+            copy.replace(module)
+    return saved
+
+
+#: Video and HEIF encoders that FFmpeg (PyAV's av.libs) and libheif (pillow_heif.libs) are
+#: linked with, and the value each stub function returns so the caller sees a failure:
+#: photofind only decodes, so these 53 MB (x265 twice, 21 + 23 MB; SVT-AV1 7; x264 2) are
+#: replaced by stubs of a few kB with the same file name and soname.
+ENCODER_STUBS = {
+    # folder, file name prefix: return value of every stubbed function
+    ("av.libs", "libx265-"): "0",  # x265_api_get_N: NULL, FFmpeg says "Could not get API"
+    ("av.libs", "libx264-"): "0",  # x264_encoder_open_N: NULL, "Error opening the encoder"
+    ("av.libs", "libSvtAv1Enc-"): "(long)(int)0x80001000",  # EB_ErrorInsufficientResources
+    ("pillow_heif.libs", "libx265-"): "0",  # libheif: "Unsupported bit depth" on encode
+}
+
+
+def _symbols(path: Path, *, defined: bool) -> dict[str, tuple[str, int]]:
+    """Dynamic symbols of ``path``: name -> (nm type letter, size); undefined ones when
+    ``defined`` is false."""
+    flag = "--defined-only" if defined else "--undefined-only"
+    out = subprocess.run(
+        ["nm", "-D", "-S", flag, str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    found = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4:  # value size type name
+            found[parts[3].split("@")[0]] = (parts[2], int(parts[1], 16))
+        elif len(parts) == 3:  # value type name (no size)
+            found[parts[2].split("@")[0]] = (parts[1], 0)
+        elif len(parts) == 2:  # U name
+            found[parts[1].split("@")[0]] = (parts[0], 0)
+    return found
+
+
+def _needed(path: Path) -> list[str]:
+    out = subprocess.run(
+        ["objdump", "-p", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    return [line.split()[1] for line in out.splitlines() if line.strip().startswith("NEEDED")]
+
+
+def stub_source(library: Path, users: list[Path], failure: str) -> str:
+    """C source of a stand-in for ``library``: every symbol that ``users`` import from it,
+    functions returning ``failure`` and zero-filled data of the original's size."""
+    defined = _symbols(library, defined=True)
+    wanted = set()
+    for user in users:
+        wanted |= set(_symbols(user, defined=False)) & set(defined)
+    lines = [f"/* Stand-in for {library.name}: photofind never encodes with it. */"]
+    for name in sorted(wanted):
+        kind, size = defined[name]
+        if kind in "TtWwi":
+            lines.append(f"long {name}(void) {{ return {failure}; }}")
+        else:  # data (x264_levels: a table that ends at its zero entry)
+            lines.append(f"unsigned char {name}[{max(size, 8)}];")
+    return "\n".join(lines) + "\n"
+
+
+def stub_encoders(app: Path, work: Path) -> dict[str, int]:
+    """Replace the :data:`ENCODER_STUBS` libraries of the bundle by stubs; returns the
+    bytes saved per library (nothing off Linux). Needs a C compiler (cc)."""
+    if not sys.platform.startswith("linux"):
+        return {}
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise SystemExit(
+            "build.py: a C compiler (cc) is needed to build the encoder stubs "
+            "(apt-get install gcc); without them the bundle carries 53 MB of encoders"
+        )
+    internal = app / "_internal"
+    libraries = _elf_files(internal)
+    saved = {}
+    for (folder, prefix), failure in ENCODER_STUBS.items():
+        for library in sorted((internal / folder).glob(prefix + "*")):
+            users = [p for p in libraries if library.name in _needed(p)]
+            source = work / f"stub-{library.name}.c"
+            source.parent.mkdir(parents=True, exist_ok=True)
+            source.write_text(stub_source(library, users, failure), encoding="utf-8")
+            built = work / f"stub-{library.name}"
+            subprocess.run(
+                [
+                    compiler,
+                    "-shared",
+                    "-fPIC",
+                    "-O2",
+                    "-s",
+                    f"-Wl,-soname,{library.name}",
+                    "-o",
+                    str(built),
+                    str(source),
+                ],
+                check=True,
+            )
+            before = library.stat().st_size
+            shutil.copy(built, library)
+            saved[f"{folder}/{library.name}"] = before - library.stat().st_size
     return saved
 
 
@@ -272,7 +421,8 @@ def build(dist: Path, work: Path, models: list[Path], gpu: bool, packages: bool 
     run_pyinstaller(dist, work, models, gpu)
     timings["pyinstaller_s"] = round(time.monotonic() - step, 1)
     app = dist / names["app"]
-    strip_debug_info(app)
+    stubbed = stub_encoders(app, work)
+    stripped = strip_debug_info(app, work)
     linux = sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")
     if packages and linux:
         step = time.monotonic()
@@ -292,6 +442,8 @@ def build(dist: Path, work: Path, models: list[Path], gpu: bool, packages: bool 
             k: v for k, v in names.items() if (dist / v).exists() and (k == "app" or packages)
         },
         "timings": timings,
+        "encoder_stubs_saved": stubbed,
+        "debug_info_stripped": stripped,
     }
     (dist / STAMP).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return record
