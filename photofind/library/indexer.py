@@ -40,7 +40,8 @@ from dataclasses import dataclass, replace
 from photofind.clip.preprocess import DEFAULT_MAX_PIXELS, Picture
 from photofind.clip.providers import cpu_threads
 from photofind.errors import ImageError
-from photofind.formats.kinds import VIDEO
+from photofind.formats.frames import Animation, is_animated, is_animation_name
+from photofind.formats.kinds import PHOTO, VIDEO
 from photofind.formats.video import Video
 from photofind.library.analysers import Analyser, ClipAnalyser, Failure
 from photofind.library.decode_pool import DecodePool, DecodeStuck, Job, PhotoOverran
@@ -204,6 +205,10 @@ class Indexer:
             # Each analyser has the sampled frames at its own size; the scan keeps them at
             # the smallest (CLIP's), so those are decoded once.
             picture = Video(item.path, keep_side=min(a.picture_side for a in analysers))
+        elif _is_animation(item):
+            # An animated GIF/WebP/APNG goes the videos' way: a vector per sampled frame.
+            keep = min(a.picture_side for a in analysers)
+            picture = Animation(item.path, keep_side=keep, max_pixels=self.max_pixels)
         else:
             picture = Picture(item.path, side=side, max_pixels=self.max_pixels)
         for analyser in analysers:
@@ -411,6 +416,12 @@ class Indexer:
 
 def _is_video(item) -> bool:
     return getattr(item, "kind", None) == VIDEO
+
+
+def _is_animation(item) -> bool:
+    """Whether a photo item is an animation (only GIF/WebP/PNG names are opened to ask)."""
+    kind = getattr(item, "kind", PHOTO)
+    return kind == PHOTO and is_animation_name(item.path) and is_animated(item.path)
 
 
 def _video_date(video: Video) -> str | None:
