@@ -6,10 +6,14 @@ photos."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from old_code import code_before
 from PIL import Image
 from videos import BLUE_SQUARE, RED_CIRCLE, scene
 
@@ -175,3 +179,59 @@ def test_frame_at_and_the_animation_frames_at_an_analysers_side(world):
     assert [f.image for f in animation.frames(40)] == [f.image for f in kept]  # kept, not re-read
     assert [min(f.image.size) for f in animation.frames(200)] == [120] * 8  # never enlarged
     assert animation.duration_ms == 4000 and animation.created is None
+
+
+OLD_SCRIPT = """
+import sys
+from photofind.clip import load_model
+from photofind.library.library import Library
+lib, media, model = sys.argv[1:]
+with Library.open(lib) as library:
+    library.add_folder(media)
+    library.scan()
+    library.index_pending(load_model(model, provider="cpu"))
+print(__import__("photofind").__file__)
+"""
+
+
+def test_an_animation_indexed_before_keeps_its_one_vector(tmp_path, tiny):
+    """A library indexed by the code before animations had frames is not encoded again:
+    its animated GIF keeps its one vector until the file changes."""
+    code = code_before(
+        "class Animation(Video)",
+        tmp_path / "code",
+        schema="one-vector animations",
+        file="photofind/formats/frames.py",
+    )
+    assert "class Animation" not in (code / "photofind/formats/frames.py").read_text()
+    media = tmp_path / "media"
+    media.mkdir()
+    gif = write_cut(media / "cut.gif")
+    env = {**os.environ, "PYTHONPATH": str(code), "PHOTOFIND_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        [sys.executable, "-c", OLD_SCRIPT, str(tmp_path / "lib"), str(media), str(TINY)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()).is_relative_to(code)  # the old code ran, not this one
+    with Library.open(tmp_path / "lib") as library:
+        item = library.catalog.photo_by_path(str(gif))
+        before = library.catalog.frames_of(item.id)
+        assert [(vid, ms) for vid, ms, _ in before] == [(item.id, None)]
+        library.scan()
+        stats = library.index_pending(tiny)
+        assert (stats.indexed, stats.failed) == (0, 0)
+        after = library.catalog.frames_of(item.id)
+        assert [(vid, ms) for vid, ms, _ in after] == [(item.id, None)]
+        assert np.array_equal(after[0][2], before[0][2])  # the same vector, not made again
+        # Rewritten, it is indexed again, now frame by frame.
+        stat = gif.stat()
+        write_cut(gif)
+        os.utime(gif, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        library.scan()
+        assert library.index_pending(tiny).indexed == 1
+        assert len(library.catalog.frames_of(item.id)) == 8
