@@ -152,6 +152,27 @@ def test_the_thumbnail_of_a_hit_is_its_best_frame(library, tiny, qapp):
         assert np.abs(got - colour).max() < 80, (query, got)
 
 
+def test_the_preview_of_a_hit_shows_its_best_frame_and_a_strip_of_frames(library, tiny, qapp):
+    from photofind.gui.preview import load_preview
+
+    engine = SearchEngine(library, tiny)
+    results = engine.search("a blue square", k=40, cutoff=False)
+    hit = next(r for r in results if r.path.endswith("cut.png"))
+    frames = tuple(engine.frames(hit.photo_id, results.vector)[:3])
+    image, details, strip = load_preview(
+        hit.path, hit.score, None, time_s=hit.time_s, frames=frames
+    )
+    pixel = image.pixelColor(image.width() // 2, image.height() // 2)
+    assert pixel.blue() > 200 and max(pixel.red(), pixel.green()) < 100
+    assert (details.width, details.height, details.duration_ms) == (160, 120, 4000)
+    assert details.time_s == hit.time_s and [f.time_s for f in strip] == sorted(
+        t for t, _ in frames
+    )
+    # Outside a search (no frame named) it is the picture, as any photo's.
+    image, details, strip = load_preview(hit.path, None, None)
+    assert details.duration_ms is None and strip == ()
+
+
 def test_the_cli_lists_an_animation_as_a_photo_with_its_length(world, tiny, capsys):
     common = ["--library", str(world["root"] / "lib"), "--model", str(TINY), "--provider", "cpu"]
     assert main([*common, "search", "a blue square", "--json", "--all", "-n", "40"]) == 0

@@ -148,6 +148,17 @@ def _sampled(path, max_frames: int, max_pixels: int | None) -> Iterator:
         raise _failed(path, exc) from exc
 
 
+def running_ms(path: str | os.PathLike) -> int:
+    """How long the animation at ``path`` runs, in ms (0 for a still)."""
+    if not is_animated(path):
+        return 0
+    try:
+        with open_photo(path) as img:
+            return round(_starts(img)[1])
+    except Exception as exc:
+        raise _failed(path, exc) from exc
+
+
 def frame_at(path: str | os.PathLike, ms: int, *, side: int = 0) -> Image.Image:
     """The frame shown ``ms`` after the start, its shortest side at most ``side``: what a
     search hit's thumbnail shows (a still: its picture)."""
