@@ -75,6 +75,11 @@ def world(tmp_path_factory, tiny):
     # Many short frames: the sample stays bounded.
     many = _shots(BLUE_SQUARE, 100) + _shots(RED_CIRCLE, 100)
     many[0].save(media / "long.gif", save_all=True, append_images=many[1:], duration=20, loop=0)
+    # Cut short: its first frame is still a photo (as it was before animations had
+    # frames); a WebP cut short cannot be read at all, and says so.
+    for name in ("cut.gif", "cut.webp"):
+        whole = (media / name).read_bytes()
+        (media / f"short{Path(name).suffix}").write_bytes(whole[: len(whole) * 7 // 10])
     for i in range(24):
         sc, image, _ = generate(11, i)
         (media / f"p{i:02d}.{sc.format}").write_bytes(encode(image, sc.format))
@@ -96,7 +101,7 @@ def _by_name(library) -> dict:
 
 
 def test_an_animation_is_a_photo_with_a_vector_per_sampled_frame(world, library):
-    assert world["stats"].failed == 0
+    assert world["stats"].failed == 1
     items = _by_name(library)
     ids = {p.id for p in items.values()}
     for name in ANIMATIONS:
@@ -111,15 +116,20 @@ def test_an_animation_is_a_photo_with_a_vector_per_sampled_frame(world, library)
     assert len(long) == MAX_FRAMES  # 200 frames, sampled evenly over its 4 s
     assert [ms for _, ms, _ in long] == [500 * i for i in range(MAX_FRAMES)]
     assert len(library.index) == library.catalog.embedding_count()
-    assert len(library.index) == 24 + len(STILLS) + 8 * len(ANIMATIONS) + MAX_FRAMES
+    assert len(library.index) == 24 + len(STILLS) + 1 + 8 * len(ANIMATIONS) + MAX_FRAMES
 
 
 def test_a_still_gif_png_or_webp_stays_a_one_vector_photo(library):
     items = _by_name(library)
-    for name in [*STILLS, "p00.jpg"]:
+    for name in [*STILLS, "short.gif", "p00.jpg"]:
         item = items[name]
         assert (item.kind, item.status, item.duration_ms) == ("photo", "indexed", None), name
         assert [(vid, ms) for vid, ms, _ in library.catalog.frames_of(item.id)] == [(item.id, None)]
+
+
+def test_a_damaged_animation_that_cannot_be_read_is_failed_with_its_reason(library):
+    item = _by_name(library)["short.webp"]
+    assert item.status == "failed" and "short.webp" in item.error and "damaged" in item.error
 
 
 @pytest.mark.parametrize("query, first, last", [("a red circle", 0, 2), ("a blue square", 2, 4)])

@@ -214,13 +214,17 @@ class Animation(Video):
             self._error = exc
             raise
 
+    def read(self) -> None:
+        """Decode the frames at ``keep_side`` now (:class:`ImageError` when it cannot)."""
+        if self._kept is None:
+            self._kept = self._read(self.keep_side)
+
     def scan(self):
         raise TypeError("an Animation has no video scan: use frames()")
 
     def frames(self, side: int) -> Iterator[VideoFrame]:
         if side == self.keep_side:
-            if self._kept is None:
-                self._kept = self._read(side)
+            self.read()
             yield from self._kept
         else:
             yield from self._read(side)
@@ -228,7 +232,7 @@ class Animation(Video):
     @property
     def duration_ms(self) -> int:
         if self._duration_ms is None:
-            self._read(self.keep_side)
+            self.read()
         return self._duration_ms or 0
 
     @property

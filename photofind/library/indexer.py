@@ -208,7 +208,7 @@ class Indexer:
         elif _is_animation(item):
             # An animated GIF/WebP/APNG goes the videos' way: a vector per sampled frame.
             keep = min(a.picture_side for a in analysers)
-            picture = Animation(item.path, keep_side=keep, max_pixels=self.max_pixels)
+            picture = self._animation(item, keep, side)
         else:
             picture = Picture(item.path, side=side, max_pixels=self.max_pixels)
         for analyser in analysers:
@@ -233,6 +233,19 @@ class Indexer:
             date = _video_date(picture) if video else capture_date(item.path)
             work.item = replace(item, capture_date=date)
         return work
+
+    def _animation(self, item, keep_side: int, side: int) -> Animation | Picture:
+        """The animation of ``item``, its frames read at ``keep_side``; a damaged one (cut
+        short) is the photo of its first frame, as it was before animations had frames."""
+        animation = Animation(item.path, keep_side=keep_side, max_pixels=self.max_pixels)
+        try:
+            animation.read()
+        except ImageError as exc:
+            log.info(
+                "%s: not read as an animation (%s); its first frame is the photo", item.path, exc
+            )
+            return Picture(item.path, side=side, max_pixels=self.max_pixels)
+        return animation
 
     @staticmethod
     def _videos(pending) -> int:
