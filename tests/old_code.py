@@ -17,15 +17,15 @@ REPO = Path(__file__).resolve().parents[1]
 MIGRATIONS = "photofind/library/migrations.py"
 
 
-def code_before(added: str, into: Path, *, schema: str) -> Path:
+def code_before(added: str, into: Path, *, schema: str, file: str = MIGRATIONS) -> Path:
     """The photofind package of the last commit before ``added`` (a string such as
-    ``"_V4 = ["``) first appeared in migrations.py, unpacked in ``into``, which is returned;
-    ``schema`` names that code's schema for the skip message. The caller checks that the
-    unpacked migrations.py is the one it expects."""
+    ``"_V4 = ["``) first appeared in ``file`` (migrations.py), unpacked in ``into``, which
+    is returned; ``schema`` names that code for the skip message. The caller checks that
+    the unpacked ``file`` is the one it expects."""
     if shutil.which("git") is None or not (REPO / ".git").exists():
         pytest.skip(f"needs this repository's git history (the {schema} code comes from it)")
     introduced = subprocess.run(
-        ["git", "-C", str(REPO), "log", "--format=%H", "-S", added, "--", MIGRATIONS],
+        ["git", "-C", str(REPO), "log", "--format=%H", "-S", added, "--", file],
         capture_output=True,
         text=True,
         check=True,

@@ -192,8 +192,8 @@ def test_every_kind_shows_a_thumbnail_and_a_preview(qtbot, shots, kind):
         pass
     thumb = loader.get(path)
     assert loader.error(path) is None and thumb is not None and not thumb.isNull()
-    image, details = load_preview(path, 0.5, None)
-    assert not image.isNull() and details.width > 0 and details.height > 0
+    image, details, strip = load_preview(path, 0.5, None)
+    assert not image.isNull() and details.width > 0 and details.height > 0 and strip == ()
     # The thumbnail shows the picture's colours: the red circle's red is in it.
     reds = sum(
         1

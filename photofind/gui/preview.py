@@ -2,7 +2,8 @@
 its details.
 
 A video hit shows its best frame large, a strip of its frames that match the search best
-(each with its time and score), and a button that opens it in the system's player.
+(each with its time and score), and a button that opens it in the system's player. So does
+an animated picture's hit (a search names one of its frames, as a video's).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from photofind.clip.preprocess import open_image
+from photofind.formats import frames as animation
 from photofind.formats.decode import stored_size
 from photofind.formats.kinds import VIDEO, kind_of
 from photofind.formats.video import duration_text, frame_at, video_size
@@ -108,6 +110,9 @@ def load_preview(
     size = os.stat(path).st_size
     if kind_of(path) == VIDEO:
         return _load_video_preview(path, score, date, size, time_s, frames)
+    if time_s is not None:  # an animated picture's hit names the frame the search found
+        shape = (stored_size(path), animation.running_ms(path))
+        return _frames_preview(path, score, date, size, time_s, frames, shape, animation.frame_at)
     img = open_image(path, draft_size=(PREVIEW_SIDE, PREVIEW_SIDE))  # names what is wrong
     width, height = stored_size(path)  # as stored; cheap, reads only the header
     # Decoding drafts and EXIF-rotates: the upright full width is the stored width, or the
@@ -122,12 +127,18 @@ def load_preview(
 
 
 def _load_video_preview(path, score, date, size, time_s, frames):
-    (width, height), duration = video_size(path)
+    return _frames_preview(path, score, date, size, time_s, frames, video_size(path), frame_at)
+
+
+def _frames_preview(path, score, date, size, time_s, frames, shape, frame_of):
+    """A video's (or an animated picture's) preview: ``shape`` is ``((width, height),
+    duration in ms)``, ``frame_of(path, ms, side=...)`` its frame at a time."""
+    (width, height), duration = shape
     at = 0.0 if time_s is None else time_s
-    img = frame_at(path, round(at * 1000), side=PREVIEW_FRAME_SIDE)
+    img = frame_of(path, round(at * 1000), side=PREVIEW_FRAME_SIDE)
     img.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.BICUBIC)
     strip = tuple(
-        StripFrame(t, s, qimage(frame_at(path, round(t * 1000), side=STRIP_SIDE)))
+        StripFrame(t, s, qimage(frame_of(path, round(t * 1000), side=STRIP_SIDE)))
         for t, s in sorted(frames, key=lambda f: f[0])
         if t is not None
     )

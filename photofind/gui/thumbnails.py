@@ -6,7 +6,9 @@ served newest first: what the view asks for last is what is on screen now, so sc
 fast through 100,000 results never leaves the visible cells waiting behind old ones.
 
 A video's thumbnail is one of its frames: the best frame of the search hit it stands for
-(``time_s``), else its first. Requests and both caches are keyed by path and frame time.
+(``time_s``), else its first. So is an animated picture's when a search hit names a frame
+time (its vectors are its frames, as a video's). Requests and both caches are keyed by path
+and frame time.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from PySide6.QtGui import QImage
 
 from photofind.clip.preprocess import open_image
 from photofind.errors import PhotofindError
+from photofind.formats import frames as animation
 from photofind.formats.kinds import VIDEO, kind_of
 from photofind.formats.video import frame_at
 
@@ -42,9 +45,9 @@ def cache_key(path: str, size: int, mtime_ns: int, frame_ms: int | None = None) 
 
 
 def _frame_ms(path: str, time_s: float | None) -> int | None:
-    """The frame a video's thumbnail shows (its first when no time is asked); None for a
-    still."""
-    if kind_of(path) != VIDEO:
+    """The frame a video's thumbnail shows (its first when no time is asked); an animated
+    picture's when a time is asked (a still's hits name none); else None."""
+    if kind_of(path) != VIDEO and time_s is None:
         return None
     return 0 if time_s is None else max(0, round(time_s * 1000))
 
@@ -62,8 +65,10 @@ def make_thumbnail(path: str, cache_dir: Path | None, time_s: float | None = Non
             image = QImage(str(cached))
             if not image.isNull():
                 return image
-    if frame_ms is not None:
+    if frame_ms is not None and kind_of(path) == VIDEO:
         img = frame_at(path, frame_ms, side=STORED_SIZE)
+    elif frame_ms is not None:
+        img = animation.frame_at(path, frame_ms, side=STORED_SIZE)
     else:
         img = open_image(path, draft_size=(STORED_SIZE, STORED_SIZE))
     img.thumbnail((STORED_SIZE, STORED_SIZE), Image.Resampling.BICUBIC)

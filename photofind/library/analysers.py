@@ -25,7 +25,8 @@ table and into the vector index, and its state is also the item's status.
 A video reaches the analysers as a :class:`photofind.formats.video.Video` instead of a
 ``Picture``: its sampled frames, each decoded at the size the analyser asks for
 (:meth:`~photofind.formats.video.Video.frames`). CLIP embeds every frame; the item's
-vectors are its frames, each with its time (:class:`FrameVectors`).
+vectors are its frames, each with its time (:class:`FrameVectors`). An animated picture
+comes the same way, as a :class:`photofind.formats.frames.Animation` (a ``Video``).
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ class ClipAnalyser(Analyser):
                 times.append(frame.ms)
                 tensors.append(self.model.preprocess(frame.image))
             if not tensors:
-                return Failure(f"Cannot decode video {item.path}: no frame could be decoded")
+                return Failure(f"Cannot decode {item.path}: no frame could be decoded")
             return _Frames(tuple(times), np.stack(tensors), picture.duration_ms)
         return self.model.preprocess(picture)
 

@@ -42,7 +42,8 @@ from dataclasses import dataclass, replace
 from photofind.clip.preprocess import DEFAULT_MAX_PIXELS, Picture
 from photofind.clip.providers import cpu_threads
 from photofind.errors import ImageError
-from photofind.formats.kinds import VIDEO
+from photofind.formats.frames import Animation, is_animated, is_animation_name
+from photofind.formats.kinds import PHOTO, VIDEO
 from photofind.formats.video import Video
 from photofind.library.analysers import Analyser, ClipAnalyser, Failure
 from photofind.library.decode_pool import DecodePool, DecodeStuck, Job, PhotoOverran
@@ -206,6 +207,10 @@ class Indexer:
             # Each analyser has the sampled frames at its own size; the scan keeps them at
             # the smallest (CLIP's), so those are decoded once.
             picture = Video(item.path, keep_side=min(a.picture_side for a in analysers))
+        elif _is_animation(item):
+            # An animated GIF/WebP/APNG goes the videos' way: a vector per sampled frame.
+            keep = min(a.picture_side for a in analysers)
+            picture = self._animation(item, keep, side)
         else:
             picture = Picture(item.path, side=side, max_pixels=self.max_pixels)
         for analyser in analysers:
@@ -230,6 +235,19 @@ class Indexer:
             date = _video_date(picture) if video else capture_date(item.path)
             work.item = replace(item, capture_date=date)
         return work
+
+    def _animation(self, item, keep_side: int, side: int) -> Animation | Picture:
+        """The animation of ``item``, its frames read at ``keep_side``; a damaged one (cut
+        short) is the photo of its first frame, as it was before animations had frames."""
+        animation = Animation(item.path, keep_side=keep_side, max_pixels=self.max_pixels)
+        try:
+            animation.read()
+        except ImageError as exc:
+            log.info(
+                "%s: not read as an animation (%s); its first frame is the photo", item.path, exc
+            )
+            return Picture(item.path, side=side, max_pixels=self.max_pixels)
+        return animation
 
     @staticmethod
     def _videos(pending) -> int:
@@ -421,6 +439,12 @@ class Indexer:
 
 def _is_video(item) -> bool:
     return getattr(item, "kind", None) == VIDEO
+
+
+def _is_animation(item) -> bool:
+    """Whether a photo item is an animation (only GIF/WebP/PNG names are opened to ask)."""
+    kind = getattr(item, "kind", PHOTO)
+    return kind == PHOTO and is_animation_name(item.path) and is_animated(item.path)
 
 
 def _video_date(video: Video) -> str | None:
