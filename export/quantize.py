@@ -21,10 +21,11 @@ never imports; the app runs this module in a subprocess when it installs a model
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+
+from photofind.clip.package import sha256_file
 
 INT8_ROLES = {"visual": "visual_int8", "textual": "textual_int8"}
 CALIBRATION_SEED = 19
@@ -58,14 +59,6 @@ def check(folder: Path, thresholds=None, count: int = CALIBRATION_COUNT) -> dict
         about=f"{count} generated photos and captions (photofind.synthetic, seed "
         f"{CALIBRATION_SEED})",
     )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def quantize_graph(source: Path, target: Path, *, method: str = "dynamic", calibration=None):
@@ -123,10 +116,13 @@ def add_int8(folder: Path, towers=("visual", "textual")) -> dict:
     data = json.loads(manifest.read_text())
     files = data["files"]
     for tower in towers:
-        source = folder / files[tower]["path"]
-        target = folder / f"{Path(files[tower]['path']).stem}_int8.onnx"
-        quantize_graph(source, target)
-        files[INT8_ROLES[tower]] = {"path": target.name, "sha256": _sha256(target)}
+        # Beside its fp32 graph, named after it: Immich's layout keeps both towers as
+        # model.onnx in their own folders, so a name by stem alone would collide.
+        rel = PurePosixPath(files[tower]["path"])
+        rel = rel.with_name(f"{rel.stem}_int8.onnx")
+        target = folder / rel
+        quantize_graph(folder / files[tower]["path"], target)
+        files[INT8_ROLES[tower]] = {"path": str(rel), "sha256": sha256_file(target)}
     tmp = manifest.with_name("model.json.part")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(tmp, manifest)
@@ -138,7 +134,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-check",
         action="store_true",
-        help="only write the graphs (photofind checks them at its next install or check)",
+        help="only write the graphs: photofind leaves them unused until this command runs "
+        "again with the check",
     )
 
 

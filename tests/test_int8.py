@@ -202,3 +202,24 @@ def test_cli_install_int8(tmp_path, capsys):
     code = main(["--library", str(lib), "models", "install", str(source), "--int8"])
     assert code == 0
     assert "int8 encoders made" in capsys.readouterr().out
+
+
+def test_int8_graphs_of_towers_in_their_own_folders_do_not_collide(tmp_path):
+    """Immich's layout keeps both towers as model.onnx, each in its own folder: each int8
+    graph lands beside its own fp32 graph, and the manifest's hashes are the files'."""
+    pytest.importorskip("onnx", reason="the quantizer is export/ tooling (onnx)")
+    from export.quantize import add_int8
+    from photofind.clip.package import sha256_file
+
+    folder = _tiny_copy(tmp_path / "tiny")
+    data = json.loads((folder / "model.json").read_text())
+    for tower in ("visual", "textual"):
+        (folder / tower).mkdir()
+        (folder / f"{tower}.onnx").rename(folder / tower / "model.onnx")
+        data["files"][tower]["path"] = f"{tower}/model.onnx"
+    (folder / "model.json").write_text(json.dumps(data))
+    files = add_int8(folder)
+    paths = {files[role]["path"] for role in ("visual_int8", "textual_int8")}
+    assert paths == {"visual/model_int8.onnx", "textual/model_int8.onnx"}
+    for role in ("visual_int8", "textual_int8"):
+        assert sha256_file(folder / files[role]["path"]) == files[role]["sha256"]

@@ -26,9 +26,13 @@ def export_tools() -> Path | None:
     return root if (root / "export" / "quantize.py").is_file() else None
 
 
-def make_int8(package: Path, *, timeout_s: float = TIMEOUT_S) -> str:
-    """Add the package's int8 encoders and check them; returns a note for the user."""
-    later = f"`python -m export int8 {package.name}-folder` from a source checkout adds them later"
+def make_int8(package: Path, name: str, *, timeout_s: float = TIMEOUT_S) -> str:
+    """Add the int8 encoders of the package in ``package`` (installed as ``name``) and check
+    them; returns a note for the user. A failure leaves the fp32 package as it is."""
+    later = (
+        f"`python -m export int8 MODEL-FOLDER` on the installed {name!r} from a source "
+        "checkout adds them later"
+    )
     tools = export_tools()
     if tools is None:
         return f"int8 encoders not made: the export tools are not installed here ({later})"
@@ -47,11 +51,15 @@ def make_int8(package: Path, *, timeout_s: float = TIMEOUT_S) -> str:
     if done.returncode != 0 or not lines:
         why = (done.stderr.strip().splitlines() or ["no output"])[-1]
         return f"int8 encoders not made: {why} ({later})"
-    check = json.loads(lines[-1])
-    figures = (
-        f"image cosine ≥ {check['image_cosine_min']}, text cosine ≥ {check['text_cosine_min']}, "
-        f"top-10 agreement {check['top10_overlap']}, image encoder {check['image_speedup']}x"
-    )
+    try:
+        check = json.loads(lines[-1])
+        figures = (
+            f"image cosine ≥ {check['image_cosine_min']}, text cosine ≥ "
+            f"{check['text_cosine_min']}, top-10 agreement {check['top10_overlap']}, "
+            f"image encoder {check['image_speedup']}x"
+        )
+    except (ValueError, KeyError, TypeError):
+        return f"int8 encoders not made: the check printed no figures ({later})"
     if check.get("passed"):
         return f"int8 encoders made and checked ({figures}): precision 'fast' uses them"
     reasons = "; ".join(check.get("refused_because", []))

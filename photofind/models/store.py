@@ -263,7 +263,7 @@ class ModelStore:
             if int8:
                 from photofind.models.int8 import make_int8
 
-                report_extra["notes"].append(make_int8(package))
+                report_extra["notes"].append(make_int8(package, final_name))
                 spec = read_manifest(package)
             target = self._commit(package, final_name, replace)
             facts.record_speed(final_name, spec, speed)
