@@ -267,6 +267,16 @@ def test_not_this_person_is_remembered_and_a_move_undoes_it(catalog):
         catalog.reject_face(999)
 
 
+def test_a_grouping_made_before_not_this_person_does_not_put_the_face_back(catalog):
+    first, second, face_ids = _grouped(catalog)
+    # The face pass reads the state, then the user rejects a face, then the pass writes.
+    stale = {f.id: f.person_id for f in catalog.faces()}
+    catalog.reject_face(face_ids[0])
+    catalog.apply_grouping(stale)
+    assert catalog.faces()[0].person_id is None
+    assert [f.person_id for f in catalog.faces()[1:]] == [stale[i] for i in face_ids[1:]]
+
+
 def test_forgetting_faces_deletes_every_face_person_and_state(catalog):
     _grouped(catalog)
     catalog.forget_faces()

@@ -288,16 +288,19 @@ class FaceRecords:
     ) -> list[int]:
         """Put the faces of ``people_of`` on their person (None: on none) and each of
         ``new_groups`` on a new unnamed person, as the machine's word, in one transaction.
-        Faces the user placed meanwhile are left as they are; unnamed people left without a
-        face are deleted. Returns the ids of the new people."""
+        Faces the user placed meanwhile are left as they are, and none goes to a person it
+        was rejected from; unnamed people left without a face are deleted. Returns the ids of the new people."""
         made: list[int] = []
         now = time.time_ns()
         with self._write() as conn:
             for face_id, person_id in people_of.items():
+                # A grouping computed before the user said "not this person" (the face
+                # pass runs beside the People panel's corrections) must not put it back.
                 conn.execute(
                     "UPDATE faces SET person_id = ?, assigned_by = ? "
-                    "WHERE id = ? AND assigned_by IS NOT 'user'",
-                    (person_id, None if person_id is None else AUTO, face_id),
+                    "WHERE id = ? AND assigned_by IS NOT 'user' AND NOT EXISTS ("
+                    "SELECT 1 FROM face_rejections r WHERE r.face_id = ? AND r.person_id = ?)",
+                    (person_id, None if person_id is None else AUTO, face_id, face_id, person_id),
                 )
             for group in new_groups:
                 person_id = conn.execute(
