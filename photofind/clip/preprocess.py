@@ -112,8 +112,8 @@ class Picture:
     indexing pass (the analysers of :mod:`photofind.library.analysers`).
 
     ``side`` is the largest shortest side any of them asked for: a JPEG is decoded at the
-    most reduced libjpeg scale that keeps both sides at least that large (other formats in
-    full). The decode happens on the first :meth:`decoded`, on the thread that asks; its
+    most reduced libjpeg scale that keeps both sides at least that large, a HEIC from its
+    stored small copy when one is that large (other formats in full). The decode happens on the first :meth:`decoded`, on the thread that asks; its
     result (or its :class:`ImageError`) is kept for the next asker. A ``Picture`` is a
     path-like object: code that takes a path takes it (and reads the file itself).
     """
@@ -173,7 +173,8 @@ def open_image(
     ``max_pixels`` (None: no limit) is checked against the header before any pixel is
     decoded: :class:`ImageTooLarge`. ``draft_size=(w, h)``, in displayed orientation, lets a
     JPEG (or a RAW's JPEG preview) decode at 1/2, 1/4 or 1/8 scale as long as the result
-    stays at least that large (other formats ignore it).
+    stays at least that large, and a HEIC use its stored small copy of at least that size
+    (other formats ignore it).
 
     Every failure -- missing, unreadable, empty, not an image, truncated, unsupported --
     raises :class:`ImageError` whose message names the file and the reason. A truncated file

@@ -69,6 +69,10 @@ class Decoded(NamedTuple):
     full_size: tuple[int, int]  # upright size at full resolution (of what was decoded)
     scale: int  # 1, or 2/4/8 when libjpeg decoded at reduced scale
     orientation: int  # the EXIF orientation that was applied
+    #: the upright size of the picture itself when what was decoded is a smaller copy the
+    #: file stores (a HEIC's thumbnail): positions found in ``image`` (faces) are mapped to
+    #: it; None when ``full_size`` is the picture's own
+    picture_size: tuple[int, int] | None = None
 
 
 def label(item: ImageItem) -> str:
@@ -218,7 +222,7 @@ def _decode_opened(
         orientation = _orientation(img)
         width, height = img.size
         full_size = (height, width) if orientation in SWAPS_AXES else (width, height)
-        scale = 1
+        scale, picture_size = 1, None
         if draft_size is not None and img.format in _DRAFTABLE_FORMATS:
             want_w, want_h = draft_size
             if orientation in SWAPS_AXES:
@@ -233,7 +237,7 @@ def _decode_opened(
             # what was decoded, so its own size is the full size (no scale to undo).
             want = (max(1, int(draft_size[0])), max(1, int(draft_size[1])))
             if img.draft("RGB", want) is not None:
-                full_size = img.size
+                picture_size, full_size = full_size, img.size
         img.load()
         # Colours first (the profile belongs to the stored pixels), then upright.
         img = to_srgb(img)
@@ -242,7 +246,7 @@ def _decode_opened(
             # scaling (libjpeg scales the stored pixels, so the draft size above was asked
             # in stored orientation). Never touches the caller's image: transpose copies.
             img = img.transpose(_UPRIGHT[orientation])
-        return Decoded(to_rgb(img), full_size, scale, orientation)
+        return Decoded(to_rgb(img), full_size, scale, orientation, picture_size)
     except ImageError:
         raise
     except Exception as exc:

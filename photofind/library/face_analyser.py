@@ -136,7 +136,9 @@ class FaceAnalyser(Analyser):
         if isinstance(picture, Video):
             return self._video_faces(item, picture)
         decoded = picture.decoded()
-        rgb, scale = self._fit(decoded.image, decoded.full_size[0])
+        # Boxes are kept in the picture's own full-size pixels, also when a HEIC's stored
+        # small copy was what got decoded.
+        rgb, scale = self._fit(decoded.image, (decoded.picture_size or decoded.full_size)[0])
         if self.in_decode_threads:
             return self._find(item, rgb, scale)
         return rgb, scale
