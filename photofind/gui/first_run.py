@@ -273,6 +273,7 @@ class ModelSetup(QObject):
         the GUI thread, with progress; a failure says why and offers the ways on."""
         from PySide6.QtWidgets import QProgressDialog
 
+        from photofind import settings
         from photofind.clip import load_model
         from photofind.clip.verified import user_record
         from photofind.models.store import ModelStore
@@ -296,7 +297,13 @@ class ModelSetup(QObject):
                 source, progress=lambda p: relay.progress.emit(p.done, p.total or 0)
             )
             store.use(report.name)
-            return load_model(report.name, library=window.library.root, verified=user_record())
+            root = window.library.root
+            return load_model(
+                report.name,
+                library=root,
+                verified=user_record(),
+                precision=settings.load(root)["precision"],
+            )
 
         def done(model, error):
             progress.close()

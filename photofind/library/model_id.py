@@ -32,10 +32,5 @@ class ModelId:
         role = getattr(model, "visual_role", "visual")
         return cls(model.info.name, model.spec.files[role].sha256[:DIGEST_LENGTH])
 
-    @classmethod
-    def of_spec(cls, spec) -> ModelId:
-        """The id of the vectors the package a manifest (``ModelSpec``) describes makes."""
-        return cls(spec.name, spec.files["visual"].sha256[:DIGEST_LENGTH])
-
     def __str__(self) -> str:
         return f"{self.name}@{self.digest}" if self.digest else self.name

@@ -51,16 +51,6 @@ class Change:
     todo: int = 0
 
 
-def package_model_id(folder: str | os.PathLike) -> tuple[ModelId, int]:
-    """The id of the vectors the package in ``folder`` makes, and their dimension, from its
-    manifest: no encoder is opened and no file hashed (loading the package checks the
-    hashes the manifest lists)."""
-    from photofind.clip.package import read_manifest
-
-    spec = read_manifest(Path(folder))
-    return ModelId.of_spec(spec), spec.embed_dim
-
-
 def load_model_by_id(root: str | os.PathLike, mid: str, *, provider: str = "auto", verified=None):
     """The model, installed for the library in ``root`` or bundled, whose vectors carry the
     id ``mid`` (name and image-encoder hash), or None when this machine has no such package.

@@ -7,7 +7,7 @@ opens the class.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -25,7 +25,6 @@ from photofind.library.catalog_rows import (
     _id_vector_arrays,
     _in_time_order,
     _photo,
-    _stills,
 )
 
 
@@ -176,14 +175,6 @@ class StagedModel:
             )[0][0]
             missing = self._query(f"SELECT COUNT(*) {self._STAGED_MISSING}")[0][0]
         return done, done + missing
-
-    def record_staged_embeddings(
-        self, model_id: str, batch: Iterable[tuple[int, np.ndarray, str | None]]
-    ) -> list[int]:
-        """Store ``(photo_id, vector, capture_date)`` of stills of the staged model (see
-        :meth:`record_staged_vectors`); returns the ids written (a still's staged vector id
-        is its photo id)."""
-        return self.record_staged_vectors(model_id, _stills(batch)).items
 
     def record_staged_vectors(self, model_id: str, batch) -> Recorded:
         """Store ``(item id, frames, capture date)`` of the staged model ``model_id`` in one
