@@ -415,7 +415,7 @@ class SearchEngine:
         allowed = allowed_items = None
         if filter is not None and not filter.is_empty:
             allowed_items = table.allowed(filter, self.library.catalog)
-            allowed = table.allowed_vectors(filter, self.library.catalog)
+            allowed = table.vectors_of(allowed_items)
         hidden = table.hidden(allowed_items)
         limit = (
             self.threshold(vector, plain_text=plain_text, image_only=image_only, index=index)

@@ -141,9 +141,9 @@ class PhotoTable:
         leads = set(allowed.tolist())
         return frozenset(c for c, lead in self.lead_of.items() if lead in leads)
 
-    def allowed_vectors(self, f: SearchFilter, catalog) -> np.ndarray:
-        """The vector ids of the items ``f`` allows (what the vector index filters on)."""
-        return self.vector_ids[np.isin(self.vector_items, self.allowed(f, catalog))]
+    def vectors_of(self, items: np.ndarray) -> np.ndarray:
+        """The vector ids of ``items`` (what the vector index filters on)."""
+        return self.vector_ids[np.isin(self.vector_items, items)]
 
     def allowed(self, f: SearchFilter, catalog) -> np.ndarray:
         """The item ids ``f`` allows; ``catalog`` answers who is in which photo (faces change
