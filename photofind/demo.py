@@ -133,10 +133,14 @@ def build_demo_library(
     ``tiny-synthetic``; any model works, only less well). ``progress`` is the indexer's
     progress callback.
     """
+    from photofind import settings
     from photofind.library.library import Library
 
     root = Path(path)
     write_demo_photos(root, count, seed)
+    # Generated shapes show nobody: a face pass over them (the app's two face worker
+    # processes, HOG over every photo) would cost the demo's first minute for nothing.
+    settings.update(root, {"faces.enabled": False})
     with Library.open(root) as library:
         library.add_folder(root / PHOTOS_DIR)
         library.scan()
