@@ -462,7 +462,9 @@ class SearchEngine:
         asked = want
         catalog = self.library.catalog
         while True:
-            vids, scores = index.query(vector, asked, filter=allowed, ef=ef)
+            vids, scores = index.query(
+                vector, asked, filter=allowed, ef=ef, read=self._reader(index)
+            )
             places = catalog.vector_places(vids.tolist()) if len(vids) else {}
             items: dict[int, tuple[float, int]] = {}
             for vid, score in zip(vids.tolist(), scores.tolist()):
@@ -480,6 +482,12 @@ class SearchEngine:
         times = np.asarray([v[1] for v in items.values()], dtype=np.int64)
         return ids[:want], best[:want], times[:want]
 
+    def _reader(self, index):
+        """Reads vectors of ``index`` from the catalog (the same float32 values, and faster
+        than hnswlib's get_items); ``_check_model`` made sure both hold one model's."""
+        catalog = self.library.catalog
+        return lambda ids: catalog.vectors_by_id(ids, index.model_id)
+
     def _photo_table(self) -> PhotoTable:
         key = (self.library.catalog.generation, len(self.library.index))
         with self._lock:
@@ -495,6 +503,7 @@ class SearchEngine:
                 value = None
                 if len(index) >= self.policy.min_library:
                     chosen = sample_ids(index.ids(), self.policy.sample)
-                    value = index.get_vectors(chosen)
+                    value = self._reader(index)(chosen)[1]
+                    value = value if len(value) else None
                 self._background = _Snapshot(key, value)
             return self._background.value

@@ -9,6 +9,7 @@ query: naming and merging change them without a new generation). Used by
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -131,6 +132,11 @@ class PhotoTable:
         #: lead item id -> its companions' paths; companion item id -> its lead's id
         self.companions = {id_of[lead]: found for lead, found in groups.items()}
         self.lead_of = {id_of[c]: id_of[lead] for lead, found in groups.items() for c in found}
+        # The answers for the last few filters and item sets: a user runs query after query
+        # with one filter (a folder, a year), and the columns do not change within a table.
+        self._lock = threading.Lock()
+        self._items: dict[SearchFilter, np.ndarray] = {}
+        self._vectors: dict[bytes, np.ndarray] = {}
 
     def hidden(self, allowed: np.ndarray | None) -> frozenset[int]:
         """The companions shown through their lead, among the items a filter ``allowed``
@@ -143,14 +149,42 @@ class PhotoTable:
 
     def vectors_of(self, items: np.ndarray) -> np.ndarray:
         """The vector ids of ``items`` (what the vector index filters on)."""
-        return self.vector_ids[np.isin(self.vector_items, items)]
+        key = np.asarray(items, dtype=np.int64).tobytes()
+        with self._lock:
+            found = self._vectors.get(key)
+        if found is None:
+            found = self.vector_ids[np.isin(self.vector_items, items)]
+            self._remember(self._vectors, key, found)
+        return found
 
     def allowed(self, f: SearchFilter, catalog) -> np.ndarray:
         """The item ids ``f`` allows; ``catalog`` answers who is in which photo (faces change
         without a new catalog generation, so they are read at every query, not cached)."""
-        keep = np.ones(self.ids.size, dtype=bool)
+        columns = replace(f, people=())
+        try:
+            hash(columns)
+        except TypeError:  # a caller's list of folders: worked out each time
+            columns = None
+        with self._lock:
+            ids = self._items.get(columns) if columns is not None else None
+        if ids is None:
+            ids = self.ids[self._columns_keep(f)]
+            if columns is not None:
+                self._remember(self._items, columns, ids)
         for name in f.people:
-            keep &= np.isin(self.ids, person_photos(catalog, name))
+            ids = ids[np.isin(ids, person_photos(catalog, name))]
+        return ids
+
+    def _remember(self, cache: dict, key, value, most: int = 8) -> None:
+        value.setflags(write=False)  # handed to every later caller
+        with self._lock:
+            cache[key] = value
+            while len(cache) > most:
+                cache.pop(next(iter(cache)))
+
+    def _columns_keep(self, f: SearchFilter) -> np.ndarray:
+        """Which rows the folders, dates and types of ``f`` keep."""
+        keep = np.ones(self.ids.size, dtype=bool)
         if f.folders:
             inside = np.zeros(self.ids.size, dtype=bool)
             for folder in f.folders:
@@ -163,7 +197,7 @@ class PhotoTable:
             keep &= self.dates < _period(f.before, end=True)
         if f.types:
             keep &= np.isin(self.exts, sorted(f.extensions()))
-        return self.ids[keep]
+        return keep
 
 
 def find_person(catalog, name: str):

@@ -13,7 +13,7 @@ import pytest
 
 from photofind.library.library import Library
 from photofind.library.scanner import FileInfo, ScanResult
-from photofind.library.vector_index import VectorIndex, exact_filter_limit
+from photofind.library.vector_index import READ_US, VectorIndex, exact_filter_limit
 from photofind.search import SearchEngine, SearchFilter, text_query_ef
 
 N = 20_000
@@ -77,7 +77,7 @@ def test_folder_filter_returns_k_with_recall_against_exact(world, model, folders
     keep = world["folder_of"] < folders
     allowed, allowed_vectors = world["ids"][keep], world["vectors"][keep]
     if folders == 25:  # this one must go through the graph, not the exact scan
-        assert allowed.size > exact_filter_limit(N)
+        assert allowed.size > exact_filter_limit(N, READ_US)
     flt = SearchFilter(
         folders=tuple(str(world["root"] / "photos" / f"f{f:02d}") for f in range(folders))
     )
@@ -247,3 +247,44 @@ def test_folder_filter_follows_a_moved_photo(model, tmp_path, how):
             )
         assert in_folder(b) == [moved]
         assert moved not in in_folder(a)
+
+
+def test_an_exact_scan_reading_the_catalog_gives_the_index_own_answer(world):
+    library, ids = world["library"], world["ids"]
+    index, catalog = library.index, library.catalog
+    allowed = ids[world["folder_of"] == 3]
+    assert allowed.size <= exact_filter_limit(len(index), READ_US)  # the exact scan, both ways
+
+    def read(chosen):
+        return catalog.vectors_by_id(chosen, index.model_id)
+
+    for q in world["vectors"][:5]:
+        by_index = index.query(q, K, filter=allowed)
+        by_catalog = index.query(q, K, filter=allowed, read=read)
+        assert by_index[0].tolist() == by_catalog[0].tolist()
+        np.testing.assert_array_equal(by_index[1], by_catalog[1])
+
+
+def test_catalog_reads_vectors_by_id_of_its_model_only(world):
+    catalog, ids, vectors = world["library"].catalog, world["ids"], world["vectors"]
+    chosen = np.asarray([ids[7], ids[3], 10**9, ids[1500]])  # one id that does not exist
+    found, read = catalog.vectors_by_id(chosen, catalog.model_id, chunk=2)
+    order = np.argsort(chosen[[0, 1, 3]])
+    assert found.tolist() == sorted([int(ids[7]), int(ids[3]), int(ids[1500])])
+    np.testing.assert_array_equal(read, vectors[[7, 3, 1500]][order])
+    none, _ = catalog.vectors_by_id(chosen, "another-model")
+    assert none.size == 0
+
+
+def test_a_repeated_filter_answers_from_the_table_and_the_answer_stays_intact(world, model):
+    engine = SearchEngine(world["library"], model)
+    flt = SearchFilter(folders=(str(world["root"] / "photos" / "f07"),))
+    first = engine.search("anything", k=K, filter=flt, cutoff=False)
+    table = engine._photo_table()
+    allowed = table.allowed(flt, world["library"].catalog)
+    assert allowed is table.allowed(flt, world["library"].catalog)
+    with pytest.raises(ValueError):
+        allowed[0] = -1  # shared by every later query: read-only
+    again = engine.search("anything", k=K, filter=flt, cutoff=False)
+    assert [r.photo_id for r in again] == [r.photo_id for r in first]
+    assert set(allowed.tolist()) == set(world["ids"][world["folder_of"] == 7].tolist())
