@@ -33,6 +33,7 @@ def _faces_args(p: argparse.ArgumentParser) -> None:
 def _faces(args: argparse.Namespace, ctx: Context) -> int:
     from photofind import settings
     from photofind.library.face_analyser import FaceAnalyser
+    from photofind.library.model_session import NEW, ModelSession
     from photofind.people import face_recognition_on, min_faces_setting, regroup
 
     if not face_recognition_on(ctx.library):
@@ -62,8 +63,10 @@ def _faces(args: argparse.Namespace, ctx: Context) -> int:
         faces = FaceAnalyser(after_pass=group)
         bar = None if args.no_progress else IndexBar("faces")
         try:
-            stats = library.index_pending(
-                model, analysers=[faces], progress=bar, batch_size=args.batch_size
+            # One pass of new work, the faces with it (the session's order: a staged re-index
+            # is `photofind index`'s to run).
+            stats = ModelSession(library, model).run_pass(
+                NEW, analysers=[faces], progress=bar, batch_size=args.batch_size
             )
         finally:
             if bar:
