@@ -79,7 +79,7 @@ def create_window(
             precision=precision,
         )
     library = ObservedLibrary.open(library_dir, readonly=readonly)
-    staged = None
+    staged = session = None
     if model is not None:
         # The chosen model may be re-indexed for (or another process writes the library):
         # search with the model whose vectors the library holds, when it is here.
@@ -93,6 +93,7 @@ def create_window(
         thumbnail_dir=library_dir / "thumbnails",
         watch_options=watch_options,
         staged_model=staged,
+        session=session,
     )
     window.destroyed.connect(library.close)
     # The window opens other windows (the demo) with this factory, handed in rather than

@@ -89,6 +89,7 @@ class MainWindow(QMainWindow):
         thumbnail_dir=None,
         watch_options=None,
         staged_model=None,
+        session=None,
     ):
         super().__init__()
         from photofind.library.watcher import WatchOptions
@@ -113,7 +114,7 @@ class MainWindow(QMainWindow):
         self.relevance_cutoff = self.settings.relevance_cutoff
         self._closing = False
         self.preview = None
-        self.models = ModelController(self, model, engine, staged_model)
+        self.models = ModelController(self, model, engine, staged_model, session)
         self.search = SearchController(self)
         self.folders = FoldersController(self)
 

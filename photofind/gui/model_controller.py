@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 class ModelController(QObject):
-    def __init__(self, window, model, engine, staged_model=None):
+    def __init__(self, window, model, engine, staged_model=None, session=None):
         super().__init__(window)
         self.window = window
         self.model = model
@@ -30,7 +30,10 @@ class ModelController(QObject):
         self.engine = engine
         #: decides what the models are; its watcher's worker changes it at a swap, so the
         #: GUI thread reads model and staged_model above instead
-        self.session = ModelSession(window.library, model, staged_model, verified=user_record())
+        #: (the app's, which chose the models at the start, when it hands one in)
+        self.session = session or ModelSession(
+            window.library, model, staged_model, verified=user_record()
+        )
         self.indexing: WatcherJob | None = None
         self._changes: list[tuple[object, object]] = []  # (model, then): set_model's queue
         self._request: object | None = None  # the newest _load_model: earlier ones lose
