@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QFileDialog
 
 from photofind.gui.folders_panel import count_photos, folder_rows
+from photofind.gui.plaintext import tooltip
 from photofind.gui.watching import health_text
 
 log = logging.getLogger(__name__)
@@ -234,8 +235,10 @@ class FoldersController(QObject):
         self.show()
         w.watch_label.setText(health_text(status))
         w.watch_label.setToolTip(
-            "\n".join(f"{f['path']}: {f['mode']}" for f in status.get("folders", []))
-            + (f"\n{status['last_error']}" if status.get("last_error") else "")
+            tooltip(
+                "\n".join(f"{f['path']}: {f['mode']}" for f in status.get("folders", []))
+                + (f"\n{status['last_error']}" if status.get("last_error") else "")
+            )
         )
 
     def _on_progress(self, p) -> None:

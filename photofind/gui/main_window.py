@@ -41,6 +41,7 @@ from photofind.gui.folders_panel import FoldersPanel
 from photofind.gui.model_controller import ModelController
 from photofind.gui.people_controller import PeopleController
 from photofind.gui.placement import place, save_placement, saved_placement
+from photofind.gui.plaintext import plain_box
 from photofind.gui.results_header import ResultsHeader
 from photofind.gui.results_model import ResultsModel
 from photofind.gui.results_view import ResultsView, SearchBox
@@ -294,6 +295,7 @@ class MainWindow(QMainWindow):
         self.watch_label.setAccessibleName("Folder watching")
         for label in (self.index_label, self.watch_label, self.model_label):
             label.setContentsMargins(6, 0, 6, 0)
+            label.setTextFormat(Qt.TextFormat.PlainText)  # they name folders and errors
         from photofind.gui.unreadable_dialog import UnreadableReport
 
         self.unreadable = UnreadableReport(self)  # "N could not be read": opens the list
@@ -330,8 +332,11 @@ class MainWindow(QMainWindow):
 
     def confirm(self, title: str, text: str) -> bool:
         """Ask yes or no (tests replace it to answer without a modal dialog)."""
-        answer = QMessageBox.question(self, title, text)
-        return answer == QMessageBox.StandardButton.Yes
+        yes, no = QMessageBox.StandardButton.Yes, QMessageBox.StandardButton.No
+        box = plain_box(QMessageBox.Icon.Question, title, text, yes | no, self)
+        answer = box.exec()
+        box.deleteLater()
+        return answer == yes
 
     # -- drop ---------------------------------------------------------------------------------
 
