@@ -381,6 +381,11 @@ class SearchEngine:
                 if vector is not None:
                     self._check_model()
                     return vector
+            if os.path.isdir(path):
+                raise SearchError(
+                    f"img: takes a photo file; {value} is a folder (to search the photos in "
+                    "it, filter by folder)"
+                )
             if not os.path.isfile(path):
                 raise SearchError(f"{value}: no such picture file")
             if kind_of(path) == VIDEO:

@@ -106,6 +106,16 @@ def test_similar_of_a_folder_says_it_is_a_folder(lib, capsys):
     assert "no such picture" not in err
 
 
+def test_an_image_query_given_a_folder_says_it_is_a_folder(lib, capsys):
+    folder = lib.parent / "photos"
+    for query in (f"img:{folder}", f'img:"{folder}" + at dusk', f"image:{folder}/"):
+        code, out, err = run(capsys, "--library", lib, "search", query)
+        assert code == 2 and out == ""
+        assert "img: takes a photo file; " in err and " is a folder" in err, err
+        assert str(folder) in err and "no such picture" not in err
+        assert err.count("\n") == 1
+
+
 # -- index and watch use the library's model ----------------------------------------------------
 
 

@@ -174,3 +174,51 @@ def test_copy_image_of_a_file_that_is_no_picture_says_so(qtbot, window, tmp_path
         window.copy_image(str(broken))
     assert copied.args == [str(broken), False]
     assert window.statusBar().currentMessage() == f"Cannot copy {broken}: not readable"
+
+
+def test_settings_opens_at_once_and_reads_the_model_manifests_off_the_gui_thread(
+    qtbot, window, monkeypatch
+):
+    """The dialog is up, its model box waiting, while the manifest reader is held on its
+    thread; then the list fills in. Every manifest read is on a pool thread."""
+    from PySide6.QtWidgets import QApplication
+
+    import photofind.models.store as store_module
+
+    real = store_module.read_manifest
+    readers: list[threading.Thread] = []
+    gate = threading.Event()
+
+    def reading(path):
+        readers.append(threading.current_thread())
+        if threading.current_thread() is not threading.main_thread():
+            gate.wait(30)  # until the test has seen the dialog open (the GUI's: no waiting)
+        return real(path)
+
+    monkeypatch.setattr(store_module, "read_manifest", reading)
+    seen: dict = {}
+
+    def in_the_dialog():
+        dialog = QApplication.activeModalWidget()
+        seen["waiting"] = (dialog.model.isEnabled(), dialog.model_facts.text())
+        seen["before"] = [dialog.model.itemText(i) for i in range(dialog.model.count())]
+
+        def shown():
+            seen["after"] = [dialog.model.itemData(i) for i in range(dialog.model.count())]
+            seen["enabled"] = dialog.model.isEnabled()
+            dialog.reject()
+
+        if dialog.model.isEnabled():  # the list was read before the dialog opened
+            shown()
+            return
+        dialog.modelsShown.connect(shown)
+        gate.set()
+
+    QTimer.singleShot(0, in_the_dialog)
+    window.open_settings()  # returns when the dialog is closed, after the list came
+    assert seen["waiting"] == (False, "Reading the installed models…")
+    current = window.model.info.name
+    assert seen["before"] == [current]  # the current model alone meanwhile
+    assert {current, "tiny-synthetic"} <= set(seen["after"]) and seen["enabled"]
+    assert readers, "no manifest was read"
+    assert threading.main_thread() not in readers

@@ -3,12 +3,14 @@
 A thousand seeded user actions on the real window over the demo library, with its watcher
 running, in a child process: no crash (an abort such as 6.12.0's "none_dealloc" counts),
 no uncaught exception, no error dialog, ``None``'s reference count not falling, and memory
-that stops growing once the caches have filled.
+that stops growing once the caches have filled. ``PHOTOFIND_SOAK_SEED`` picks another
+seed than 13 (the actions, their order and their arguments all follow from it).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ pytestmark = pytest.mark.slow
 
 BENCH = Path(__file__).resolve().parent / "bench" / "bench_soak.py"
 ACTIONS = 1000
+SEED = int(os.environ.get("PHOTOFIND_SOAK_SEED", "13"))
 #: The thumbnails' memory cache holds every photo of this small library (RGB, 320 pixels
 #: on the longest side: at most 300 KB each), and Qt and the allocator keep their own; past
 #: the half-way mark those are full, so what grows then is what a long session would leak.
@@ -39,10 +42,10 @@ bench_soak = _load()
 @pytest.fixture(scope="module")
 def soak(tmp_path_factory):
     result = bench_soak.run_soak(
-        ACTIONS, workdir=tmp_path_factory.mktemp("soak"), photos=150, timeout_s=300
+        ACTIONS, seed=SEED, workdir=tmp_path_factory.mktemp("soak"), photos=150, timeout_s=300
     )
     print(
-        f"soak: {result.get('actions_done')} actions in {result.get('actions_s')} s, "
+        f"soak (seed {SEED}): {result.get('actions_done')} actions in {result.get('actions_s')} s, "
         f"longest stall {result.get('longest_stall_ms')} ms during "
         f"{result.get('longest_stall_during')}, RSS {result.get('rss_start_mb')} -> "
         f"{result.get('rss_half_mb')} -> {result.get('rss_end_mb')} MB, None refcount "

@@ -22,12 +22,14 @@ from collections.abc import Callable
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
+from photofind.gui.plaintext import plain_box
+
 log = logging.getLogger(__name__)
 
 
 def show_error_dialog(parent: QWidget | None, title: str, text: str, details: str = "") -> None:
     """A non-modal error box that deletes itself when closed."""
-    box = QMessageBox(QMessageBox.Icon.Critical, title, text, QMessageBox.StandardButton.Ok, parent)
+    box = plain_box(QMessageBox.Icon.Critical, title, text, QMessageBox.StandardButton.Ok, parent)
     box.setObjectName("errorDialog")
     box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     box.setWindowModality(Qt.WindowModality.NonModal)
@@ -87,7 +89,7 @@ class ErrorReporter(QObject):
 def ask_read_only(error: Exception, parent: QWidget | None = None) -> bool:
     """The library is locked by another writer: open it read-only? (modal, at start-up)"""
     holder = f" (process {error.pid})" if getattr(error, "pid", None) else ""
-    box = QMessageBox(
+    box = plain_box(
         QMessageBox.Icon.Warning,
         "This library is in use",
         f"Another photofind{holder} is writing this library: only one app or command may "

@@ -338,6 +338,7 @@ class ModelSetup(QObject):
             self.window,
         )
         box.setObjectName("installFailedDialog")
+        box.setTextFormat(Qt.TextFormat.PlainText)  # the sentence may name a folder or URL
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.setWindowModality(Qt.WindowModality.NonModal)  # the event loop runs on
         box.setDetailedText(str(error))

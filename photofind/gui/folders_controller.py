@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QFileDialog
 
 from photofind.gui.folders_panel import count_photos, folder_rows
+from photofind.gui.plaintext import tooltip
 from photofind.gui.watching import health_text
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,10 @@ class FoldersController(QObject):
         self.watch_status: dict | None = None
         self._counting = False
         self._recount_again = False
+        # Bumped when a folder is added or removed: a count read before that shows the
+        # folders as they were, and is dropped (the panel would show a removed folder again,
+        # whose Remove then fails).
+        self._folder_changes = 0
         self.recount_timer = QTimer(self)
         self.recount_timer.setSingleShot(True)
         self.recount_timer.setInterval(1000)
@@ -77,6 +82,7 @@ class FoldersController(QObject):
         def done(folders, error):
             if w._closing:
                 return
+            self._folder_changes += 1
             if error is not None:
                 w.report_error("Cannot add folder", str(error))
                 return
@@ -126,10 +132,14 @@ class FoldersController(QObject):
         def done(n, error):
             if w._closing:
                 return
+            self._folder_changes += 1
             if error is not None:
                 w.report_error("Cannot remove folder", str(error))
             else:
                 w.index_label.setText(f"Removed {path} ({n:,} photos forgotten)")
+                # Gone from the panel now, not when the recount below comes back.
+                self.folders = [f for f in self.folders if f.path != path]
+                self.show()
             self.refresh()
             w.search.refresh_empty_state()
             w.search.run_again()
@@ -148,12 +158,15 @@ class FoldersController(QObject):
         self._counting = True
         w = self.window
         library = w.library
+        changes = self._folder_changes
 
         def done(result, error):
             self._counting = False
             if w._closing:
                 return
-            if error is None:
+            if changes != self._folder_changes:
+                self._recount_again = True  # read before a folder change: count again
+            elif error is None:
                 self.folders, self.counts = result
                 self.show()
                 w.search.refresh_empty_state()
@@ -222,8 +235,10 @@ class FoldersController(QObject):
         self.show()
         w.watch_label.setText(health_text(status))
         w.watch_label.setToolTip(
-            "\n".join(f"{f['path']}: {f['mode']}" for f in status.get("folders", []))
-            + (f"\n{status['last_error']}" if status.get("last_error") else "")
+            tooltip(
+                "\n".join(f"{f['path']}: {f['mode']}" for f in status.get("folders", []))
+                + (f"\n{status['last_error']}" if status.get("last_error") else "")
+            )
         )
 
     def _on_progress(self, p) -> None:

@@ -18,6 +18,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from photofind.gui.plaintext import tooltip
+
 
 @dataclass(frozen=True)
 class FolderRow:
@@ -186,7 +188,7 @@ class FoldersPanel(QWidget):
             name = os.path.basename(row.path.rstrip(os.sep)) or row.path
             item = QTreeWidgetItem([name, f"{row.photos:,}", state_text(row)])
             item.setData(0, Qt.ItemDataRole.UserRole, row.path)
-            item.setToolTip(0, row.path)
+            item.setToolTip(0, tooltip(row.path))
             item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.tree.addTopLevelItem(item)
         if chosen:

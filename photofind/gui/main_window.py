@@ -41,6 +41,7 @@ from photofind.gui.folders_panel import FoldersPanel
 from photofind.gui.model_controller import ModelController
 from photofind.gui.people_controller import PeopleController
 from photofind.gui.placement import place, save_placement, saved_placement
+from photofind.gui.plaintext import plain_box
 from photofind.gui.results_header import ResultsHeader
 from photofind.gui.results_model import ResultsModel
 from photofind.gui.results_view import ResultsView, SearchBox
@@ -295,6 +296,7 @@ class MainWindow(QMainWindow):
         self.watch_label.setAccessibleName("Folder watching")
         for label in (self.index_label, self.watch_label, self.model_label):
             label.setContentsMargins(6, 0, 6, 0)
+            label.setTextFormat(Qt.TextFormat.PlainText)  # they name folders and errors
         from photofind.gui.unreadable_dialog import UnreadableReport
 
         self.unreadable = UnreadableReport(self)  # "N could not be read": opens the list
@@ -331,8 +333,11 @@ class MainWindow(QMainWindow):
 
     def confirm(self, title: str, text: str) -> bool:
         """Ask yes or no (tests replace it to answer without a modal dialog)."""
-        answer = QMessageBox.question(self, title, text)
-        return answer == QMessageBox.StandardButton.Yes
+        yes, no = QMessageBox.StandardButton.Yes, QMessageBox.StandardButton.No
+        box = plain_box(QMessageBox.Icon.Question, title, text, yes | no, self)
+        answer = box.exec()
+        box.deleteLater()
+        return answer == yes
 
     # -- drop ---------------------------------------------------------------------------------
 
@@ -356,22 +361,35 @@ class MainWindow(QMainWindow):
             return GuiSettings()
 
     def open_settings(self) -> None:
-        from photofind.gui.settings import SettingsDialog
-        from photofind.models.facts import installed_facts
-        from photofind.models.store import ModelStore
+        from photofind.gui.settings import SettingsDialog, installed_choices
 
-        store = ModelStore(self.library.root)
-        names = [m.name for m in store.list() if m.problem is None]
-        details = {name: f.text() for name, f in installed_facts(store).items()}
         # The model the status bar names (the one being re-indexed for, during a change),
         # not whatever settings.json says: --model or the demo may have chosen another.
         shown = self.staged_model or self.model
         current = dataclasses.replace(
             self.settings, model=shown.info.name if shown is not None else None
         )
-        dialog = SettingsDialog(current, names, self, details=details)
-        if dialog.exec() == SettingsDialog.DialogCode.Accepted:
-            self.apply_settings(dialog.value())
+        # Open at once; the installed models' manifests are read on a pool thread.
+        dialog = SettingsDialog(current, None, self)
+        open_ = [True]
+        root = self.library.root
+
+        def listed(result, error):
+            if not open_[0]:
+                return  # closed before the list came
+            if error is None:
+                dialog.show_models(*result)
+            else:
+                log.warning("listing the installed models failed: %s", error)
+                dialog.show_models_failed(str(error))
+
+        self.tasks.run(lambda: installed_choices(root), listed, pool=self.tasks.io_pool)
+        accepted = dialog.exec() == SettingsDialog.DialogCode.Accepted
+        open_[0] = False
+        value = dialog.value()
+        dialog.deleteLater()
+        if accepted:
+            self.apply_settings(value)
 
     def apply_settings(self, new: GuiSettings) -> None:
         """Use ``new`` from now on and store it; a model or provider change reloads the

@@ -28,6 +28,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from photofind.gui.plaintext import tooltip
+
 ID_ROLE = Qt.ItemDataRole.UserRole
 FACE_SIDE = 72
 UNNAMED = "Unnamed"
@@ -199,7 +201,7 @@ class PeoplePanel(QWidget):
         for row in rows:
             item = QListWidgetItem(_pixmap(row.image), "")
             item.setData(ID_ROLE, row.id)
-            item.setToolTip(row.path or "")
+            item.setToolTip(tooltip(row.path or ""))
             self.faces.addItem(item)
             item.setSelected(row.id in chosen)
         self.faces.blockSignals(False)

@@ -9,6 +9,11 @@ Applied without restart: thumbnail size, relevance cut-off, reconcile interval (
 watcher's next round), face recognition (off deletes every face record), and model, provider
 and precision (the model is reloaded off the GUI thread; a different model, or precision,
 re-indexes the library, as it must).
+
+The installed models are listed from their ``model.json`` files, which may be many, large or
+on a slow disk: the window reads them on a pool thread (:func:`installed_choices`) and the
+dialog, open meanwhile with only the current model, shows the list when it comes
+(:meth:`SettingsDialog.show_models`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -92,50 +97,58 @@ def _bounded(box: QSpinBox, key: str) -> None:
     box.setRange(OPTIONS[key].low, OPTIONS[key].high)
 
 
+def installed_choices(library: Path) -> tuple[list[str], dict[str, str]]:
+    """The usable models of ``library`` and each one's facts (languages, size, speed), read
+    from their packages' manifests: run it on a pool thread, never the GUI's."""
+    from photofind.models.facts import installed_facts
+    from photofind.models.store import ModelStore
+
+    store = ModelStore(library)
+    names = [m.name for m in store.list() if m.problem is None]
+    details = {name: f.text() for name, f in installed_facts(store).items()}
+    return names, details
+
+
 class SettingsDialog(QDialog):
-    """Edits a copy of the settings; ``value()`` gives the result after ``accept``."""
+    """Edits a copy of the settings; ``value()`` gives the result after ``accept``.
+
+    ``models`` None: the list is being read (:func:`installed_choices`); the model box shows
+    the current model alone, disabled, until :meth:`show_models` fills it."""
+
+    modelsShown = Signal()  # noqa: N815 - the model list is filled in
 
     def __init__(
         self,
         settings: GuiSettings,
-        models: list[str],
+        models: list[str] | None,
         parent=None,
         details: dict[str, str] | None = None,
     ):
         super().__init__(parent)
         self.setObjectName("settingsDialog")
         self.setWindowTitle("Settings")
+        self._current = settings.model
+        self._details: dict[str, str] = {}
         layout = QVBoxLayout(self)
         form = QFormLayout()
 
         self.model = QComboBox(self)
         self.model.setObjectName("modelSetting")
         self.model.setAccessibleName("Model")
-        if settings.model is None:
-            # As the status bar says: no model. Not the first of the list, which OK would load.
-            self.model.addItem("No model yet (choose one)", None)
-        details = details or {}
-        for name in models:
-            # Languages, size and speed here (photofind.models.facts), as a choice needs.
-            about = details.get(name)
-            self.model.addItem(name, name)
-            if about:
-                self.model.setItemData(self.model.count() - 1, about, Qt.ItemDataRole.ToolTipRole)
-        if settings.model and self.model.findData(settings.model) < 0:
-            self.model.addItem(settings.model, settings.model)
-        self.model.setCurrentIndex(max(0, self.model.findData(settings.model)))
         form.addRow("Model", self.model)
         # The chosen model's languages, size and speed here, under its name.
         self.model_facts = QLabel(self)
         self.model_facts.setObjectName("modelFacts")
         self.model_facts.setWordWrap(True)
+        self.model_facts.setTextFormat(Qt.TextFormat.PlainText)
         form.addRow("", self.model_facts)
-
-        def show_facts() -> None:
-            self.model_facts.setText(details.get(self.model.currentData() or "", ""))
-
-        self.model.currentIndexChanged.connect(show_facts)
-        show_facts()
+        self.model.currentIndexChanged.connect(self._show_facts)
+        if models is None:
+            self._fill([])
+            self.model.setEnabled(False)
+            self.model_facts.setText("Reading the installed models…")
+        else:
+            self.show_models(models, details or {})
 
         self.provider = QComboBox(self)
         self.provider.setObjectName("providerSetting")
@@ -200,6 +213,41 @@ class SettingsDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
+
+    def show_models(self, models: list[str], details: dict[str, str]) -> None:
+        """Offer ``models`` (``details``: each one's facts), the current one chosen."""
+        self._details = details
+        self._fill(models)
+        self.model.setEnabled(True)
+        self._show_facts()
+        self.modelsShown.emit()
+
+    def show_models_failed(self, reason: str) -> None:
+        """The list could not be read: the current model stays the only choice."""
+        self.model.setEnabled(True)
+        self.model_facts.setText(f"The installed models could not be read: {reason}")
+        self.modelsShown.emit()
+
+    def _fill(self, models: list[str]) -> None:
+        self.model.blockSignals(True)
+        self.model.clear()
+        current = self._current
+        if current is None:
+            # As the status bar says: no model. Not the first of the list, which OK would load.
+            self.model.addItem("No model yet (choose one)", None)
+        for name in models:
+            # Languages, size and speed here (photofind.models.facts), as a choice needs.
+            about = self._details.get(name)
+            self.model.addItem(name, name)
+            if about:
+                self.model.setItemData(self.model.count() - 1, about, Qt.ItemDataRole.ToolTipRole)
+        if current and self.model.findData(current) < 0:
+            self.model.addItem(current, current)
+        self.model.setCurrentIndex(max(0, self.model.findData(current)))
+        self.model.blockSignals(False)
+
+    def _show_facts(self) -> None:
+        self.model_facts.setText(self._details.get(self.model.currentData() or "", ""))
 
     def value(self) -> GuiSettings:
         return GuiSettings(

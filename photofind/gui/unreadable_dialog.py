@@ -28,6 +28,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from photofind.gui.plaintext import tooltip
+
 PathRole = Qt.ItemDataRole.UserRole
 IdRole = Qt.ItemDataRole.UserRole + 1
 
@@ -153,14 +155,14 @@ class UnreadableDialog(QDialog):
         for folder in folders:
             name = os.path.basename(folder.folder.rstrip(os.sep)) or folder.folder
             top = QTreeWidgetItem([f"{name} ({len(folder.photos):,})", folder.folder])
-            top.setToolTip(0, folder.folder)
+            top.setToolTip(0, tooltip(folder.folder))
             self.tree.addTopLevelItem(top)
             for photo in folder.photos:
                 item = QTreeWidgetItem([os.path.relpath(photo.path, folder.folder), photo.reason])
                 item.setData(0, PathRole, photo.path)
                 item.setData(0, IdRole, photo.photo_id)
-                item.setToolTip(0, photo.path)
-                item.setToolTip(1, photo.reason)
+                item.setToolTip(0, tooltip(photo.path))
+                item.setToolTip(1, tooltip(photo.reason))
                 top.addChild(item)
                 if photo.path == chosen:
                     self.tree.setCurrentItem(item)

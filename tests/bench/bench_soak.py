@@ -203,6 +203,9 @@ class Soak:
         self._searches = 0
         self._previews = 0
         self._removed = 0
+        # The folders the soak added and the library has (their add finished, no removal
+        # since): the only ones Remove may pick. The panel alone is not the library's word.
+        self.added: set[str] = set()
         window.searchFinished.connect(self._count_search)
         window.previewShown.connect(self._count_preview)
         window.folderRemoved.connect(self._count_removed)
@@ -230,8 +233,9 @@ class Soak:
     def _count_preview(self, _path) -> None:
         self._previews += 1
 
-    def _count_removed(self, _path) -> None:
+    def _count_removed(self, path) -> None:
         self._removed += 1
+        self.added.discard(path)
 
     def _status_message(self, text: str) -> None:
         if "failed" in text.lower() and len(self.search_failures) < 20:
@@ -535,20 +539,30 @@ class Soak:
 
     def do_folder_add(self):
         extra = str(self.extra)
-        if extra in self._folders():
+        if extra in self.added or extra in self._folders():
             return False
         self.window.add_folder(extra)
-        self.wait_for(lambda: extra in self._folders(), WAIT_S["folder"], "folder added")
+
+        def added() -> bool:
+            # The panel shows the folder once the library's add is done (the controller
+            # drops counts read before a folder change, which would show an old list).
+            if extra in self._folders():
+                self.added.add(extra)
+                return True
+            return False
+
+        self.wait_for(added, WAIT_S["folder"], "folder added")
 
     def do_folder_remove(self):
         from PySide6.QtCore import Qt
         from PySide6.QtTest import QTest
 
-        extra = str(self.extra)
         panel = self.window.folders_panel
-        if extra not in self._folders():
+        shown = set(self._folders())
+        candidates = sorted(self.added & shown)  # sorted: the seed decides which
+        if not candidates:
             return False
-        panel.select(extra)
+        panel.select(self.rng.choice(candidates))
         before = self._removed
         # Remove, then Yes in the confirmation box (answered by the closer timer).
         QTest.mouseClick(panel.remove_button, Qt.MouseButton.LeftButton)

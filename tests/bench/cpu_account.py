@@ -136,6 +136,24 @@ class CpuAccount:
                 out[kind] = out.get(kind, 0.0) + cpu - self._start.get(tid, cpu)
         return out
 
+    def core_time(self) -> dict[str, float]:
+        """Fractions of cores x wall per use (see the module docstring); they sum to 1."""
+        kinds = self.by_kind()
+        threads = {
+            "decode_threads": kinds.get("decode", 0.0),
+            "encoder_threads": kinds.get("native", 0.0),
+            "pipeline_thread": kinds.get("pipeline", 0.0),
+            "writer": kinds.get("write", 0.0),
+        }
+        # The ticks of /proc and process_time() round differently: the larger is the total.
+        process = max(self.cpu, sum(kinds.values()))
+        threads["this_process_other"] = process - sum(threads.values())
+        capacity = self.cores * self.wall
+        threads["other_processes"] = min(self.others, max(0.0, capacity - process))
+        threads["idle"] = max(0.0, capacity - process - threads["other_processes"])
+        whole = max(capacity, process)
+        return {k: round(v / whole, 4) if whole else 0.0 for k, v in threads.items()}
+
     def report(self) -> dict:
         kinds = self.by_kind()
         # ONNX Runtime's pool threads and the pipeline thread that runs the session both
@@ -155,6 +173,7 @@ class CpuAccount:
             if self.wall
             else 0.0,
             "cores_busy": round(self.cpu / self.wall, 3) if self.wall else 0.0,
+            "core_time": self.core_time(),
             "loadavg_before": self.load_before,
             "loadavg_after": self.load_after,
         }
