@@ -20,6 +20,7 @@ from photofind.clip import load_model
 from photofind.clip.io_binding import binds_by_default, run_bound
 from photofind.clip.model import ClipModel
 from photofind.clip.package import read_manifest
+from photofind.clip.pipeline_plan import CPU_BATCH, CUDA_BATCH, plan, plan_for
 from photofind.clip.providers import cpu_threads
 from photofind.clip.variants import FP16, FP32, INT8, THRESHOLDS, choose_variant
 from photofind.errors import ModelError
@@ -27,7 +28,6 @@ from photofind.library.indexer import Indexer
 from photofind.library.library import Library
 from photofind.library.model_id import ModelId
 from photofind.library.model_session import load_model_by_id
-from photofind.library.pipeline_plan import CPU_BATCH, CUDA_BATCH, plan, plan_for
 from photofind.paths import bundled_models_dir, models_dir
 
 TEXTS = ["a red circle", "two blue squares on a striped background", "a small green star"]
@@ -231,24 +231,41 @@ def _fp16_thresholds():
     return FP16_THRESHOLDS
 
 
-def test_install_with_fp16_makes_and_checks_them_and_not_unasked_without_cuda(tmp_path):
+def test_install_with_fp16_makes_and_checks_them_and_not_unasked_without_cuda(tmp_path, capsys):
     pytest.importorskip("onnx", reason="the converter is export/ tooling (onnx)")
+    from photofind.cli import main
     from photofind.models.fp16 import cuda_here
     from photofind.models.store import ModelStore
 
     source = _tiny_copy(tmp_path / "source")
-    store = ModelStore(tmp_path / "lib")
-    report = store.install(source, name="tiny-fp16", fp16=True)
-    spec = read_manifest(report.path)
+    lib = tmp_path / "lib"
+    argv = ["--library", str(lib), "models", "install", str(source), "--name", "tiny-fp16"]
+    assert main([*argv, "--fp16"]) == 0
+    note = next(line for line in capsys.readouterr().out.splitlines() if "fp16 encoders" in line)
+    store = ModelStore(lib)
+    spec = read_manifest(store.root / "tiny-fp16")
     assert {"visual_fp16", "textual_fp16"} <= set(spec.files)
     check = spec.extra["variants"]["fp16"]["check"]
-    note = next(n for n in report.notes if n.startswith("fp16 encoders"))
     assert check["passed"] and "precision 'fast' uses them on CUDA" in note
     assert ("on CUDA" if cuda_here() else "on the CPU") in note
     assert "visual_fp16" not in read_manifest(source).files  # the source is left as it was
+    # Unasked: made only where CUDA can run; --no-fp16: never.
     plain = store.install(source, name="tiny-plain")
-    made = "visual_fp16" in read_manifest(plain.path).files
-    assert made == cuda_here()  # unasked: only where CUDA can run
+    assert ("visual_fp16" in read_manifest(plain.path).files) == cuda_here()
+    assert main([*argv[:-1], "tiny-never", "--no-fp16"]) == 0
+    assert "visual_fp16" not in read_manifest(store.root / "tiny-never").files
+
+
+def test_the_doctor_says_which_graphs_run_and_how_indexing_is_planned(tmp_path, capsys):
+    from photofind.cli import main
+
+    tiny = bundled_models_dir() / "tiny-synthetic"
+    argv = ["--library", str(tmp_path / "lib"), "--model", str(tiny), "--provider", "cpu"]
+    assert main([*argv, "doctor", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["model"]["variant"], report["model"]["io_binding"]) == (FP32, False)
+    assert report["indexing"]["batch_size"] == CPU_BATCH
+    assert report["indexing"]["decode_workers"] == cpu_threads()
 
 
 # -- batches and decode threads ----------------------------------------------------------------

@@ -18,6 +18,7 @@ import numpy as np
 from photofind.clip.hf_tokenizer import system_language, text_tokenizer
 from photofind.clip.io_binding import binds_by_default, run_bound
 from photofind.clip.package import ModelSpec, read_manifest, verify_files
+from photofind.clip.pipeline_plan import plan_for
 from photofind.clip.preprocess import DEFAULT_MAX_PIXELS
 from photofind.clip.providers import ProviderChoice, cpu_threads, open_sessions, planned_provider
 from photofind.clip.resize import preprocess_for
@@ -34,8 +35,6 @@ from photofind.errors import ModelError
 from photofind.paths import bundled_models_dir, models_dir
 
 log = logging.getLogger(__name__)
-
-DEFAULT_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -207,7 +206,6 @@ class ClipModel:
         self._sessions: dict[str, object] = {}
         self._session_lock = threading.Lock()
         self._folder = Path(folder)
-        self._decode_threads = max(1, min(8, cpu_threads()))
 
     @property
     def info(self) -> ModelInfo:
@@ -362,16 +360,21 @@ class ClipModel:
         return self._checked(out, pixels.shape[0], "visual")
 
     def encode_images(
-        self, items: Iterable, *, batch_size: int = DEFAULT_BATCH, fast: bool = True
+        self, items: Iterable, *, batch_size: int | None = None, fast: bool = True
     ) -> np.ndarray:
-        """Photos (paths or PIL images) -> unit vectors [N,D].
+        """Photos (paths or PIL images) -> unit vectors [N,D], in batches of ``batch_size``
+        (None: the indexer's, by where the encoder runs: photofind.clip.pipeline_plan).
 
         A photo that cannot be read raises :class:`photofind.errors.ImageError` naming it;
         the indexing pipeline, which must skip bad photos, preprocesses one by one instead.
         """
         items = list(items)
         chunks = []
-        with ThreadPoolExecutor(self._decode_threads) as pool:
+        plan = plan_for(self, cpu_threads(), batch_size=batch_size)
+        batch_size = plan.batch_size
+        # Decoding and encoding take turns here (a chunk is decoded, then encoded), so
+        # the pool is the plan's, capped for the few photos of a search by example.
+        with ThreadPoolExecutor(max(1, min(plan.decode_workers, len(items)))) as pool:
             for start in range(0, len(items), batch_size):
                 part = items[start : start + batch_size]
                 tensors = list(pool.map(lambda it: self.preprocess(it, fast=fast), part))

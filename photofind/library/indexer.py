@@ -39,6 +39,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from photofind.clip.pipeline_plan import plan_for
 from photofind.clip.preprocess import DEFAULT_MAX_PIXELS, Picture
 from photofind.clip.providers import cpu_threads
 from photofind.errors import ImageError
@@ -48,7 +49,6 @@ from photofind.formats.video import Video
 from photofind.library.analysers import Analyser, ClipAnalyser, Failure
 from photofind.library.decode_pool import DecodePool, DecodeStuck, Job, PhotoOverran
 from photofind.library.exif import capture_date
-from photofind.library.pipeline_plan import plan_for
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class Indexer:
     the staged index, which the caller saves at the swap), while the active vectors stay.
 
     ``batch_size`` and ``decode_workers`` (None: chosen by where the encoder runs, see
-    :mod:`photofind.library.pipeline_plan`).
+    :mod:`photofind.clip.pipeline_plan`).
 
     ``analysers`` run beside the CLIP embedding (:class:`Analyser`); each gets the items
     it has not analysed yet with its model.
@@ -173,7 +173,7 @@ class Indexer:
         self.index = index
         self.model = model
         self.library_dir = library_dir
-        # None: chosen by where the image encoder runs (photofind.library.pipeline_plan).
+        # None: chosen by where the image encoder runs (photofind.clip.pipeline_plan).
         self.plan = plan_for(
             model,
             cpu_threads(),

@@ -17,7 +17,7 @@ Prints one JSON object (and writes it to ``--out``):
   instead of a figure.
 - ``photofind``: what photofind itself chose here (``load_model(precision="fast")``: the
   provider, the variant, I/O binding, and the batch and decode threads of
-  photofind.library.pipeline_plan), and ``photofind_encoder``: images/s through its
+  photofind.clip.pipeline_plan), and ``photofind_encoder``: images/s through its
   ``ClipModel.encode_pixels`` per batch size, with I/O binding on and off side by side at the
   planned batch (the binding's worth, measured).
 - ``decode``: photos/s decoding 12-megapixel JPEGs to CLIP tensors (the fast path: libjpeg
@@ -65,7 +65,7 @@ from cpu_account import CpuAccount, loadavg  # noqa: E402
 from photofind.clip.providers import CUDA, _driver_missing_reason  # noqa: E402
 
 if TYPE_CHECKING:
-    from photofind.library.pipeline_plan import Plan
+    from photofind.clip.pipeline_plan import Plan
 
 CACHE = ROOT / ".cache" / "bench"
 
@@ -273,7 +273,7 @@ def photofind_choice(folder: Path, cores: int):
     """The model photofind itself loads here for indexing (precision "fast": int8 on the
     CPU, fp16 on CUDA, where their checks passed), its image session open, and its plan."""
     from photofind.clip import load_model
-    from photofind.library.pipeline_plan import plan_for
+    from photofind.clip.pipeline_plan import plan_for
 
     model = load_model(folder, provider="auto", precision="fast")
     size = model.spec.image_size

@@ -1,4 +1,4 @@
-"""How big the indexer's batches are and how many decode threads it runs: one decision,
+"""How big the image encoder's batches are and how many decode threads feed it: one decision,
 by where the image encoder runs.
 
 - **CPU**: batches of :data:`CPU_BATCH` (ONNX Runtime's CPU kernels gain nothing from
