@@ -178,7 +178,7 @@ def _begin_change(name: str, ctx: Context) -> str:
 
     with library:
         before = library.catalog.model_id
-        change = ModelSession(library).choose_package(
+        change = ModelSession(library, provider=ctx.provider).choose_package(
             folder, verified=ctx.verified, precision=settings.load(ctx.library)["precision"]
         )
         kept = library.catalog.model_id != before and library.catalog.embedding_count() > 0

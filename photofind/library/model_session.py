@@ -199,7 +199,9 @@ class ModelSession:
         will make (photofind.clip.variants)."""
         from photofind.clip import load_model
 
-        model = load_model(folder, provider="cpu", verified=verified, precision=precision)
+        # The variant is the one this session's provider will run ("fast": int8 on the
+        # CPU, fp16 on CUDA); no encoder opens here, on any provider.
+        model = load_model(folder, provider=self.provider, verified=verified, precision=precision)
         mid, dim, tower = ModelId.of(model), model.info.dim, model.image_tower_id
         before = self.library.catalog.staged_model_id
         return self._change(self.library.begin_change(str(mid), dim, tower=tower), before)
