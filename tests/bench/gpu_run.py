@@ -28,6 +28,9 @@ Prints one JSON object (and writes it to ``--out``):
   pool: scan, decode pool, batches, encoder, writer) on those JPEGs, its ratio to the decode
   bound, and CPU-s per stage (tests/bench/cpu_account.py); where the pipeline's own packages
   are missing, the same stages without the catalog (decode pool + batches + encoder).
+- ``end_to_end_gpu_standin`` (where ONNX Runtime has no CUDA but torch sees a GPU, as on
+  the lent machine's image): the same pipeline with photofind's plan for a GPU encoder, the
+  encoder a torch fp16 stand-in (tests/bench/gpu_standin.py): the pipeline's decode bound.
 - ``torch_reference`` (where torch sees a GPU): the same architecture in torch fp16 on the
   GPU, the device's ceiling for this graph; not photofind's path, which never runs torch.
 
@@ -344,14 +347,14 @@ def rate(encode, x: np.ndarray, seconds: float) -> float:
             return round(n / elapsed, 1)
 
 
-def end_to_end(model, plan: Plan, photos: Path, work: Path) -> dict:
+def end_to_end(model, plan: Plan, photos: Path, work: Path, lib: str = "lib") -> dict:
     """photofind's own pipeline, with the batch and decode pool it plans for ``model``."""
     try:
         from photofind.library.library import Library
     except ImportError as exc:
         paths = sorted(photos.iterdir())
         return stages_without_catalog(model, paths, plan.batch_size, plan.decode_workers, exc)
-    with Library.open(work / "lib") as library:
+    with Library.open(work / lib) as library:
         library.add_folder(photos)
         library.scan()
         with CpuAccount() as acct:
@@ -383,6 +386,33 @@ def stages_without_catalog(model, paths, batch: int, cores: int, why) -> dict:
         "decode_workers": cores,
         "photos_per_s": round(len(paths) / report["wall_s"], 1),
         **report,
+    }
+
+
+def standin_end_to_end(model, work: Path, cores: int, decode: dict, args) -> dict:
+    """photofind's pipeline with a GPU encoder where ONNX Runtime has no CUDA provider: the
+    torch fp16 stand-in (tests/bench/gpu_standin.py), with the plan for a GPU encoder."""
+    from gpu_standin import stand_in
+
+    from photofind.clip.pipeline_plan import plan_for
+
+    try:
+        standin, why = stand_in(model)
+        if standin is None:
+            return {"skipped": why}
+        plan = plan_for(standin, cores)
+        size = model.spec.image_size
+        x = np.random.default_rng(0).standard_normal((plan.batch_size, 3, size, size), np.float32)
+        encoder_rate = rate(standin.encode_pixels, x, args.seconds)
+        e2e = end_to_end(standin, plan, work / "photos", work, lib="lib-standin")
+    except Exception as exc:  # noqa: BLE001 - the figures so far still print
+        return {"failed": f"{type(exc).__name__}: {exc}"}
+    return {
+        "encoder": "torch fp16 on the GPU, a stand-in: photofind itself runs ONNX Runtime",
+        "encoder_images_per_s_at_batch": encoder_rate,
+        "plan_why": plan.why,
+        **e2e,
+        "of_decode_bound": round(e2e["photos_per_s"] / decode["photos_per_s"], 3),
     }
 
 
@@ -483,6 +513,12 @@ def main() -> None:
         except Exception as exc:  # noqa: BLE001 - the figures so far still print
             result["end_to_end"] = {"failed": f"{type(exc).__name__}: {exc}"}
         save(result, args.out)
+        if not cuda:
+            log("end to end, torch stand-in encoder on the GPU")
+            result["end_to_end_gpu_standin"] = standin_end_to_end(
+                model, work, cores, result["decode"], args
+            )
+            save(result, args.out)
     log("torch reference")
     result["torch_reference"] = torch_reference(args)
     result["seconds"] = round(time.perf_counter() - t_start, 1)
