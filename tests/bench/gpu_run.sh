@@ -3,17 +3,11 @@
 #
 #   device run: command "bash tests/bench/gpu_run.sh", carry [".cache/whl"], timeout_s 560
 #
-# Prepared here first (the machine reaches no network; .cache/ is ignored by git), with the
-# versions of the development venv (photofind imports these at load: the catalog needs
-# hnswlib, every decode path pillow_heif, rawpy and pillow_jxl):
-#   w='--no-deps --only-binary=:all: --python-version 3.12 --implementation cp
-#      --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64
-#      --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64'
-#   python -m pip download $w -d .cache/whl ftfy==6.3.1 wcwidth==0.9.4 platformdirs==4.14.9 \
-#     pillow_heif==1.8.1 rawpy==0.28.0 pillow-jxl-plugin==1.3.8
-#   PYTHONPATH=DIR-WITH-pybind11-setuptools python -m pip download --no-deps \
-#     --no-binary=:all: --no-build-isolation -d .cache/whl/src hnswlib==0.8.0
-#   cp "$(python -c 'from export.vocab import find_clip_vocab; print(find_clip_vocab())')" .cache/whl/
+# Prepared here first by `bash tests/bench/gpu_prepare.sh .venv/bin/python` (the machine
+# reaches no network; .cache/ is ignored by git): the cp312 wheels of what photofind imports
+# at load and the image lacks (ftfy, wcwidth, platformdirs, pillow_heif, rawpy,
+# pillow-jxl-plugin: the catalog needs hnswlib, every decode path the three decoders),
+# hnswlib's source, and CLIP's BPE vocabulary; about 16 MB.
 #
 # hnswlib publishes no wheel: its source is built there (g++, pybind11, numpy and setuptools
 # are in the machine's image; about a minute). Where that fails, the end-to-end figure runs
