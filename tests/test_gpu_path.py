@@ -8,6 +8,7 @@ at 16 cores) is measured by tests/bench/gpu_run.py on a lent machine."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -156,6 +157,11 @@ def test_fast_is_int8_on_the_cpu_and_fp16_on_cuda(variants_package):
     assert choose_variant(spec, "exact", "cuda") == FP32
     assert choose_variant(spec, "exact", "cpu") == FP32
     assert load_model(folder, provider="cpu", precision="fast").variant == INT8
+    # Without fp16 graphs CUDA runs fp32, never the int8 ones (no CUDA kernels for them).
+    variants = {k: v for k, v in spec.extra["variants"].items() if k != FP16}
+    int8_only = dataclasses.replace(spec, extra={**spec.extra, "variants": variants})
+    assert choose_variant(int8_only, "fast", "cpu") == INT8
+    assert choose_variant(int8_only, "fast", "cuda") == FP32
 
 
 def test_fp16_vectors_have_their_own_model_id(variants_package, tmp_path):
