@@ -4,8 +4,8 @@ For a GPU: ONNX Runtime's float16 converter (``onnxruntime.transformers.float16`
 the weights and the operators into float16 and keeps the graphs' inputs and outputs
 float32 (``keep_io_types``), so the app feeds and reads them as it does the fp32 graphs;
 the operators the converter knows to be unsafe in float16 stay float32 inside. On a
-GPU's tensor cores that is the fast path (gpu_run.py measures it); on the CPU it is
-slower than float32, and photofind's "fast" precision never runs it there
+GPU's tensor cores that is the fast path (gpu_run.py measures it); on the CPU it is no
+faster than float32 (int8 is), and photofind's "fast" precision never runs it there
 (photofind/clip/variants.py).
 
 The new graphs join the package as the file roles ``visual_fp16`` and ``textual_fp16``

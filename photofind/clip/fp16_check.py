@@ -10,7 +10,7 @@ range or a vector moved by the rounding, shows on either; the CPU computes some
 operators in float32 inside, so there the cosines are an upper bound of CUDA's. Where the
 check cannot run at all, that is recorded ("not checked on this machine") and the graphs
 are never used. The speed-up counts only where it was measured on CUDA: the CPU runs
-float16 slower than float32, and never runs the fp16 graphs by choice.
+float16 no faster than float32, and never runs the fp16 graphs by choice.
 
 The calibration set is the caller's (export/fp16.py brings photofind.synthetic's), as for
 the int8 check (photofind.clip.variant_check).

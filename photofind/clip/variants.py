@@ -55,8 +55,9 @@ THRESHOLDS = {
 #: What the fp16 graphs must reach against fp32 (photofind.clip.fp16_check). Rounding to
 #: float16 keeps CLIP's vectors far closer than int8 does (cosine 0.99999 on the tiny and
 #: random-weight models), so a cosine under these means an overflow, not rounding. The
-#: speed-up counts only where it was measured on a GPU: the CPU runs float16 graphs slower
-#: than float32 ones (ONNX Runtime casts most of their operators back to float32 there).
+#: speed-up counts only where it was measured on a GPU: the CPU runs float16 graphs no
+#: faster than float32 ones (ONNX Runtime casts most of their operators back to float32
+#: there; ViT-B/32 on 2 cores: 13.9 images/s fp16, 13.6 fp32; the tiny CLIP slower).
 FP16_THRESHOLDS = {
     "image_cosine_min": 0.995,
     "text_cosine_min": 0.995,
@@ -108,9 +109,10 @@ def choose_variant(spec, precision: str, provider: str = "cpu") -> str:
     ("cpu" or "cuda": where its sessions will run, photofind.clip.providers).
 
     "fast" is int8 on the CPU and fp16 on CUDA, each where its check passed, else fp32:
-    ONNX Runtime's CUDA provider has no kernels for the dynamic int8 graphs' integer
-    operators (they would run on the CPU, with copies each way), and the CPU runs float16
-    graphs slower than float32 ones. "exact" is always fp32."""
+    under its CUDA provider ONNX Runtime still runs the dynamic int8 graphs' integer
+    operators on the CPU, copying each one's data to the host and back (onnxruntime issue
+    7745), and on the CPU float16 graphs are no faster than float32 ones while int8 is
+    about twice as fast. "exact" is always fp32."""
     if precision not in PRECISIONS:
         raise ModelError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if precision == "exact":
