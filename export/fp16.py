@@ -103,6 +103,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         "again with the check",
     )
     parser.add_argument(
+        "--remake",
+        action="store_true",
+        help="convert the graphs again even where the package has them (else only check)",
+    )
+    parser.add_argument(
         "--provider",
         choices=("auto", "cpu", "cuda"),
         default="auto",
@@ -111,7 +116,15 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    add_fp16(args.package)
+    spec = json.loads((args.package / "model.json").read_text())
+    have = all(
+        role in spec["files"] and (args.package / spec["files"][role]["path"]).is_file()
+        for role in FP16_ROLES.values()
+    )
+    if args.remake or not have:
+        add_fp16(args.package)
+    # Graphs made elsewhere are only checked again here (a CUDA machine's check is what
+    # lets photofind run them there).
     if not args.no_check:
         print(json.dumps(check(args.package, provider=args.provider)))
     return 0

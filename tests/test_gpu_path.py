@@ -148,13 +148,27 @@ def test_the_fp16_graphs_are_made_checked_and_recorded(variants_package):
     assert size < 0.6 * (folder / spec.files["visual"].path).stat().st_size
 
 
+def _with_fp16_check(spec, **changes):
+    """``spec`` with its fp16 check record changed (the decision is a function of it)."""
+    variants = dict(spec.extra["variants"])
+    variants[FP16] = {**variants[FP16], "check": {**variants[FP16]["check"], **changes}}
+    return dataclasses.replace(spec, extra={**spec.extra, "variants": variants})
+
+
 def test_fast_is_int8_on_the_cpu_and_fp16_on_cuda(variants_package):
-    """The provider is passed in: this machine's CUDA cannot be asked for."""
+    """The provider is passed in: this machine's CUDA cannot be asked for. A check made
+    on the CPU vouches for the rounded weights, not for float16 arithmetic (the CPU runs
+    most of the graph in float32): only one made on CUDA lets CUDA run the fp16 graphs."""
     folder, _ = variants_package
     spec = read_manifest(folder)
     assert choose_variant(spec, "fast", "cpu") == INT8
-    assert choose_variant(spec, "fast", "cuda") == FP16
-    assert choose_variant(spec, "exact", "cuda") == FP32
+    assert choose_variant(spec, "fast", "cuda") == FP32  # checked on the CPU only
+    # As a check on a CUDA machine records it (photofind.clip.fp16_check):
+    on_cuda = _with_fp16_check(spec, provider="cuda", image_speedup=2.0)
+    assert choose_variant(on_cuda, "fast", "cuda") == FP16
+    assert choose_variant(on_cuda, "fast", "cpu") == INT8
+    assert choose_variant(on_cuda, "exact", "cuda") == FP32
+    assert choose_variant(_with_fp16_check(on_cuda, passed=False), "fast", "cuda") == FP32
     assert choose_variant(spec, "exact", "cpu") == FP32
     assert load_model(folder, provider="cpu", precision="fast").variant == INT8
     # Without fp16 graphs CUDA runs fp32, never the int8 ones (no CUDA kernels for them).
@@ -204,12 +218,33 @@ def test_unchecked_or_failed_fp16_graphs_are_never_used(tmp_path):
     fp16.add_fp16(folder)
     spec = read_manifest(folder)
     assert choose_variant(spec, "fast", "cuda") == FP32  # made, never checked
+    assert "visual_fp16" in spec.files
     with pytest.raises(ModelError, match="not checked|not there"):
         load_model(folder, provider="cpu", variant=FP16)
     # A cosine no rounding reaches: refused, whatever the machine.
     figures = fp16.check(folder, thresholds={**_fp16_thresholds(), "image_cosine_min": 1.01})
     assert not figures["passed"] and "image cosine" in figures["refused_because"][0]
     assert choose_variant(read_manifest(folder), "fast", "cuda") == FP32
+
+
+def test_export_fp16_again_only_checks_the_graphs_it_has(tmp_path, capsys):
+    """`python -m export fp16 PKG` on a package that has its fp16 graphs (made on another
+    machine) checks them here without converting again; --remake converts."""
+    pytest.importorskip("onnx", reason="the converter is export/ tooling (onnx)")
+    from export.__main__ import main
+
+    folder = _tiny_copy(tmp_path / "tiny-synthetic")
+    assert main(["fp16", str(folder), "--no-check"]) == 0
+    graph = folder / read_manifest(folder).files["visual_fp16"].path
+    made = graph.stat().st_ino  # a conversion replaces the file: a new inode
+    assert "fp16" not in (read_manifest(folder).extra.get("variants") or {})
+    assert main(["fp16", str(folder), "--provider", "cpu"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["passed"] and printed["provider"] == "cpu"
+    assert graph.stat().st_ino == made  # checked, not converted again
+    assert read_manifest(folder).extra["variants"]["fp16"]["check"]["provider"] == "cpu"
+    assert main(["fp16", str(folder), "--remake", "--no-check"]) == 0
+    assert graph.stat().st_ino != made
 
 
 def test_a_check_that_cannot_run_here_is_recorded_and_keeps_fp32(tmp_path):
@@ -252,8 +287,11 @@ def test_install_with_fp16_makes_and_checks_them_and_not_unasked_without_cuda(tm
     spec = read_manifest(store.root / "tiny-fp16")
     assert {"visual_fp16", "textual_fp16"} <= set(spec.files)
     check = spec.extra["variants"]["fp16"]["check"]
-    assert check["passed"] and "precision 'fast' uses them on CUDA" in note
-    assert ("on CUDA" if cuda_here() else "on the CPU") in note
+    assert check["passed"] and check["provider"] == ("cuda" if cuda_here() else "cpu")
+    if cuda_here():
+        assert "precision 'fast' uses them on CUDA" in note
+    else:  # checked on the CPU: the note says how to check them where they are used
+        assert "checked on the CPU" in note and "once checked there" in note
     assert "visual_fp16" not in read_manifest(source).files  # the source is left as it was
     # Unasked: made only where CUDA can run; --no-fp16: never.
     plain = store.install(source, name="tiny-plain")

@@ -2,15 +2,18 @@
 how its verdict is used).
 
 It runs where the graphs can run: on CUDA where this machine has it, else on ONNX
-Runtime's CPU provider, which runs float16 graphs too (it casts the operators it has no
-float16 kernel for to float32 and back; measured on the tiny CLIP and ViT-B/32's random
-weights: it runs every operator of our exporter's graphs). Between operators the tensors
-are float16 on both, so what the check exists to catch, an activation past float16's
-range or a vector moved by the rounding, shows on either; the CPU computes some
-operators in float32 inside, so there the cosines are an upper bound of CUDA's. Where the
-check cannot run at all, that is recorded ("not checked on this machine") and the graphs
-are never used. The speed-up counts only where it was measured on CUDA: the CPU runs
-float16 no faster than float32, and never runs the fp16 graphs by choice.
+Runtime's CPU provider, which runs float16 graphs too (measured on the tiny CLIP and
+ViT-B/32's random weights: every operator of our exporter's graphs runs). But the CPU
+runs them mostly in float32: its graph optimiser casts the float16 weights back to float32
+and folds the casts (the optimised graph of the tiny CLIP's image tower: every MatMul's
+weights float32), so a check there measures the weights' rounding to float16 and the
+converter's work, not float16 arithmetic; an activation past float16's range (65,504)
+would show only on CUDA. So the record says where the check ran, and "fast" runs the
+graphs on CUDA only after a check there passed (photofind.clip.variants.fp16_passed_on_cuda;
+``photofind models install`` makes and checks them on a CUDA machine). Where the check
+cannot run at all, that is recorded ("not checked on this machine"). The speed-up is
+measured only on CUDA: the CPU runs float16 no faster than float32, and never runs the
+fp16 graphs by choice.
 
 The calibration set is the caller's (export/fp16.py brings photofind.synthetic's), as for
 the int8 check (photofind.clip.variant_check).
@@ -155,8 +158,9 @@ def check_fp16(
     provider: str = "auto",
 ) -> dict:
     """Measure the package's fp16 graphs (:func:`measure_fp16`), decide, and record the
-    figures and the verdict in ``model.json`` (``extra.variants.fp16``); returns them.
-    Where the graphs cannot run here, the record says so and they stay unused."""
+    figures and the verdict in ``model.json`` (``extra.variants.fp16``, with the provider
+    it ran on); returns them. Where the graphs cannot run here, the record says so and
+    they stay unused."""
     folder = Path(folder)
     try:
         figures = {"calibration": about, **measure_fp16(folder, images, texts, provider=provider)}

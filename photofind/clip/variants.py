@@ -21,7 +21,8 @@ For a GPU a package may also carry float16 graphs (``visual_fp16``, ``textual_fp
 inputs and outputs kept; ``python -m export fp16``, or ``photofind models install --fp16``,
 which makes them unasked where CUDA is available), checked the same way by
 photofind.clip.fp16_check and recorded under ``extra.variants.fp16``. "fast" on CUDA runs
-them where their check passed; a check that could not run leaves them unused.
+them where their check passed on CUDA; a check made on the CPU is recorded (it vouches for
+the rounded weights) and one that could not run at all says so; neither is used.
 """
 
 from __future__ import annotations
@@ -87,6 +88,18 @@ def variant_passed(spec, variant: str) -> bool:
     return isinstance(check, dict) and check.get("passed") is True
 
 
+def fp16_passed_on_cuda(spec) -> bool:
+    """Whether the fp16 graphs' check passed on CUDA, which alone lets "fast" run them
+    there: on the CPU, ONNX Runtime computes most of a float16 graph in float32
+    (photofind.clip.fp16_check), so a check there vouches for the rounded weights, not for
+    float16 arithmetic."""
+    record = variant_record(spec, FP16)
+    check = record.get("check") if record else None
+    return (
+        variant_passed(spec, FP16) and isinstance(check, dict) and check.get("provider") == "cuda"
+    )
+
+
 def int8_record(spec) -> dict | None:
     """What ``model.json`` says of the package's int8 graphs (None: it has none)."""
     record = ((spec.extra or {}).get("variants") or {}).get(INT8)
@@ -108,7 +121,8 @@ def choose_variant(spec, precision: str, provider: str = "cpu") -> str:
     """The variant ``precision`` ("fast" or "exact") runs for this package on ``provider``
     ("cpu" or "cuda": where its sessions will run, photofind.clip.providers).
 
-    "fast" is int8 on the CPU and fp16 on CUDA, each where its check passed, else fp32:
+    "fast" is int8 on the CPU and fp16 on CUDA, each where its check passed (the fp16
+    one on CUDA: :func:`fp16_passed_on_cuda`), else fp32:
     under its CUDA provider ONNX Runtime still runs the dynamic int8 graphs' integer
     operators on the CPU, copying each one's data to the host and back (onnxruntime issue
     7745), and on the CPU float16 graphs are no faster than float32 ones while int8 is
@@ -118,7 +132,7 @@ def choose_variant(spec, precision: str, provider: str = "cpu") -> str:
     if precision == "exact":
         return FP32
     if provider == "cuda":
-        return FP16 if variant_passed(spec, FP16) else FP32
+        return FP16 if fp16_passed_on_cuda(spec) else FP32
     return INT8 if int8_passed(spec) else FP32
 
 

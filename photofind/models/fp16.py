@@ -5,7 +5,8 @@ As for the int8 encoders (photofind.models.int8), the converter is export/ tooli
 (``python -m export fp16``: it imports ``onnx``) run in a subprocess from the source
 checkout; where that is not there, the model installs fp32 only and the note says how to
 add them later. The check that decides whether they are used is photofind's own
-(photofind.clip.fp16_check), run on CUDA where it works; its verdict is in the note.
+(photofind.clip.fp16_check), run on CUDA where it works (only a check there lets "fast" use
+them); its verdict is in the note.
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ def make_fp16(package: Path, name: str, *, timeout_s: float = TIMEOUT_S) -> str:
             figures += f", image encoder {check['image_speedup']}x"
     except (ValueError, KeyError, TypeError):
         return f"fp16 encoders not made: the check printed no figures ({later})"
+    if check.get("passed") and check["provider"] != "cuda":
+        return (
+            f"fp16 encoders made ({figures}); precision 'fast' uses them on CUDA once "
+            f"checked there (`python -m export fp16 MODEL-FOLDER` on a CUDA machine)"
+        )
     if check.get("passed"):
         return f"fp16 encoders made ({figures}): precision 'fast' uses them on CUDA"
     reasons = "; ".join(check.get("refused_because", []))
