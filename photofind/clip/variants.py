@@ -54,8 +54,9 @@ THRESHOLDS = {
 
 
 #: What the fp16 graphs must reach against fp32 (photofind.clip.fp16_check). Rounding to
-#: float16 keeps CLIP's vectors far closer than int8 does (cosine 0.99999 on the tiny and
-#: random-weight models), so a cosine under these means an overflow, not rounding. The
+#: float16 keeps CLIP's vectors far closer than int8 does (cosine >= 0.99999 on the tiny
+#: CLIP and a random-weight ViT-B/32, checked on the CPU), so a cosine under these means
+#: an overflow or a broken conversion, not rounding. The
 #: speed-up counts only where it was measured on a GPU: the CPU runs float16 graphs no
 #: faster than float32 ones (ONNX Runtime casts most of their operators back to float32
 #: there; ViT-B/32 on 2 cores: 13.9 images/s fp16, 13.6 fp32; the tiny CLIP slower).
