@@ -49,6 +49,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "int8": Subcommand(
         "export.quantize", "add int8 encoders to a model package, checked against fp32"
     ),
+    "fp16": Subcommand(
+        "export.fp16", "add float16 encoders (for a GPU) to a model package, checked against fp32"
+    ),
 }
 
 

@@ -134,7 +134,8 @@ OPTIONS: dict[str, Option] = {
             "precision",
             str,
             "fast",
-            "fast: the model's int8 encoders where their check against fp32 passed; "
+            "fast: the model's int8 encoders on a CPU, its fp16 ones on a GPU, where their "
+            "check against fp32 passed; "
             "exact: always fp32 (a change re-indexes the library)",
             choices=PRECISIONS,
         ),

@@ -23,7 +23,9 @@ from photofind.terminal import printable
 
 def _index_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("folders", nargs="*", type=Path, help="folders to add (default: re-scan all)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="default: 32 on the CPU, 128 on a GPU"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument(
         "--faces",

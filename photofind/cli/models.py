@@ -65,6 +65,13 @@ def _models_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also make its int8 encoders, checked against fp32 (needs the export tools)",
     )
+    inst.add_argument(
+        "--fp16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also make its fp16 encoders for a GPU, checked against fp32 (needs the export "
+        "tools; default: where CUDA can run here)",
+    )
     inst.add_argument("--no-progress", action="store_true", help="no progress bar")
     inst.add_argument(
         "--min-rate",
@@ -112,6 +119,7 @@ def _models(args: argparse.Namespace, ctx: Context) -> int:
                 progress=bar,
                 limits=limits,
                 int8=args.int8,
+                fp16=args.fp16,
             )
         finally:
             if bar:
@@ -170,7 +178,7 @@ def _begin_change(name: str, ctx: Context) -> str:
 
     with library:
         before = library.catalog.model_id
-        change = ModelSession(library).choose_package(
+        change = ModelSession(library, provider=ctx.provider).choose_package(
             folder, verified=ctx.verified, precision=settings.load(ctx.library)["precision"]
         )
         kept = library.catalog.model_id != before and library.catalog.embedding_count() > 0

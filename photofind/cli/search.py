@@ -326,6 +326,18 @@ def doctor_report(ctx: Context) -> dict:
             "path": str(model.info.path),
             "dim": model.info.dim,
             "image_size": model.info.image_size,
+            # Which graphs run (fp32, int8 or fp16) and how (photofind.clip.io_binding).
+            "variant": model.variant,
+            "io_binding": model.io_binding,
+        }
+        from photofind.clip.pipeline_plan import plan_for
+        from photofind.clip.providers import cpu_threads
+
+        plan = plan_for(model, cpu_threads())
+        report["indexing"] = {
+            "batch_size": plan.batch_size,
+            "decode_workers": plan.decode_workers,
+            "why": plan.why,
         }
         held = library_info.get("model")
         if held:

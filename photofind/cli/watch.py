@@ -52,7 +52,9 @@ def _watch_args(p: argparse.ArgumentParser) -> None:
         help="check folders that cannot be watched live every S s (default 30)",
     )
     p.add_argument("--poll", action="store_true", help="poll every folder, never watch live")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="default: 32 on the CPU, 128 on a GPU"
+    )
     p.add_argument(
         "--status",
         action="store_true",

@@ -16,18 +16,25 @@ from pathlib import Path
 import numpy as np
 
 from photofind.clip.hf_tokenizer import system_language, text_tokenizer
+from photofind.clip.io_binding import binds_by_default, run_bound
 from photofind.clip.package import ModelSpec, read_manifest, verify_files
+from photofind.clip.pipeline_plan import plan_for
 from photofind.clip.preprocess import DEFAULT_MAX_PIXELS
 from photofind.clip.providers import ProviderChoice, cpu_threads, open_sessions, planned_provider
 from photofind.clip.resize import preprocess_for
-from photofind.clip.variants import FP32, check_single_file, choose_variant, roles_of
+from photofind.clip.variants import (
+    FP16,
+    FP32,
+    check_single_file,
+    choose_variant,
+    roles_of,
+    variant_passed,
+)
 from photofind.clip.verified import VerifiedFiles
 from photofind.errors import ModelError
 from photofind.paths import bundled_models_dir, models_dir
 
 log = logging.getLogger(__name__)
-
-DEFAULT_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -128,14 +135,16 @@ def _check_io(session, path: Path, want_in: list, in_type: str | None, dim: int)
     check_batch_axes(path, got_in, got_out)
 
 
-def _run(session, feeds: dict, fixed: int | None, path: str) -> np.ndarray:
-    """One session run, or one per row for a graph exported with a fixed batch of 1."""
+def _run(session, feeds: dict, fixed: int | None, path: str, runner=None) -> np.ndarray:
+    """One session run, or one per row for a graph exported with a fixed batch of 1.
+    ``runner(feeds) -> first output`` runs it another way (I/O binding: photofind.clip.io_binding)."""
     rows = next(iter(feeds.values())).shape[0]
+    run = runner or (lambda f: session.run(None, f)[0])
     try:
         if fixed != 1 or rows == 1:
-            return session.run(None, feeds)[0]
+            return run(feeds)
         return np.concatenate(
-            [session.run(None, {k: v[i : i + 1] for k, v in feeds.items()})[0] for i in range(rows)]
+            [run({k: v[i : i + 1] for k, v in feeds.items()}) for i in range(rows)]
         )
     except MemoryError:
         raise ModelError(f"{path}: running the graph needs more memory than there is") from None
@@ -155,9 +164,13 @@ class ClipModel:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         verified: VerifiedFiles | None = None,
         variant: str = FP32,
+        io_binding: bool | None = None,
     ):
         files = verify_files(folder, spec, verified)
-        #: "fp32" or "int8" (photofind.clip.variants): which graphs the towers run
+        # Whether the encoders run through ONNX Runtime's I/O binding (None: where the
+        # sessions run decides, photofind.clip.io_binding.binds_by_default).
+        self._io_binding = io_binding
+        #: "fp32", "int8" or "fp16" (photofind.clip.variants): which graphs the towers run
         self.variant = variant
         roles = roles_of(variant)
         for tower, role in roles.items():
@@ -193,7 +206,6 @@ class ClipModel:
         self._sessions: dict[str, object] = {}
         self._session_lock = threading.Lock()
         self._folder = Path(folder)
-        self._decode_threads = max(1, min(8, cpu_threads()))
 
     @property
     def info(self) -> ModelInfo:
@@ -250,6 +262,24 @@ class ClipModel:
         return (self._threads or cpu_threads()) if self._choice.name == "cpu" else 0
 
     @property
+    def io_binding(self) -> bool:
+        """Whether the encoders run through I/O binding (photofind.clip.io_binding): asked
+        for, or else on CUDA and not on the CPU."""
+        if self._io_binding is not None:
+            return self._io_binding
+        return binds_by_default(self._choice.name)
+
+    def _runner(self, session, dim: int):
+        """How a batch runs on ``session``: None for the plain ``session.run``, else
+        through I/O binding on the provider the sessions settled on."""
+        if not self.io_binding:
+            return None
+        provider = self._choice.name
+        return lambda feeds: run_bound(
+            session, feeds, next(iter(feeds.values())).shape[0], dim, provider
+        )
+
+    @property
     def visual_role(self) -> str:
         """The file role of the image graph this model runs (its sha256 names the vectors)."""
         return self._roles["visual"]
@@ -290,6 +320,10 @@ class ClipModel:
         if not self._chosen:
             self._choice, self._chosen = choice, True
             log.info("model %s on %s (%s)", spec.name, choice.name, choice.reason)
+            if choice.name == "cpu" and self.variant == FP16 and self._provider != "cpu":
+                # Chosen for a CUDA that then failed to start: the same graphs (so the same
+                # vectors and model id) run on, slower; the next load picks for the CPU.
+                log.warning("the fp16 encoders of %s run on the CPU, slowly", spec.name)
         return session
 
     def check(self) -> ClipModel:
@@ -321,20 +355,26 @@ class ClipModel:
             {session.get_inputs()[0].name: pixels},
             self._visual_batch,
             self.spec.files[self._roles["visual"]].path,
+            self._runner(session, self.spec.embed_dim),
         )
         return self._checked(out, pixels.shape[0], "visual")
 
     def encode_images(
-        self, items: Iterable, *, batch_size: int = DEFAULT_BATCH, fast: bool = True
+        self, items: Iterable, *, batch_size: int | None = None, fast: bool = True
     ) -> np.ndarray:
-        """Photos (paths or PIL images) -> unit vectors [N,D].
+        """Photos (paths or PIL images) -> unit vectors [N,D], in batches of ``batch_size``
+        (None: the indexer's, by where the encoder runs: photofind.clip.pipeline_plan).
 
         A photo that cannot be read raises :class:`photofind.errors.ImageError` naming it;
         the indexing pipeline, which must skip bad photos, preprocesses one by one instead.
         """
         items = list(items)
         chunks = []
-        with ThreadPoolExecutor(self._decode_threads) as pool:
+        plan = plan_for(self, cpu_threads(), batch_size=batch_size)
+        batch_size = plan.batch_size
+        # Decoding and encoding take turns here (a chunk is decoded, then encoded), so
+        # the pool is the plan's, capped for the few photos of a search by example.
+        with ThreadPoolExecutor(max(1, min(plan.decode_workers, len(items)))) as pool:
             for start in range(0, len(items), batch_size):
                 part = items[start : start + batch_size]
                 tensors = list(pool.map(lambda it: self.preprocess(it, fast=fast), part))
@@ -393,6 +433,7 @@ class ClipModel:
                 feeds,
                 self._textual_batch,
                 self.spec.files[self._roles["textual"]].path,
+                self._runner(session, self.spec.embed_dim),
             )
             chunks.append(self._checked(out, ids.shape[0], "textual"))
         if not chunks:
@@ -451,6 +492,7 @@ def load_model(
     check: bool = False,
     verified: VerifiedFiles | None = None,
     precision: str = "fast",
+    variant: str | None = None,
 ) -> ClipModel:
     """Open a model package (a folder, or a model's name) after checking what it claims
     (files unchanged since their last check are not hashed again: see clip/verified.py).
@@ -460,10 +502,16 @@ def load_model(
     read and kept up to date (:func:`photofind.clip.verified.user_record` for the user's);
     without one every file is hashed and nothing is written. ``precision``
     "fast" runs the package's int8 graphs where their check passed, "exact" always the fp32
-    ones (photofind.clip.variants).
+    ones (photofind.clip.variants); on CUDA "fast" means the fp16 graphs. ``variant``
+    (fp32, int8 or fp16) runs that one instead, if its check passed (for vectors a library
+    already holds: photofind.library.model_session.load_model_by_id).
     """
     folder = resolve_model(path, library)
     spec = read_manifest(folder)
+    if variant is None:
+        variant = choose_variant(spec, precision, planned_provider(provider).name)
+    elif variant != FP32 and not variant_passed(spec, variant):
+        raise ModelError(f"{folder}: its {variant} graphs are not there or were not checked")
     model = ClipModel(
         folder,
         spec,
@@ -471,6 +519,6 @@ def load_model(
         threads=threads,
         max_pixels=max_pixels,
         verified=verified,
-        variant=choose_variant(spec, precision),
+        variant=variant,
     )
     return model.check() if check else model

@@ -39,7 +39,7 @@ from photofind.settings import OPTIONS
 _LABELS = {"auto": "Automatic (GPU when it works)", "cpu": "CPU", "cuda": "CUDA (GPU)"}
 PROVIDERS = tuple((_LABELS[key], key) for key in OPTIONS["gui.provider"].choices)
 _PRECISION_LABELS = {
-    "fast": "Fast (int8 encoders, where checked against exact)",
+    "fast": "Fast (int8 encoders on a CPU, fp16 on a GPU, where checked against exact)",
     "exact": "Exact (fp32 encoders)",
 }
 PRECISIONS = tuple((_PRECISION_LABELS[key], key) for key in OPTIONS["precision"].choices)
@@ -165,8 +165,9 @@ class SettingsDialog(QDialog):
             self.precision.addItem(label, key)
         self.precision.setCurrentIndex(self.precision.findData(settings.precision))
         self.precision.setToolTip(
-            "Fast runs a model's int8 encoders (about twice as fast on a CPU) where photofind "
-            "checked them against the exact ones; changing it re-indexes the library."
+            "Fast runs a model's int8 encoders on a CPU (about twice as fast) and its fp16 "
+            "encoders on a GPU, where photofind checked them against the exact ones; changing "
+            "it re-indexes the library."
         )
         form.addRow("Precision", self.precision)
 

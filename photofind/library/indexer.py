@@ -39,6 +39,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from photofind.clip.pipeline_plan import plan_for
 from photofind.clip.preprocess import DEFAULT_MAX_PIXELS, Picture
 from photofind.clip.providers import cpu_threads
 from photofind.errors import ImageError
@@ -138,6 +139,9 @@ class Indexer:
     a vector of that model are encoded into the catalog's staged table (and into ``index``,
     the staged index, which the caller saves at the swap), while the active vectors stay.
 
+    ``batch_size`` and ``decode_workers`` (None: chosen by where the encoder runs, see
+    :mod:`photofind.clip.pipeline_plan`).
+
     ``analysers`` run beside the CLIP embedding (:class:`Analyser`); each gets the items
     it has not analysed yet with its model.
 
@@ -154,7 +158,7 @@ class Indexer:
         model,
         *,
         library_dir=None,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         decode_workers: int | None = None,
         lookahead_batches: int = 2,
         save_every_s: float | None = 60.0,
@@ -169,9 +173,17 @@ class Indexer:
         self.index = index
         self.model = model
         self.library_dir = library_dir
-        self.batch_size = batch_size
-        self.decode_workers = decode_workers or cpu_threads()
-        self.window = batch_size * (1 + lookahead_batches)
+        # None: chosen by where the image encoder runs (photofind.clip.pipeline_plan).
+        self.plan = plan_for(
+            model,
+            cpu_threads(),
+            lookahead_batches=lookahead_batches,
+            batch_size=batch_size,
+            decode_workers=decode_workers,
+        )
+        self.batch_size = self.plan.batch_size
+        self.decode_workers = self.plan.decode_workers
+        self.window = self.batch_size * (1 + lookahead_batches)
         self.save_every_s = save_every_s
         self.save_at_end = save_at_end
         self.progress = progress

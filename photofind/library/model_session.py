@@ -58,6 +58,7 @@ def load_model_by_id(root: str | os.PathLike, mid: str, *, provider: str = "auto
     ``verified``: the record of hashed files :func:`photofind.clip.load_model` keeps."""
     from photofind.clip import available_models, load_model
     from photofind.clip.package import read_manifest
+    from photofind.clip.variants import FP16, FP32, INT8, variant_passed
     from photofind.errors import ModelError
 
     wanted = ModelId.parse(mid)
@@ -69,16 +70,19 @@ def load_model_by_id(root: str | os.PathLike, mid: str, *, provider: str = "auto
             continue
         if spec.name != wanted.name:
             continue
-        # The vectors' digest names the image graph that made them: fp32 or int8.
-        for role, precision in (("visual", "exact"), ("visual_int8", "fast")):
+        # The vectors' digest names the image graph that made them: fp32, int8 or fp16
+        # (which is loaded as that variant wherever it runs, if its check passed).
+        for role, variant in (("visual", FP32), ("visual_int8", INT8), ("visual_fp16", FP16)):
             entry = spec.files.get(role)
             if entry is not None and entry.sha256.startswith(wanted.digest):
+                if variant != FP32 and not variant_passed(spec, variant):
+                    continue
                 model = load_model(
                     folder,
                     provider=provider,
                     library=Path(root),
                     verified=verified,
-                    precision=precision,
+                    variant=variant,
                 )
                 if ModelId.of(model).digest.startswith(wanted.digest):
                     return model
@@ -195,7 +199,9 @@ class ModelSession:
         will make (photofind.clip.variants)."""
         from photofind.clip import load_model
 
-        model = load_model(folder, provider="cpu", verified=verified, precision=precision)
+        # The variant is the one this session's provider will run ("fast": int8 on the
+        # CPU, fp16 on CUDA); no encoder opens here, on any provider.
+        model = load_model(folder, provider=self.provider, verified=verified, precision=precision)
         mid, dim, tower = ModelId.of(model), model.info.dim, model.image_tower_id
         before = self.library.catalog.staged_model_id
         return self._change(self.library.begin_change(str(mid), dim, tower=tower), before)

@@ -59,7 +59,7 @@ class WatchOptions:
     reconcile_s: float = 600.0  # full reconcile of every folder this often
     poll_s: float = 30.0  # polling interval where live watching is impossible
     health_s: float = 1.0  # how often folders are checked for vanishing / returning
-    batch_size: int = 32
+    batch_size: int | None = None  # None: by the encoder's provider (pipeline_plan)
     force_polling: bool = False
     write_status_file: bool = True
     #: the vector index file is written at most this often while watching, and at stop.

@@ -195,6 +195,7 @@ class ModelStore:
         timeout: float = 30.0,
         limits: DownloadLimits | None = None,
         int8: bool = False,
+        fp16: bool | None = None,
     ) -> InstallReport:
         """Install a package folder, an archive, an https URL of an archive, or a catalogue
         entry (by name, or a :class:`~photofind.models.catalogue.CatalogueEntry`).
@@ -203,7 +204,8 @@ class ModelStore:
         archive without one has its hash computed and reported in ``unpinned``.
         ``limits``: how slow a download may be (``timeout`` is its per-read wait).
         ``int8``: also make the model's int8 encoders and check them (photofind.models.int8;
-        their verdict is one of the report's notes).
+        their verdict is one of the report's notes). ``fp16``: also make its fp16 encoders
+        for a GPU and check them (photofind.models.fp16); None: where CUDA can run here.
         """
         limits = limits or DownloadLimits(timeout=timeout)
         text = source.name if isinstance(source, catalogue.CatalogueEntry) else os.fspath(source)
@@ -264,6 +266,15 @@ class ModelStore:
                 from photofind.models.int8 import make_int8
 
                 report_extra["notes"].append(make_int8(package, final_name))
+                spec = read_manifest(package)
+            if fp16 is None:
+                from photofind.models.fp16 import cuda_here
+
+                fp16 = cuda_here()
+            if fp16:
+                from photofind.models.fp16 import make_fp16
+
+                report_extra["notes"].append(make_fp16(package, final_name))
                 spec = read_manifest(package)
             target = self._commit(package, final_name, replace)
             facts.record_speed(final_name, spec, speed)

@@ -1,23 +1,36 @@
 """The GPU benchmark, prepared to run in one go on a lent machine (16 cores, one H200).
 
-    PYTHONUNBUFFERED=1 python tests/bench/gpu_run.py [--photos 512] [--batches 1,32,128,512]
+    PYTHONUNBUFFERED=1 python tests/bench/gpu_run.py [--photos 2048] [--batches 1,32,128,512]
                                                      [--small] [--out FILE]
 
 Prints one JSON object (and writes it to ``--out``):
 - ``environment``: cores, ONNX Runtime and its providers, the GPU, and why CUDA is not used
   where it is not (photofind's own reason, photofind.clip.providers).
-- ``encoder``: image-encoder images/s per batch size of the ViT-B/32 random-weight package
-  on each path there is: CUDA fp32 and fp16 (ONNX Runtime's float16 conversion keeping
-  float32 inputs and outputs) through I/O binding (inputs copied to the GPU once per batch,
-  outputs bound to the host), and the CPU fp32 and int8 at the small batches. A path that
-  cannot run says why instead of a figure.
+- ``fp16``: the package's fp16 graphs, made by ``export/fp16.py`` (ONNX Runtime's float16
+  conversion keeping float32 inputs and outputs) and checked against fp32 by photofind's own
+  check (photofind.clip.fp16_check: on CUDA where it runs, with the speed-up; else on the
+  CPU), as ``photofind models install --fp16`` makes them.
+- ``encoder``: the raw table, image-encoder images/s per batch size of the ViT-B/32
+  random-weight package through bare ONNX Runtime sessions on each path there is: CUDA fp32
+  and fp16 through I/O binding (inputs copied to the GPU once per batch, outputs bound to
+  the host), and the CPU fp32 and int8 at the small batches. A path that cannot run says why
+  instead of a figure.
+- ``photofind``: what photofind itself chose here (``load_model(precision="fast")``: the
+  provider, the variant, I/O binding, and the batch and decode threads of
+  photofind.clip.pipeline_plan), and ``photofind_encoder``: images/s through its
+  ``ClipModel.encode_pixels`` per batch size, with I/O binding on and off side by side at the
+  planned batch (the binding's worth, measured).
 - ``decode``: photos/s decoding 12-megapixel JPEGs to CLIP tensors (the fast path: libjpeg
   scaled decode) on a pool of one thread per core: the bound of end-to-end indexing once
   the encoder is on a GPU.
-- ``end_to_end``: photos/s through photofind's indexing pipeline (scan, decode pool sized
-  to the cores, batches, writer) on those JPEGs, with the fastest encoder path there is,
-  and CPU-s per stage (tests/bench/cpu_account.py); where the pipeline's own packages are
-  missing, the same stages without the catalog (decode pool + batches + encoder).
+- ``end_to_end``: photos/s through photofind's own indexing pipeline
+  (``Library.index_pending`` with the model photofind chose and its planned batch and decode
+  pool: scan, decode pool, batches, encoder, writer) on those JPEGs, its ratio to the decode
+  bound, and CPU-s per stage (tests/bench/cpu_account.py); where the pipeline's own packages
+  are missing, the same stages without the catalog (decode pool + batches + encoder).
+- ``end_to_end_gpu_standin`` (where ONNX Runtime has no CUDA but torch sees a GPU, as on
+  the lent machine's image): the same pipeline with photofind's plan for a GPU encoder, the
+  encoder a torch fp16 stand-in (tests/bench/gpu_standin.py): the pipeline's decode bound.
 - ``torch_reference`` (where torch sees a GPU): the same architecture in torch fp16 on the
   GPU, the device's ceiling for this graph; not photofind's path, which never runs torch.
 
@@ -40,6 +53,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -52,6 +66,9 @@ import onnxruntime as ort  # noqa: E402
 from cpu_account import CpuAccount, loadavg  # noqa: E402
 
 from photofind.clip.providers import CUDA, _driver_missing_reason  # noqa: E402
+
+if TYPE_CHECKING:
+    from photofind.clip.pipeline_plan import Plan
 
 CACHE = ROOT / ".cache" / "bench"
 
@@ -110,17 +127,37 @@ def package(arch: str) -> Path:
     return out
 
 
-def fp16_graph(source: Path, target: Path) -> Path:
-    """The graph in float16, its inputs and outputs kept float32 (ONNX Runtime's converter;
-    LayerNorm and Softmax stay float32 inside where the converter blocks them)."""
-    if target.is_file():
-        return target
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+def prepare_fp16(folder: Path, count: int) -> dict:
+    """The package's fp16 graphs, made and checked by photofind's tools (export/fp16.py)
+    unless there already, checked where they run now (CUDA where it works)."""
+    from photofind.clip.package import read_manifest
+    from photofind.clip.providers import planned_provider
+    from photofind.clip.variants import FP16, variant_record
 
-    model = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
-    onnx.save(model, str(target))
-    return target
+    try:
+        from export import fp16
+    except ImportError as exc:
+        return {"skipped": f"export/fp16.py cannot run here: {exc}"}
+    spec = read_manifest(folder)
+    t0 = time.perf_counter()
+    made = False
+    if "visual_fp16" not in spec.files:
+        try:
+            fp16.add_fp16(folder)
+        except Exception as exc:  # noqa: BLE001 - reported, the rest still runs
+            return {"skipped": f"float16 conversion failed: {type(exc).__name__}: {exc}"}
+        made = True
+    converted_s = time.perf_counter() - t0
+    record = variant_record(read_manifest(folder), FP16) or {}
+    check = record.get("check")
+    where = planned_provider("auto").name
+    if made or not isinstance(check, dict) or check.get("provider") != where:
+        check = fp16.check(folder, count=count)
+    return {
+        "made_here": made,
+        "convert_s": round(converted_s, 1),
+        "check": {k: v for k, v in check.items() if k != "thresholds"},
+    }
 
 
 def session(path: Path, provider: str, threads: int):
@@ -171,10 +208,10 @@ def encoder(folder: Path, spec, args, cores: int) -> dict:
     cuda_reason = _driver_missing_reason()
     if cuda_reason is None:
         paths["cuda_fp32"] = (visual, "cuda")
-        try:
-            paths["cuda_fp16"] = (fp16_graph(visual, folder / "visual_fp16.onnx"), "cuda")
-        except Exception as exc:  # noqa: BLE001 - reported, the rest still runs
-            out["cuda_fp16"] = {"skipped": f"float16 conversion failed: {exc}"}
+        if "visual_fp16" in spec.files:
+            paths["cuda_fp16"] = (folder / spec.files["visual_fp16"].path, "cuda")
+        else:
+            out["cuda_fp16"] = {"skipped": "the package has no fp16 graph (see fp16)"}
     else:
         out["cuda"] = {"skipped": f"CUDA not used: {cuda_reason}"}
     for name, (graph, provider) in paths.items():
@@ -235,23 +272,102 @@ def encode_cpu_per_photo(model, paths, batch: int) -> float:
     return (time.process_time() - t0) / (2 * batch)
 
 
-def end_to_end(model, photos: Path, work: Path, batch: int, cores: int) -> dict:
+def photofind_choice(folder: Path, cores: int):
+    """The model photofind itself loads here for indexing (precision "fast": int8 on the
+    CPU, fp16 on CUDA, where their checks passed), its image session open, and its plan."""
+    from photofind.clip import load_model
+    from photofind.clip.pipeline_plan import plan_for
+
+    model = load_model(folder, provider="auto", precision="fast")
+    size = model.spec.image_size
+    model.encode_pixels(np.zeros((1, 3, size, size), np.float32))  # the provider settles
+    plan = plan_for(model, cores)
+    info = model.info
+    return (
+        model,
+        plan,
+        {
+            "provider": info.provider,
+            "provider_reason": info.provider_reason,
+            "variant": model.variant,
+            "io_binding": model.io_binding,
+            "plan": {
+                "batch_size": plan.batch_size,
+                "decode_workers": plan.decode_workers,
+                "takes_turns": plan.takes_turns,
+                "why": plan.why,
+            },
+        },
+    )
+
+
+def photofind_encoder(model, folder: Path, plan: Plan, args) -> dict:
+    """Images/s through photofind's ClipModel per batch size; at the planned batch, with
+    I/O binding on and off side by side (alternating rounds, the best of each)."""
+    from photofind.clip.model import ClipModel
+
+    cuda = model.info.provider == "cuda"
+    seconds = args.seconds if cuda else args.cpu_seconds
+    size = model.spec.image_size
+    batches = args.batches if cuda else [b for b in args.batches if b <= args.cpu_max_batch]
+    out: dict = {"variant": model.variant, "io_binding": model.io_binding, "images_per_s": {}}
+    rng = np.random.default_rng(0)
+    for b in batches:
+        x = rng.standard_normal((b, 3, size, size), dtype=np.float32)
+        out["images_per_s"][str(b)] = rate(model.encode_pixels, x, seconds)
+    b = plan.batch_size
+    x = rng.standard_normal((b, 3, size, size), dtype=np.float32)
+    both = {
+        on: ClipModel(
+            folder, model.spec, provider=model.info.provider, variant=model.variant, io_binding=on
+        )
+        for on in (True, False)
+    }
+    best = {True: 0.0, False: 0.0}
+    for _ in range(3):
+        for on, m in both.items():
+            best[on] = max(best[on], rate(m.encode_pixels, x, seconds / 2))
+    out["binding_at_planned_batch"] = {
+        "batch": b,
+        "bound_images_per_s": best[True],
+        "plain_images_per_s": best[False],
+        "bound_over_plain": round(best[True] / best[False], 3) if best[False] else None,
+    }
+    return out
+
+
+def rate(encode, x: np.ndarray, seconds: float) -> float:
+    encode(x)  # warm-up (CUDA: kernels chosen, memory allocated)
+    n, t0 = 0, time.perf_counter()
+    while True:
+        encode(x)
+        n += len(x)
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds:
+            return round(n / elapsed, 1)
+
+
+def end_to_end(model, plan: Plan, photos: Path, work: Path, lib: str = "lib") -> dict:
+    """photofind's own pipeline, with the batch and decode pool it plans for ``model``."""
     try:
         from photofind.library.library import Library
     except ImportError as exc:
-        return stages_without_catalog(model, sorted(photos.iterdir()), batch, cores, exc)
-    with Library.open(work / "lib") as library:
+        paths = sorted(photos.iterdir())
+        return stages_without_catalog(model, paths, plan.batch_size, plan.decode_workers, exc)
+    with Library.open(work / lib) as library:
         library.add_folder(photos)
         library.scan()
         with CpuAccount() as acct:
-            stats = library.index_pending(model, batch_size=batch, decode_workers=cores)
+            # No batch size or decode threads given: photofind's own plan decides.
+            stats = library.index_pending(model)
     report = acct.report()
     return {
-        "pipeline": "photofind's Library.index_pending",
-        "batch": batch,
-        "decode_workers": cores,
+        "pipeline": "photofind's Library.index_pending (its own plan)",
+        "batch": plan.batch_size,
+        "decode_workers": plan.decode_workers,
         "photos_per_s": round(stats.indexed / report["wall_s"], 1),
         "indexed": stats.indexed,
+        "failed": stats.failed,
         **report,
     }
 
@@ -270,6 +386,33 @@ def stages_without_catalog(model, paths, batch: int, cores: int, why) -> dict:
         "decode_workers": cores,
         "photos_per_s": round(len(paths) / report["wall_s"], 1),
         **report,
+    }
+
+
+def standin_end_to_end(model, work: Path, cores: int, decode: dict, args) -> dict:
+    """photofind's pipeline with a GPU encoder where ONNX Runtime has no CUDA provider: the
+    torch fp16 stand-in (tests/bench/gpu_standin.py), with the plan for a GPU encoder."""
+    from gpu_standin import stand_in
+
+    from photofind.clip.pipeline_plan import plan_for
+
+    try:
+        standin, why = stand_in(model)
+        if standin is None:
+            return {"skipped": why}
+        plan = plan_for(standin, cores)
+        size = model.spec.image_size
+        x = np.random.default_rng(0).standard_normal((plan.batch_size, 3, size, size), np.float32)
+        encoder_rate = rate(standin.encode_pixels, x, args.seconds)
+        e2e = end_to_end(standin, plan, work / "photos", work, lib="lib-standin")
+    except Exception as exc:  # noqa: BLE001 - the figures so far still print
+        return {"failed": f"{type(exc).__name__}: {exc}"}
+    return {
+        "encoder": "torch fp16 on the GPU, a stand-in: photofind itself runs ONNX Runtime",
+        "encoder_images_per_s_at_batch": encoder_rate,
+        "plan_why": plan.why,
+        **e2e,
+        "of_decode_bound": round(e2e["photos_per_s"] / decode["photos_per_s"], 3),
     }
 
 
@@ -298,65 +441,84 @@ def torch_reference(args) -> dict:
     return {"fp16_images_per_s": out, "device": torch.cuda.get_device_name()}
 
 
+def save(result: dict, out: Path | None) -> None:
+    """The figures so far, to ``--out`` (a stop at the call's limit keeps them)."""
+    if out:
+        out.write_text(json.dumps(result) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--photos", type=int, default=512, help="12 MP JPEGs end to end")
+    parser.add_argument("--photos", type=int, default=2048, help="12 MP JPEGs end to end")
     parser.add_argument("--distinct", type=int, default=16)
     parser.add_argument("--batches", default="1,8,32,128,256,512")
     parser.add_argument("--cpu-max-batch", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=3.0, help="per GPU measurement")
     parser.add_argument("--cpu-seconds", type=float, default=2.0)
+    parser.add_argument("--check-photos", type=int, default=64, help="the fp16 check's set")
     parser.add_argument("--small", action="store_true", help="a quick run (CPU machines)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.small:
         args.photos, args.distinct, args.batches = 16, 4, "1,8"
         args.seconds = args.cpu_seconds = 0.5
+        args.check_photos = 16
     args.batches = [int(b) for b in args.batches.split(",")]
     CACHE.mkdir(parents=True, exist_ok=True)
 
-    from photofind.clip.model import ClipModel
     from photofind.clip.package import read_manifest
-    from photofind.clip.variants import INT8, int8_passed
 
     t_start = time.perf_counter()
     result: dict = {"benchmark": "gpu_run", "environment": environment()}
     cores = result["environment"]["cores"]
     log("package")
     folder = package("ViT-B-32")
+    log("fp16 graphs")
+    result["fp16"] = prepare_fp16(folder, args.check_photos)
+    save(result, args.out)
     spec = read_manifest(folder)
     result["encoder"] = encoder(folder, spec, args, cores)
+    save(result, args.out)
 
-    cuda = _driver_missing_reason() is None
-    provider = "cuda" if cuda else "cpu"
-    # CPU: int8 where the package has it (bench_index makes it), else fp32.
-    variant = INT8 if not cuda and "visual_int8" in spec.files else "fp32"
-    model = ClipModel(folder, spec, provider=provider, variant=variant)
-    result["end_to_end_encoder"] = {
-        "provider": model.info.provider,
-        "variant": variant,
-        "int8_check_passed": int8_passed(spec),
-    }
+    log("photofind's choice")
+    model, plan, result["photofind"] = photofind_choice(folder, cores)
+    log("photofind's encoder")
+    try:
+        result["photofind_encoder"] = photofind_encoder(model, folder, plan, args)
+    except Exception as exc:  # noqa: BLE001 - the figures so far still print
+        result["photofind_encoder"] = {"failed": f"{type(exc).__name__}: {exc}"}
+    save(result, args.out)
+    cuda = model.info.provider == "cuda"
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         log("photos")
         paths = make_photos(work / "photos", args.photos, args.distinct)
         log("decode")
         result["decode"] = decode_rate(model, paths, cores)
+        save(result, args.out)
         log("end to end")
         try:
-            batch = max(args.batches) if cuda else 32
-            e2e = end_to_end(model, work / "photos", work, batch, cores)
+            e2e = end_to_end(model, plan, work / "photos", work)
+            e2e["of_decode_bound"] = round(
+                e2e["photos_per_s"] / result["decode"]["photos_per_s"], 3
+            )
             if not cuda:
                 # On the CPU the limit is the cores over decode + encode CPU-s per photo.
                 per_photo = result["decode"]["cpu_s_per_photo"] + encode_cpu_per_photo(
-                    model, paths[: args.distinct], batch
+                    model, paths[: args.distinct], plan.batch_size
                 )
                 e2e["machine_limit_photos_per_s"] = round(cores / per_photo, 1)
                 e2e["over_limit"] = round(e2e["photos_per_s"] * per_photo / cores, 3)
             result["end_to_end"] = e2e
         except Exception as exc:  # noqa: BLE001 - the figures so far still print
             result["end_to_end"] = {"failed": f"{type(exc).__name__}: {exc}"}
+        save(result, args.out)
+        if not cuda:
+            log("end to end, torch stand-in encoder on the GPU")
+            result["end_to_end_gpu_standin"] = standin_end_to_end(
+                model, work, cores, result["decode"], args
+            )
+            save(result, args.out)
     log("torch reference")
     result["torch_reference"] = torch_reference(args)
     result["seconds"] = round(time.perf_counter() - t_start, 1)
