@@ -8,6 +8,12 @@ Measured against static QDQ with a calibration set (bench_int8 in tests/bench): 
 keeps the vectors closer to fp32 on the tiny models and needs no calibration photos of the
 model's own domain, so it is the one made here.
 
+Before the text tower is quantized, each block's attention is fused into one ONNX Runtime
+``Attention`` node (export/fuse.py; ``QAttention`` once quantized): a short query's cost
+is its ops, not its FLOPs. The fused graph is kept only where it gives the unfused one's
+vectors on probes (:func:`probes_for`); else, and for the image tower (see
+:data:`FUSED_TOWERS`), the graph is quantized as exported.
+
 The new graphs join the package as the file roles ``visual_int8`` and ``textual_int8``;
 :func:`check` (photofind.clip.variant_check) then compares them with the fp32 graphs on a
 calibration set and records the figures under ``extra.variants.int8`` in ``model.json``.

@@ -250,3 +250,31 @@ def test_the_text_tower_runs_on_one_thread_unless_told(fused_package):
     assert threads(default, "visual") == cpu_threads()
     told = load_model(folder, provider="cpu", precision="fast", threads=2)
     assert threads(told, "textual") == threads(told, "visual") == 2
+
+
+def test_a_text_tower_with_a_mask_input_is_fused_too(tmp_path):
+    """tiny-multilingual's text graph (ids and an attention mask, Hugging Face style; the
+    same causal blocks): fused, and its int8 vectors as fp32's at every length."""
+    from export.quantize import fuse_checked, probes_for, quantize_graph
+
+    source_dir = bundled_models_dir() / "tiny-multilingual"
+    if not (source_dir / "model.json").is_file():
+        pytest.skip("resources/models/tiny-multilingual is not there")
+    spec = read_manifest(source_dir)
+    source = source_dir / spec.files["textual"].path
+    probes = probes_for(source, spec, "textual")
+    assert all(len(feed) == 2 for feed in probes)
+    layers = fuse_checked(source, tmp_path / "fused.onnx", probes)
+    assert layers > 0
+    assert quantize_graph(source, tmp_path / "q.onnx", probes=probes) == layers
+    assert _ops(tmp_path / "q.onnx")["QAttention"] == layers
+    fp32, int8 = _session(source), _session(tmp_path / "q.onnx")
+    names = [i.name for i in fp32.get_inputs()]
+    rng = np.random.default_rng(5)
+    for length in (3, 8, spec.context_length):
+        ids = rng.integers(3, spec.vocab_size, size=(3, length)).astype(np.int64)
+        mask = np.ones_like(ids)
+        mask[0, length // 2 + 1 :] = 0  # a shorter row, padded
+        feed = dict(zip(names, (ids, mask), strict=True))
+        cos = _cosines(fp32.run(None, feed)[0], int8.run(None, feed)[0])
+        assert cos.min() >= THRESHOLDS["text_cosine_min"], length
