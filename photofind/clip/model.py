@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 #: ONNX Runtime intra-op threads of the text tower unless ``threads`` says: a query is
 #: ~8 tokens, where handing each of its small ops to a second thread costs more than it
 #: saves, and a search beside an indexing run need not wait for a busy core. ViT-B/32's
-#: int8 text encoder, back to back on 2 cores: 2.89 ms p50 on one thread, 3.11 on two
-#: (tests/bench/bench_query.py prints both).
+#: int8 text encoder, back to back on 2 cores: 2.89 ms p50 on one thread, 3.11 on two;
+#: its fp32 one 22.5 against 27.6 (a loaded machine). tests/bench/bench_query.py prints
+#: both thread counts side by side.
 TEXT_TOWER_THREADS = 1
 
 DEFAULT_BATCH = 32
