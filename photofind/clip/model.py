@@ -36,6 +36,14 @@ from photofind.paths import bundled_models_dir, models_dir
 
 log = logging.getLogger(__name__)
 
+#: ONNX Runtime intra-op threads of the text tower unless ``threads`` says: a query is
+#: ~8 tokens, where handing each of its small ops to a second thread costs more than it
+#: saves, and a search beside an indexing run need not wait for a busy core. ViT-B/32's
+#: int8 text encoder, back to back on 2 cores: 2.89 ms p50 on one thread, 3.11 on two;
+#: its fp32 one 22.5 against 27.6 (a loaded machine). tests/bench/bench_query.py prints
+#: both thread counts side by side.
+TEXT_TOWER_THREADS = 1
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -301,9 +309,10 @@ class ClipModel:
 
     def _open_tower(self, tower: str):
         provider = self._choice.name if self._chosen else self._provider
-        (session,), choice = open_sessions(
-            [self._files[tower]], provider=provider, threads=self._threads
-        )
+        threads = self._threads
+        if threads is None and tower == "textual":
+            threads = TEXT_TOWER_THREADS
+        (session,), choice = open_sessions([self._files[tower]], provider=provider, threads=threads)
         spec, path = self.spec, self._files[tower]
         first = _static_dims(session.get_inputs()[0])
         if tower == "visual":

@@ -118,6 +118,8 @@ def check_int8(
     data = jsonfile.read_json_object(manifest, MANIFEST_LIMIT)
     extra = data.setdefault("extra", {})
     variants = extra.setdefault("variants", {})
-    variants[INT8] = {**ROLES[INT8], "check": check}
+    # What export/quantize.py recorded of how the graphs were made stays beside the check.
+    made = variants.get(INT8) if isinstance(variants.get(INT8), dict) else {}
+    variants[INT8] = {**made, **ROLES[INT8], "check": check}
     atomic_write_text(manifest, json.dumps(data, indent=2) + "\n")
     return check

@@ -5,7 +5,8 @@
 
 Prints one JSON object (progress on stderr). ``text_encoder_fp32_vs_int8``: the package's
 fp32 and int8 text encoders side by side on the same new sentences (their p50 and the
-cosine of their vectors); the libraries are built and searched with ``--precision``'s
+cosine of their vectors), with the int8 graph as it was before its attention was fused
+(export/fuse.py) and each at one thread and all cores (:func:`text_encoders`); the libraries are built and searched with ``--precision``'s
 variant (default "fast": int8 where the package's check passed). The encoder is CLIP ViT-B/32 with random weights,
 built into ``WORKDIR/vit-b-32`` by ``python -m export convert --random-init`` unless ``--model``
 names a package: random weights cost exactly what the real ones do.
@@ -144,34 +145,90 @@ def model_package(args, work: Path) -> Path:
     return folder
 
 
-def text_encoders(package: Path, args) -> dict:
-    """The text encoder of each variant side by side: one new sentence at a time, the two
-    taking turns on the same sentences, and the cosine of their vectors."""
-    from photofind.clip.model import ClipModel
+def text_encoders(package: Path, args, work: Path) -> dict:
+    """The text encoders side by side on the same new sentences, one at a time: fp32; the
+    int8 graph as it was before the fused attention (the package's fp32 graph quantized
+    as is, made once into the work dir) with the thread count the app gave it then (all
+    cores) and with one; the package's int8 graph on all cores and as the app runs it
+    now (``TEXT_TOWER_THREADS``). Measured twice, the encoders taking turns on each
+    sentence: once as they come (each finds its weights evicted by the others', as a query
+    after a search or a pause does: ~38 MB of int8 weights outgrow a desktop's L3) and
+    once warm (the sentence run again at once). Ids are tokenized beforehand, as the
+    ``encode`` stage's are."""
+    from export.quantize import quantize_graph
+    from photofind.clip.model import TEXT_TOWER_THREADS, ClipModel
     from photofind.clip.package import read_manifest
+    from photofind.clip.providers import cpu_threads, open_sessions
 
     spec = read_manifest(package)
     if "textual_int8" not in spec.files:
         return {"skipped": f"{package} has no int8 text encoder (python -m export int8)"}
-    models = {
-        v: ClipModel(package, spec, provider="cpu", threads=args.threads, variant=v)
-        for v in ("fp32", "int8")
+    before = work / "text-int8-unfused" / f"{spec.files['textual'].sha256[:16]}.onnx"
+    if not before.is_file():
+        note("the int8 text graph as before the fused attention")
+        before.parent.mkdir(exist_ok=True)
+        quantize_graph(package / spec.files["textual"].path, before)
+    model = ClipModel(package, spec, provider="cpu", variant="int8")
+    app = args.threads or TEXT_TOWER_THREADS
+    every = args.threads or cpu_threads()
+    graphs = {
+        f"fp32_{app}t": (package / spec.files["textual"].path, app),
+        f"int8_before_{every}t": (before, every),
+        "int8_before_1t": (before, 1),
+        f"int8_fused_{every}t": (package / spec.files["textual_int8"].path, every),
+        f"int8_fused_{app}t": (package / spec.files["textual_int8"].path, app),
     }
-    for m in models.values():
-        m.encode_texts(["warming up"])
-    times: dict = {v: [] for v in models}
-    cosines = []
+    sessions = {
+        label: open_sessions([path], "cpu", threads)[0][0]
+        for label, (path, threads) in graphs.items()
+    }
+
+    def encode(session, ids):
+        out = session.run(None, {session.get_inputs()[0].name: ids})[0][0]
+        return out / np.linalg.norm(out)
+
+    def cut_ids(text):
+        ids = model.tokenize([text])
+        return ids[:, : int(ids.argmax(axis=1).max()) + 1] if model.cuts_text_ids else ids
+
+    warm = cut_ids("warming up")
+    for session in sessions.values():
+        encode(session, warm)
+    turns: dict = {label: [] for label in sessions}
+    cosines: dict = {label: [] for label in sessions}
     for text in sentences(args.queries, 10 * args.queries):
+        ids = cut_ids(text)
         vectors = {}
-        for v, m in models.items():
+        for label, session in sessions.items():
             t = time.perf_counter()
-            vectors[v] = m.encode_texts([text])[0]
-            times[v].append(time.perf_counter() - t)
-        cosines.append(float(vectors["fp32"] @ vectors["int8"]))
-    out = {f"{v}_encode": stats_ms(t) for v, t in times.items()}
-    out["int8_speedup_p50"] = round(out["fp32_encode"]["p50_ms"] / out["int8_encode"]["p50_ms"], 2)
-    out["cosine_min"] = round(min(cosines), 5)
-    return out
+            vectors[label] = encode(session, ids)
+            turns[label].append(time.perf_counter() - t)
+        for label, vector in vectors.items():
+            cosines[label].append(float(vectors[f"fp32_{app}t"] @ vector))
+    # Warm: each encoder runs the sentence once untimed, then again timed, still taking
+    # turns (so that a change of the machine's load falls on all of them alike).
+    in_a_row: dict = {label: [] for label in sessions}
+    for text in sentences(args.queries, 11 * args.queries):
+        ids = cut_ids(text)
+        for label, session in sessions.items():
+            encode(session, ids)
+            t = time.perf_counter()
+            encode(session, ids)
+            in_a_row[label].append(time.perf_counter() - t)
+    p50 = {label: float(np.median(t)) for label, t in turns.items()}
+    was, now = p50[f"int8_before_{every}t"], p50[f"int8_fused_{app}t"]
+    record = ((spec.extra or {}).get("variants") or {}).get("int8") or {}
+    return {
+        "package_int8_fused_attention": record.get("fused_attention"),
+        "taking_turns": {label: stats_ms(t) for label, t in turns.items()},
+        "warm": {label: stats_ms(t) for label, t in in_a_row.items()},
+        "cosine_to_fp32_min": {label: round(min(c), 5) for label, c in cosines.items()},
+        "fp32_encode": stats_ms(turns[f"fp32_{app}t"]),
+        "int8_encode": stats_ms(turns[f"int8_fused_{app}t"]),
+        "int8_speedup_p50": round(p50[f"fp32_{app}t"] / now, 2),
+        "int8_now_vs_before_p50": round(was / now, 2),
+        "cosine_min": round(min(cosines[f"int8_fused_{app}t"]), 5),
+    }
 
 
 # ------------------------------------------------------------------------------ library
@@ -602,6 +659,7 @@ def main(argv=None) -> int:
         return 0
 
     from photofind.clip import load_model
+    from photofind.clip.model import TEXT_TOWER_THREADS
     from photofind.clip.providers import cpu_threads
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-query-"))
@@ -614,9 +672,10 @@ def main(argv=None) -> int:
         f"{cpu_threads()} usable",
         "model": model.info.name,
         "onnxruntime_threads": args.threads or cpu_threads(),
+        "onnxruntime_threads_text_tower": args.threads or TEXT_TOWER_THREADS,
         "k": K,
         "variant": model.variant,
-        "text_encoder_fp32_vs_int8": text_encoders(package, args),
+        "text_encoder_fp32_vs_int8": text_encoders(package, args, work),
         "workdir": str(work),
         "load_average_start": load_average(),
         "sizes": {},
