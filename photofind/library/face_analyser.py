@@ -33,7 +33,7 @@ from PIL import Image
 from photofind.clip.preprocess import Picture
 from photofind.errors import ImageError
 from photofind.faces import MODEL_ID, FaceModel
-from photofind.faces.worker import FaceProcesses
+from photofind.faces.worker import FaceProcesses, WorkerStopped
 from photofind.formats.video import Video
 from photofind.library.analysers import Analyser, Failure
 from photofind.library.face_records import FACES, FaceRecord
@@ -111,7 +111,9 @@ class FaceAnalyser(Analyser):
         if self._processes is not None:
             try:
                 faces = self._processes.find(rgb)
-            except ImageError as exc:
+            except (ImageError, WorkerStopped) as exc:
+                # A worker that died on this photo twice (it was restarted and the photo
+                # tried again): the photo is recorded failed, with how the worker ended.
                 raise ImageError(f"{item.path}: no faces read: {exc}") from exc
             return [self._record(face, scale) for face in faces]
         try:
