@@ -7,8 +7,9 @@ a script), so they live in a module rather than in the test file.
   ``once`` flag file, only the first worker to see a picture does (the file records it), and
   the next one finds the faces as the real worker does.
 - run as a script: the app's face pass (two worker processes, both started by two decode
-  threads at once), printing the workers' pids as a JSON line, then ``ready``, then blocking
-  until killed. ``--no-pdeathsig``: the workers rely on the portable fallback alone;
+  threads at once), twice, printing the workers' pids as a JSON line after each (the same
+  workers serve the second pass: the first pass's threads ended), then ``ready``, then
+  blocking until killed. ``--no-pdeathsig``: the workers rely on the portable fallback alone;
   ``--busy``: the workers are kept finding faces when the program is killed.
 """
 
@@ -50,12 +51,13 @@ def _parent(argv: list[str]) -> None:
         barrier.wait()  # both at once: the second call starts the second worker
         faces._processes.find(rgb)
 
-    threads = [threading.Thread(target=one, name=f"decode-{i}") for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()  # the decode threads end, as after each pass: the workers must not
-    print(json.dumps(faces._processes.pids()), flush=True)
+    for _ in range(2):  # two passes, each with decode threads of its own
+        threads = [threading.Thread(target=one, name=f"decode-{i}") for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()  # the decode threads end, as after each pass: the workers must not
+        print(json.dumps(faces._processes.pids()), flush=True)
     if "--busy" in argv:
         for i in range(2):
             threading.Thread(

@@ -145,6 +145,8 @@ def test_no_worker_outlives_its_parent_killed_with_sigkill(flags):
     fds: list[int] = []
     try:
         pids = json.loads(parent.stdout.readline())
+        # The threads that started the workers ended: the same two serve the next pass.
+        assert json.loads(parent.stdout.readline()) == pids
         assert parent.stdout.readline().strip() == "ready"
         assert len(pids) == 2
         fds = [os.pidfd_open(pid) for pid in pids]  # alive now: opened before the kill

@@ -281,6 +281,7 @@ def faces_beside(args, model, costs: dict, paths, work: Path) -> dict:
         work,
         photos=args.face_photos,
         batch_size=args.batch_size,
+        rounds=args.rounds,
     )
 
 

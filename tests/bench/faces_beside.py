@@ -1,16 +1,20 @@
 """CLIP indexing with the face analyser beside it, against the limit of both, one run.
 
-    python tests/bench/faces_beside.py [--photos 24] [--modes processes,threads]
-                                       [--with-faces]
+    python tests/bench/faces_beside.py [--photos 24] [--rounds 2] [--with-faces]
+                                       [--modes processes,threads,processes-cold,...]
 
 (``bench_index.py --faces`` runs the same, beside its CLIP figures.) Prints one JSON object.
 For each way the face analyser runs:
 
-- ``processes``: in two worker processes (photofind.faces.worker), as the app does;
-- ``threads``: on the decode threads of this process, as ``photofind index`` does;
+- ``processes``: in worker processes (photofind.faces.worker), one per core, as the app and
+  the CLI do;
+- ``threads``: on the decode threads of this process (as ``photofind index`` did before);
+- ``processes-cold``, ``threads-cold``: the same with a fresh analyser, its models loaded and
+  workers started inside the pass (as the first pass of a session meets them);
 
 one pass of the real pipeline (scan, decode pool, batches, writer) over a folder of 12 MP
-JPEGs with the ViT-B/32 int8 package, the analyser warmed first (its models loaded, its
+JPEGs with the ViT-B/32 int8 package, the modes taking turns ``--rounds`` times (medians in
+``summary_median``), each run with a new analyser warmed first (its models loaded, its
 worker processes started: the app keeps it for the window's life; ``startup_s`` is what that
 took). Per run:
 
@@ -23,8 +27,11 @@ took). Per run:
   their /proc stat), ``encode`` (ONNX Runtime's threads and the pipeline thread), ``write``,
   other processes of the machine, and ``idle``;
 - the timeline of the stages (``timeline``): the wall time the encoder ran, the time decode
-  work still ran while it did (the two stages on the same cores), and the time a core stood
-  idle for want of work (one decode job left, nothing encoding);
+  work still ran while it did (the two stages on the same cores), the time a core stood
+  idle for want of work (one decode job left, nothing encoding), and of the decode jobs'
+  time, how much they were blocked, neither on a core nor waiting for one
+  (``decode_jobs_blocked_s``, from /proc/thread-self/schedstat: on the GIL with threads;
+  on the worker's answer with processes, by design);
 - the CPU-s per photo of the pass (``pipeline_cpu_s_per_photo``) against the standalone
   figure of the limit: more in the pipeline means the stages cost each other.
 
@@ -62,6 +69,7 @@ from photofind.library.analysers import ClipAnalyser  # noqa: E402
 from photofind.library.decode_pool import Job  # noqa: E402
 from photofind.library.library import Library  # noqa: E402
 
+#: ``-cold``: the analyser not warmed before the pass (its start-up inside it)
 MODES = ("processes", "threads")
 
 
@@ -76,8 +84,9 @@ def process_cpu_s(pid: int) -> float:
 
 
 def analyser_for(mode: str):
-    if mode == "processes":
-        return face_module.FaceAnalyser(processes=2)
+    """The analyser as the app makes it (``processes``), or on the decode threads."""
+    if mode.startswith("processes"):
+        return face_module.FaceAnalyser(processes=face_module.worker_count())
     return face_module.FaceAnalyser(in_decode_threads=True)
 
 
@@ -239,11 +248,12 @@ def pipeline_run(model, mode: str, analyser, folder: Path, lib: Path, batch_size
             start = time.monotonic()
             stats = library.index_pending(model, batch_size=batch_size, analysers=[analyser])
             end = time.monotonic()
-        workers = sum(process_cpu_s(p) - w0[p] for p in pids)
         pids_after = worker_pids(analyser)
+        # Workers born during the run (a cold one) spent all their CPU in it.
+        workers = sum(process_cpu_s(p) - w0.get(p, 0.0) for p in pids_after)
     report = acct.report()
     kinds = report["cpu_s_by_thread"]
-    faces_here = timeline.faces_thread_cpu if mode == "threads" else 0.0
+    faces_here = timeline.faces_thread_cpu if mode.startswith("threads") else 0.0
     decode = kinds.get("decode", 0.0) - faces_here
     encode = kinds.get("native", 0.0) + kinds.get("pipeline", 0.0)
     # /proc/stat's busy time of the machine counts the worker processes: they are ours.
@@ -271,7 +281,7 @@ def pipeline_run(model, mode: str, analyser, folder: Path, lib: Path, batch_size
         },
         "pipeline_cpu_s_per_photo": round(used / n, 4) if n else None,
         "timeline": timeline.report(start, end, cores),
-        "worker_processes": len(pids),
+        "worker_processes": len(pids_after),
         "workers_replaced": sorted(pids_after) != sorted(pids),
         "cores_left_to_us": round(max(0.0, cores - others / wall), 3) if wall else 0.0,
         "loadavg": report["loadavg_after"],
@@ -311,9 +321,10 @@ def run(
     modes=MODES,
     cost_photos: int = 8,
     with_faces: bool = False,
+    rounds: int = 1,
 ) -> dict:
-    """Every mode of ``modes`` on the first ``photos`` of ``paths``; the standalone costs
-    on the first ``cost_photos`` of them."""
+    """Every mode of ``modes`` on the first ``photos`` of ``paths``, ``rounds`` times;
+    the standalone costs on the first ``cost_photos`` of them."""
     cores = len(os.sched_getaffinity(0))
     subset = work / "faces-photos"
     subset.mkdir()
@@ -322,37 +333,73 @@ def run(
     if with_faces:
         paste_faces(subset)
     files = sorted(subset.iterdir())
-    out = {"photos": len(files), "with_faces": with_faces, "runs": {}}
-    for mode in modes:
-        analyser = analyser_for(mode)
-        try:
+    out = {"photos": len(files), "with_faces": with_faces, "rounds": rounds, "runs": {}}
+    # The modes take turns, so that each sees the same minutes of a shared machine's load.
+    for r in range(rounds):
+        for mode in modes:
+            run_ = one_run(
+                model, mode, files, subset, work / f"lib-faces-{mode}-{r}", batch_size, cost_photos
+            )
+            per_photo = run_["decode_and_faces_cpu_s_per_photo"] + encode_cpu_s_per_photo
+            left = run_["cores_left_to_us"]
+            fair = run_["pipeline_cpu_s_per_photo"]
+            out["runs"].setdefault(mode, []).append(
+                {
+                    "encode_cpu_s_per_photo": round(encode_cpu_s_per_photo, 4),
+                    "limit_cpu_s_per_photo": round(per_photo, 4),
+                    "machine_limit_photos_per_s": round(cores / per_photo, 2),
+                    "over_limit": round(run_["photos_per_s"] * per_photo / cores, 3),
+                    "over_limit_of_cores_left": (
+                        round(run_["photos_per_s"] * per_photo / left, 3) if left else None
+                    ),
+                    # Whether the limit is fair: the pass's own CPU-s per photo against the
+                    # standalone figure it is made of (above 1: the stages cost each other).
+                    "pipeline_over_standalone_cpu": round(fair / per_photo, 3) if fair else None,
+                    **run_,
+                }
+            )
+    out["summary_median"] = {
+        mode: {
+            key: _median([run[key] for run in runs])
+            for key in (
+                "photos_per_s",
+                "over_limit",
+                "over_limit_of_cores_left",
+                "pipeline_over_standalone_cpu",
+                "cores_left_to_us",
+            )
+        }
+        for mode, runs in out["runs"].items()
+    }
+    return out
+
+
+def _median(values):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else round((values[mid - 1] + values[mid]) / 2, 3)
+
+
+def one_run(model, mode: str, files, folder: Path, lib: Path, batch_size: int, cost_photos: int):
+    """One pass in ``mode`` with a new analyser (warmed first unless ``-cold``), and the
+    standalone costs on the first ``cost_photos`` of ``files`` next to it."""
+    analyser = analyser_for(mode)
+    try:
+        if mode.endswith("-cold"):
+            # As a fresh analyser meets its first pass (the old bench's run): models
+            # loaded, workers started inside it; the costs measured after it.
+            startup = None
+            run_ = pipeline_run(model, mode, analyser, folder, lib, batch_size)
+            costs = standalone_costs(model, analyser, files[:cost_photos])
+        else:
             startup = warm(analyser, files)
             costs = standalone_costs(model, analyser, files[:cost_photos])
-            run_ = pipeline_run(
-                model, mode, analyser, subset, work / f"lib-faces-{mode}", batch_size
-            )
-        finally:
-            analyser.close()
-        per_photo = costs["decode_and_faces_cpu_s_per_photo"] + encode_cpu_s_per_photo
-        left = run_["cores_left_to_us"]
-        out["runs"][mode] = {
-            "startup_s": round(startup, 3),
-            **costs,
-            "encode_cpu_s_per_photo": round(encode_cpu_s_per_photo, 4),
-            "limit_cpu_s_per_photo": round(per_photo, 4),
-            "machine_limit_photos_per_s": round(cores / per_photo, 2),
-            "over_limit": round(run_["photos_per_s"] * per_photo / cores, 3),
-            # Whether the limit is fair: the pass's own CPU-s per photo against the
-            # standalone figure it is made of (above 1: the stages cost each other more).
-            "pipeline_over_standalone_cpu": round(run_["pipeline_cpu_s_per_photo"] / per_photo, 3)
-            if run_["pipeline_cpu_s_per_photo"]
-            else None,
-            "over_limit_of_cores_left": (
-                round(run_["photos_per_s"] * per_photo / left, 3) if left else None
-            ),
-            **run_,
-        }
-    return out
+            run_ = pipeline_run(model, mode, analyser, folder, lib, batch_size)
+    finally:
+        analyser.close()
+    return {"startup_s": None if startup is None else round(startup, 3), **costs, **run_}
 
 
 def main() -> None:
@@ -370,6 +417,7 @@ def main() -> None:
     )
     parser.add_argument("--cost-photos", type=int, default=8, help="photos of the standalone costs")
     parser.add_argument("--with-faces", action="store_true", help="photos that show real faces")
+    parser.add_argument("--rounds", type=int, default=2, help="turns of each mode")
     args = parser.parse_args()
     folder = package("ViT-B-32")
     ensure_int8(folder, recheck=False)
@@ -399,6 +447,7 @@ def main() -> None:
             modes=args.modes,
             cost_photos=args.cost_photos,
             with_faces=args.with_faces,
+            rounds=args.rounds,
         )
     result["machine"]["loadavg_at_end"] = loadavg()
     print(json.dumps(result))
