@@ -26,12 +26,14 @@ if not data.FACES.is_dir():
     pytest.skip(f"{data.FACES}: the shared face photos are not there", allow_module_level=True)
 
 from photofind.clip import load_model  # noqa: E402
+from photofind.clip.providers import cpu_threads  # noqa: E402
 from photofind.faces import FaceModel  # noqa: E402
 from photofind.faces.worker import FaceProcesses, WorkerStopped  # noqa: E402
 from photofind.library.face_analyser import FaceAnalyser  # noqa: E402
 from photofind.library.face_records import FACES  # noqa: E402
 from photofind.library.library import Library  # noqa: E402
 from photofind.paths import bundled_models_dir  # noqa: E402
+from photofind.people import face_analysers  # noqa: E402
 
 HELPERS = Path(__file__).with_name("face_worker_helpers.py")
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +63,18 @@ def test_the_workers_find_the_same_faces_and_end_with_close():
     assert not worker.process.is_alive() and workers.pids() == []
     assert len(workers.find(rgb)) == 2  # started again when needed
     workers.close()
+
+
+def test_every_front_end_finds_faces_in_a_worker_process_per_core(tmp_path):
+    # The CLI's index, watch and the app take their face pass from face_analysers: as many
+    # workers as decode threads (one per core), none started before a photo needs one.
+    (faces,) = face_analysers(tmp_path)
+    try:
+        assert faces._processes is not None and faces.in_decode_threads
+        assert faces._processes.processes == cpu_threads()
+        assert faces._processes.pids() == []
+    finally:
+        faces.close()
 
 
 def test_a_worker_killed_during_a_find_is_replaced_and_the_picture_tried_again():

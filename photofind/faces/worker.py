@@ -113,7 +113,9 @@ def _picklable(exc: Exception) -> Exception:
 def _how_it_ended(process) -> str:
     process.join(timeout=5)
     code = process.exitcode
-    if code is None:
+    if code is None:  # its pipe broke, yet it runs: it cannot be used again
+        process.kill()
+        process.join()
         return "it stopped answering"
     if code < 0:
         try:
