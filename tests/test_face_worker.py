@@ -27,6 +27,7 @@ if not data.FACES.is_dir():
 
 from photofind.clip import load_model  # noqa: E402
 from photofind.clip.providers import cpu_threads  # noqa: E402
+from photofind.errors import ModelError  # noqa: E402
 from photofind.faces import FaceModel  # noqa: E402
 from photofind.faces.worker import FaceProcesses, WorkerStopped  # noqa: E402
 from photofind.library.face_analyser import FaceAnalyser  # noqa: E402
@@ -75,6 +76,16 @@ def test_every_front_end_finds_faces_in_a_worker_process_per_core(tmp_path):
         assert faces._processes.pids() == []
     finally:
         faces.close()
+
+
+def test_a_worker_that_cannot_load_its_models_is_a_clear_error():
+    workers = FaceProcesses(1, detector="nope")
+    try:
+        with pytest.raises(ModelError, match="could not load its models: unknown face detector"):
+            workers.find(data.load("obama.jpg", 600))
+        assert workers.pids() == []
+    finally:
+        workers.close()
 
 
 def test_a_worker_killed_during_a_find_is_replaced_and_the_picture_tried_again():

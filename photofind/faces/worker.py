@@ -97,7 +97,10 @@ def serve(conn, settings: dict, parent_pid: int, use_pdeathsig: bool) -> None:
             answer = ("ok", model.find(np.frombuffer(pixels, dtype=dtype).reshape(shape)))
         except Exception as exc:  # noqa: BLE001 - handed to the parent
             answer = ("raise", _picklable(exc))
-        conn.send(answer)
+        try:
+            conn.send(answer)
+        except OSError:
+            return  # the parent is gone (or closed the pipe) while this picture ran
 
 
 def _picklable(exc: Exception) -> Exception:
