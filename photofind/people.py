@@ -280,10 +280,16 @@ def face_analysers(
     """The face analyser, grouping into people after each pass, as the library's settings
     want it (``faces.min_faces``): the list every index pass runs beside CLIP, ``[]`` when
     face recognition is off (``faces.enabled``). The CLI's ``index``, ``watch`` and the app
-    all take it from here. ``options`` go to the analyser (``in_decode_threads``)."""
+    all take it from here. Without ``face_model``, faces are found in worker processes, one
+    per core (:func:`photofind.library.face_analyser.worker_count`): dlib's embedder holds
+    the GIL, so threads of this process would wait for one another. ``options`` go to the
+    analyser (``processes``, ``in_decode_threads``)."""
     if not face_recognition_on(library_dir):
         return []
-    from photofind.library.face_analyser import FaceAnalyser
+    from photofind.library.face_analyser import FaceAnalyser, worker_count
+
+    if face_model is None:
+        options.setdefault("processes", worker_count())
 
     least = min_faces_setting(library_dir) if min_faces is None else min_faces
 

@@ -32,7 +32,7 @@ def _faces_args(p: argparse.ArgumentParser) -> None:
 
 def _faces(args: argparse.Namespace, ctx: Context) -> int:
     from photofind import settings
-    from photofind.library.face_analyser import FaceAnalyser
+    from photofind.library.face_analyser import FaceAnalyser, worker_count
     from photofind.library.model_session import NEW, ModelSession
     from photofind.people import face_recognition_on, min_faces_setting, regroup
 
@@ -60,7 +60,7 @@ def _faces(args: argparse.Namespace, ctx: Context) -> int:
         def group(catalog) -> None:
             grouped.append(regroup(catalog, min_faces=min_faces))
 
-        faces = FaceAnalyser(after_pass=group)
+        faces = FaceAnalyser(after_pass=group, processes=worker_count())
         bar = None if args.no_progress else IndexBar("faces")
         try:
             # One pass of new work, the faces with it (the session's order: a staged re-index

@@ -78,16 +78,17 @@ class ModelController(QObject):
         meanwhile), so each is loaded once. Turning face recognition off or on drops them
         (:meth:`forget_analysers`).
 
-        Faces are found in two worker processes (photofind.faces.worker), not in this
-        one as the CLI does: dlib's embedder holds the GIL for each face (~0.1 s on a quiet
-        core), and the GUI waits behind it. tests/bench/bench_gui_faces.py, 80 photos on
-        2 busy cores: longest event-loop stall 117 ms, p99 22 ms, 2.24 photos/s with the
-        processes; 1,026 ms, p99 453 ms, 2.19 photos/s on the decode threads in-process."""
+        Faces are found in worker processes, one per core (photofind.faces.worker;
+        face_analysers' default), not in this one: dlib's embedder holds the GIL for each
+        face (~0.1 s on a quiet core), and the GUI waits behind it.
+        tests/bench/bench_gui_faces.py, 80 photos on 2 busy cores: longest event-loop stall
+        117 ms, p99 22 ms, 2.24 photos/s with two processes; 1,026 ms, p99 453 ms, 2.19
+        photos/s on the decode threads in-process."""
         from photofind.people import face_analysers, face_recognition_on
 
         root = self.window.library.root
         if self._face_analysers is None or not face_recognition_on(root):
-            self._face_analysers = face_analysers(root, processes=2)
+            self._face_analysers = face_analysers(root)
         return self._face_analysers
 
     def forget_analysers(self) -> None:

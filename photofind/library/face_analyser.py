@@ -31,14 +31,26 @@ import numpy as np
 from PIL import Image
 
 from photofind.clip.preprocess import Picture
+from photofind.clip.providers import cpu_threads
 from photofind.errors import ImageError
 from photofind.faces import MODEL_ID, FaceModel
-from photofind.faces.worker import FaceProcesses
+from photofind.faces.worker import FaceProcesses, WorkerStopped
 from photofind.formats.video import Video
 from photofind.library.analysers import Analyser, Failure
 from photofind.library.face_records import FACES, FaceRecord
 
 DEFAULT_MAX_SIDE = 1200
+
+
+def worker_count() -> int:
+    """Worker processes for the face pass (:class:`FaceAnalyser`'s ``processes``): one per
+    core, as many as the indexer's decode threads, each of which waits on one worker while
+    that finds a photo's faces. Fewer would leave cores idle (2 workers on 16 cores: the
+    faces of 2); in-process threads instead lose ~15% of each decode thread to the GIL that
+    dlib's embedder holds (tests/bench/faces_beside.py ``decode_jobs_blocked_s``)."""
+    return cpu_threads()
+
+
 # The thumbnail is shown at most ~128 px (the People panel): a JPEG of ~4 KB.
 THUMB_QUALITY = 85
 
@@ -57,7 +69,8 @@ class FaceAnalyser(Analyser):
     ``after_pass(catalog)`` runs once a pass has gone through every photo (the grouping
     into people). ``in_decode_threads``: faces are found on the indexer's decode threads
     (both cores), else on its pipeline thread (one core). ``processes``: found in that many
-    worker processes instead of this one (the app: dlib then holds none of its GIL)."""
+    worker processes instead of this one, reached from the decode threads (every front end,
+    :func:`worker_count` of them: dlib then holds none of this process's GIL)."""
 
     name = FACES
     model_id = MODEL_ID
@@ -111,7 +124,9 @@ class FaceAnalyser(Analyser):
         if self._processes is not None:
             try:
                 faces = self._processes.find(rgb)
-            except ImageError as exc:
+            except (ImageError, WorkerStopped) as exc:
+                # A worker that died on this photo twice (it was restarted and the photo
+                # tried again): the photo is recorded failed, with how the worker ended.
                 raise ImageError(f"{item.path}: no faces read: {exc}") from exc
             return [self._record(face, scale) for face in faces]
         try:

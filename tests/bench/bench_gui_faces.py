@@ -130,7 +130,7 @@ def main() -> int:
         from photofind.people import face_analysers
 
         window.models._face_analysers = face_analysers(
-            lib, in_decode_threads=args.faces_in == "threads"
+            lib, processes=0, in_decode_threads=args.faces_in == "threads"
         )
     out["faces_in"] = args.faces_in
     tracer = StallTracer() if args.trace_stalls else None

@@ -40,7 +40,8 @@ Prints one JSON object:
     2-core machine: 0.113 against 0.073 CPU-s), which made that limit too low and the ratio
     to it read above 1.
 - ``faces_beside_clip`` (``--faces``): CLIP and dlib's faces in one pass, against the limit
-  of both.
+  of both, the faces in worker processes (as the app and the CLI run them) and on the
+  decode threads; per run where each core's time went (tests/bench/faces_beside.py).
 - ``memory`` (``--memory``): in fresh processes, the resident memory of the image and text
   sessions of the fp32 and int8 variants.
 - ``scale``: for each folder size, in a fresh process, the model's own resident memory,
@@ -63,7 +64,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -243,24 +243,6 @@ def per_photo_costs(model, paths, batch_size: int, rounds: int) -> dict:
     }
 
 
-def decode_and_faces_cpu_per_photo(model, paths) -> float:
-    """CPU-s per photo on one thread of what a decode thread does for CLIP and faces: the
-    photo decoded once at the larger size of the two, CLIP's tensor made from it, its faces
-    found (the face analyser on the decode threads, its default)."""
-    from photofind.clip.preprocess import Picture, draft_side
-    from photofind.library.face_analyser import FaceAnalyser
-
-    faces = FaceAnalyser(in_decode_threads=True)
-    side = max(faces.picture_side, draft_side(model.spec.image_size))
-    t0 = time.process_time()
-    for p in paths:
-        picture = Picture(str(p), side=side)
-        model.preprocess(picture)
-        faces.prepare(SimpleNamespace(path=str(p)), picture)
-        picture.release()
-    return (time.process_time() - t0) / len(paths)
-
-
 def throughput(args, work: Path) -> dict:
     folder = package("ViT-B-32")
     int8_check = ensure_int8(folder, recheck=not args.no_check)
@@ -336,28 +318,20 @@ def throughput(args, work: Path) -> dict:
 
 
 def faces_beside(args, model, costs: dict, paths, work: Path) -> dict:
-    """CLIP and the face analyser in one pass (faces on the decode threads), against the
-    limit of both: cores / (decode-and-faces + encode CPU-s per photo)."""
-    from photofind.library.face_analyser import FaceAnalyser
+    """CLIP and the face analyser in one pass, against the limit of both, cores /
+    (decode-and-faces + encode CPU-s per photo): the faces in worker processes as the app
+    and the CLI find them, and on the decode threads for comparison (faces_beside.py)."""
+    import faces_beside as fb
 
-    decode_cpu = decode_and_faces_cpu_per_photo(model, paths[: min(4, len(paths))])
-    subset = work / "faces-photos"
-    subset.mkdir()
-    for p in paths[: args.face_photos]:
-        os.link(p, subset / p.name)
-    run = pipeline_run(
-        model, subset, work / "lib-faces", args.batch_size, analysers=[FaceAnalyser()]
+    return fb.run(
+        model,
+        costs["encode_cpu_s_per_photo"],
+        paths,
+        work,
+        photos=args.face_photos,
+        batch_size=args.batch_size,
+        rounds=args.rounds,
     )
-    per_photo = decode_cpu + costs["encode_cpu_s_per_photo"]
-    cores = len(os.sched_getaffinity(0))
-    left = run["cores_left_to_us"]
-    run.update(
-        decode_and_faces_cpu_s_per_photo=round(decode_cpu, 4),
-        machine_limit_photos_per_s=round(cores / per_photo, 2),
-        over_limit=round(run["photos_per_s"] * per_photo / cores, 3),
-        over_limit_of_cores_left=round(run["photos_per_s"] * per_photo / left, 3) if left else None,
-    )
-    return run
 
 
 def memory_child(variant: str) -> None:
@@ -433,7 +407,7 @@ def main() -> None:
     parser.add_argument("--encoder-rounds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2, help="turns of each pipeline setup")
     parser.add_argument("--faces", action="store_true", help="also faces beside CLIP")
-    parser.add_argument("--face-photos", type=int, default=12)
+    parser.add_argument("--face-photos", type=int, default=24)
     parser.add_argument("--memory", action="store_true", help="RSS per session, fp32 and int8")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument(
