@@ -247,3 +247,26 @@ def test_a_sigkilled_run_resumes_with_only_what_is_missing(model, random_package
         assert len(mean.analysed) == count - done
         assert library.catalog.analysis_counts("mean-colour")["done"] == count
         assert library.status()["indexed"] == count
+
+
+@pytest.mark.parametrize("new", [3, 2], ids=["backlog", "a-few"])
+def test_a_backlog_is_made_searchable_first_and_analysed_after(library, model, tmp_path, new):
+    from photofind.library.model_session import NEW, ModelSession
+
+    photos(tmp_path / "p", [f"{i}.jpg" for i in range(new)])
+    library.add_folder(tmp_path / "p")
+    library.scan()
+    mean, session = MeanColour(), ModelSession(library, model)
+    passes = []
+    while (kind := session.next_pass([mean])) is not None:
+        assert kind == NEW
+        analysers = session.pass_analysers([mean], searchable_first=3)
+        session.run_pass(kind, analysers=analysers, batch_size=2)
+        counts = library.catalog.analysis_counts("mean-colour")
+        passes.append((library.catalog.counts().get("pending", 0), counts.get("done", 0)))
+        assert len(passes) < 5
+    if new == 3:  # the backlog: every photo searchable, none analysed; then the analyser
+        assert passes == [(0, 0), (0, 3)]
+    else:
+        assert passes == [(0, 2)]
+    assert sorted(mean.analysed) == [f"{i}.jpg" for i in range(new)]

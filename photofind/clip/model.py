@@ -36,13 +36,14 @@ from photofind.paths import bundled_models_dir, models_dir
 
 log = logging.getLogger(__name__)
 
-#: ONNX Runtime intra-op threads of the text tower unless ``threads`` says: a query is
-#: ~8 tokens, where handing each of its small ops to a second thread costs more than it
-#: saves, and a search beside an indexing run need not wait for a busy core. ViT-B/32's
-#: int8 text encoder, back to back on 2 cores: 2.89 ms p50 on one thread, 3.11 on two;
-#: its fp32 one 22.5 against 27.6 (a loaded machine). tests/bench/bench_query.py prints
-#: both thread counts side by side.
-TEXT_TOWER_THREADS = 1
+#: ONNX Runtime intra-op threads of the text tower unless ``threads`` says (None: every
+#: core, as the image tower). A query's ~8 tokens are bound by reading the ~38 MB of int8
+#: weights from memory, and two threads read faster than one on a quiet machine
+#: (tests/bench/bench_query.py side by side, ViT-B/32 fused int8: 6.5 ms p50 on two, 7.9
+#: on one); on a machine another program keeps busy one thread was faster (2.9 against
+#: 3.1 ms back to back), but photofind's own indexing takes turns with nothing a search
+#: runs, and the quiet case is the common one.
+TEXT_TOWER_THREADS: int | None = None
 
 
 @dataclass(frozen=True)
@@ -310,7 +311,7 @@ class ClipModel:
     def _open_tower(self, tower: str):
         provider = self._choice.name if self._chosen else self._provider
         threads = self._threads
-        if threads is None and tower == "textual":
+        if threads is None and tower == "textual" and TEXT_TOWER_THREADS is not None:
             threads = TEXT_TOWER_THREADS
         (session,), choice = open_sessions([self._files[tower]], provider=provider, threads=threads)
         spec, path = self.spec, self._files[tower]

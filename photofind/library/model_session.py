@@ -10,7 +10,9 @@ command line (``index``, ``watch``, ``models use``, ``search``), the watcher and
 all ask it. Its indexing order is the same for all of them (:meth:`ModelSession.next_pass`):
 
 1. photos pending are encoded with the active model first, so they are searchable at once
-   and a search never waits on a re-index;
+   and a search never waits on a re-index; the other analysers (faces) run in the same
+   pass, one decode serving both, except for a backlog of :data:`SEARCHABLE_FIRST` photos
+   or more, which CLIP encodes alone before they follow (:meth:`ModelSession.pass_analysers`);
 2. then the staged change re-indexes, and swaps;
 3. photos that had no new vector at the swap are pending again, and step 1 takes them.
 
@@ -35,6 +37,13 @@ log = logging.getLogger(__name__)
 NEW = "new"
 #: an index pass: the staged change re-indexing (and swapping at its end)
 STAGED = "staged"
+#: Photos waiting for their CLIP vector from which a pass encodes them without the other
+#: analysers, which follow in a pass of their own. Faces beside CLIP hold CLIP to the
+#: faces' pace (5-8 photos/s against 16-30 alone on 2 cores: tests/bench/faces_beside.py),
+#: so a first index of 50,000 photos would be searchable after hours instead of half an
+#: hour; the cost is a second, small decode of each photo (CLIP's draft-size JPEG decode,
+#: about a tenth of a photo's CPU with faces). A few new photos go in one pass.
+SEARCHABLE_FIRST = 200
 
 
 @dataclass(frozen=True)
@@ -232,6 +241,18 @@ class ModelSession:
         if self.staged is not None:
             return STAGED
         return None
+
+    def pass_analysers(
+        self, analysers: Sequence, *, searchable_first: int = SEARCHABLE_FIRST
+    ) -> list:
+        """The analysers a :data:`NEW` pass runs beside CLIP now: none while
+        ``searchable_first`` photos or more wait for their CLIP vector (they are encoded
+        alone first, so that search has them sooner; :meth:`next_pass` then names the
+        analysers' pass), else all of ``analysers``."""
+        if not analysers:
+            return []
+        pending = self.library.catalog.counts().get("pending", 0)
+        return [] if pending >= searchable_first else list(analysers)
 
     def run_pass(self, kind: str, *, progress=None, control=None, **options):
         """Run one pass of ``kind`` (as :meth:`next_pass` names it); the :class:`Library`'s

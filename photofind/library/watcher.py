@@ -125,7 +125,8 @@ class Watcher:
         #: which model indexes, which is staged, and which pass runs next; given, or made of
         #: ``model`` and ``staged_model`` (a change begun with Library.begin_model_change)
         self.session = session or ModelSession(library, model, staged_model)
-        # The analysers every pass runs after CLIP (the face pass), to the end as CLIP is:
+        # The analysers a pass runs after CLIP (the face pass; a large backlog has CLIP
+        # alone first: ModelSession.pass_analysers), to the end as CLIP is:
         # pending work of any of them keeps the worker indexing. A callable is called on
         # the worker's thread when first needed (loading a face model is no work for the
         # thread that starts the watcher, a GUI's).
@@ -380,7 +381,11 @@ class Watcher:
             # at its swap.)
             options = {"batch_size": self.options.batch_size}
             if kind == NEW:
-                options.update(save_every_s=None, save_at_end=False, analysers=self.analysers)
+                options.update(
+                    save_every_s=None,
+                    save_at_end=False,
+                    analysers=self.session.pass_analysers(self.analysers),
+                )
             stats = self._pass(
                 lambda control, progress, kind=kind, options=options: self.session.run_pass(
                     kind, control=control, progress=progress, **options

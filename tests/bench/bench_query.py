@@ -169,7 +169,7 @@ def text_encoders(package: Path, args, work: Path) -> dict:
         before.parent.mkdir(exist_ok=True)
         quantize_graph(package / spec.files["textual"].path, before)
     model = ClipModel(package, spec, provider="cpu", variant="int8")
-    app = args.threads or TEXT_TOWER_THREADS
+    app = args.threads or TEXT_TOWER_THREADS or cpu_threads()
     every = args.threads or cpu_threads()
     graphs = {
         f"fp32_{app}t": (package / spec.files["textual"].path, app),
@@ -177,6 +177,7 @@ def text_encoders(package: Path, args, work: Path) -> dict:
         "int8_before_1t": (before, 1),
         f"int8_fused_{every}t": (package / spec.files["textual_int8"].path, every),
         f"int8_fused_{app}t": (package / spec.files["textual_int8"].path, app),
+        "int8_fused_1t": (package / spec.files["textual_int8"].path, 1),
     }
     sessions = {
         label: open_sessions([path], "cpu", threads)[0][0]
@@ -672,7 +673,7 @@ def main(argv=None) -> int:
         f"{cpu_threads()} usable",
         "model": model.info.name,
         "onnxruntime_threads": args.threads or cpu_threads(),
-        "onnxruntime_threads_text_tower": args.threads or TEXT_TOWER_THREADS,
+        "onnxruntime_threads_text_tower": args.threads or TEXT_TOWER_THREADS or cpu_threads(),
         "k": K,
         "variant": model.variant,
         "text_encoder_fp32_vs_int8": text_encoders(package, args, work),
