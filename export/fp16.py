@@ -68,6 +68,10 @@ def add_fp16(folder: Path, towers=("visual", "textual")) -> dict:
         target = folder / rel
         convert_graph(folder / files[tower]["path"], target)
         files[FP16_ROLES[tower]] = {"path": str(rel), "sha256": sha256_file(target)}
+    # A verdict on the graphs these replace is not one on them: unchecked until checked.
+    variants = (data.get("extra") or {}).get("variants")
+    if isinstance(variants, dict):
+        variants.pop("fp16", None)
     tmp = manifest.with_name("model.json.part")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(tmp, manifest)

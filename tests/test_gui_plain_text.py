@@ -88,3 +88,16 @@ def test_remove_folders_question_and_the_status_bar_show_the_path(qtbot, window)
     assert shown(window.watch_label.toolTip()) == f"{HOSTILE}: inotify"
     for label in (window.index_label, window.watch_label):
         assert label.textFormat() == Qt.TextFormat.PlainText
+
+
+def test_the_results_grid_tooltip_shows_the_photo_path(qtbot):
+    from photofind.gui.results_model import ResultsModel, Row
+    from photofind.gui.thumbnails import ThumbnailLoader
+
+    loader = ThumbnailLoader(None, threads=1)
+    model = ResultsModel(loader)
+    model.set_rows([Row(HOSTILE + ".jpg", 0.31, 1, companions=(HOSTILE + ".cr2",))])
+    index = model.index(0, 0)
+    assert shown(model.tooltip(index)).startswith(HOSTILE + ".jpg\n")
+    cell = model.data(index, Qt.ItemDataRole.ToolTipRole)
+    assert shown(cell) == f"{HOSTILE}.jpg\nwith {HOSTILE}.cr2"

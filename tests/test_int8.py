@@ -223,3 +223,41 @@ def test_int8_graphs_of_towers_in_their_own_folders_do_not_collide(tmp_path):
     assert paths == {"visual/model_int8.onnx", "textual/model_int8.onnx"}
     for role in ("visual_int8", "textual_int8"):
         assert sha256_file(folder / files[role]["path"]) == files[role]["sha256"]
+
+
+def test_opening_keeps_held_int8_vectors_when_fast_picks_another_variant(int8_package, tmp_path):
+    """The "fast" variant depends on where the encoders run (fp16 or fp32 on CUDA, int8 on
+    the CPU): a library opened by either keeps the fast vectors it holds instead of
+    re-indexing at every opening; "exact" and fp32 vectors still re-index."""
+    from photofind.library.model_session import ModelSession
+
+    folder, _ = int8_package
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        write_photo_jpeg(photos / f"p{i}.jpg", 320, 240, seed=i)
+    root = tmp_path / "lib"
+    shutil.copytree(folder, models_dir(root) / "tiny-synthetic")
+    fast = load_model(folder, provider="cpu", precision="fast")
+    assert fast.variant == INT8 and fast.precision == "fast"
+    with Library.open(root) as library:
+        library.add_folder(photos)
+        library.scan()
+        library.index_pending(fast)
+        held = library.catalog.model_id
+        # What "fast" loads on a GPU machine whose package has no fp16 graphs checked there.
+        on_gpu = load_model(folder, provider="cpu", variant=FP32)
+        on_gpu.precision = "fast"
+        session = ModelSession.open(library, on_gpu, provider="cpu")
+        assert session.active.variant == INT8 and session.staged is None
+        assert library.catalog.model_id == held and library.catalog.staged_model_id is None
+        exact = load_model(folder, provider="cpu", precision="exact")
+        session = ModelSession.open(library, exact, provider="cpu")
+        assert session.active.variant == INT8 and session.staged is exact
+        assert library.catalog.staged_model_id == str(ModelId.of(exact))
+    with Library.open(tmp_path / "lib-fp32") as library:
+        library.add_folder(photos)
+        library.scan()
+        library.index_pending(exact)
+        session = ModelSession.open(library, fast, provider="cpu")
+        assert library.catalog.staged_model_id == str(ModelId.of(fast))

@@ -119,7 +119,8 @@ def _models(args: argparse.Namespace, ctx: Context) -> int:
                 progress=bar,
                 limits=limits,
                 int8=args.int8,
-                fp16=args.fp16,
+                # --provider cpu: no graphs that only CUDA makes faster, unless asked for.
+                fp16=False if args.fp16 is None and ctx.provider == "cpu" else args.fp16,
             )
         finally:
             if bar:

@@ -181,6 +181,8 @@ class ClipModel:
         self._io_binding = io_binding
         #: "fp32", "int8" or "fp16" (photofind.clip.variants): which graphs the towers run
         self.variant = variant
+        #: the precision setting that chose ``variant`` (load_model sets it; None: asked for)
+        self.precision: str | None = None
         roles = roles_of(variant)
         for tower, role in roles.items():
             if role not in files:
@@ -332,7 +334,8 @@ class ClipModel:
             log.info("model %s on %s (%s)", spec.name, choice.name, choice.reason)
             if choice.name == "cpu" and self.variant == FP16 and self._provider != "cpu":
                 # Chosen for a CUDA that then failed to start: the same graphs (so the same
-                # vectors and model id) run on, slower; the next load picks for the CPU.
+                # vectors and model id) run on, slower; the next load of this process
+                # plans for the CPU (photofind.clip.providers remembers the failure).
                 log.warning("the fp16 encoders of %s run on the CPU, slowly", spec.name)
         return session
 
@@ -518,8 +521,10 @@ def load_model(
     """
     folder = resolve_model(path, library)
     spec = read_manifest(folder)
+    chosen_by = None
     if variant is None:
         variant = choose_variant(spec, precision, planned_provider(provider).name)
+        chosen_by = precision
     elif variant != FP32 and not variant_passed(spec, variant):
         raise ModelError(f"{folder}: its {variant} graphs are not there or were not checked")
     model = ClipModel(
@@ -531,4 +536,6 @@ def load_model(
         verified=verified,
         variant=variant,
     )
+    #: the precision setting that picked the variant (None: the variant was asked for)
+    model.precision = chosen_by
     return model.check() if check else model

@@ -11,9 +11,13 @@ by where the image encoder runs.
   thousands of images a second decoding is the bound: a decode thread per core, never
   held, and batches of :data:`CUDA_BATCH`, which keep the device busy between the
   host's copies (gpu_run.py measures images/s per batch size), fewer when the look-ahead
-  window of decoded tensors would pass :data:`WINDOW_MAX_BYTES` (a large image size).
+  window of decoded tensors would pass :data:`WINDOW_MAX_BYTES` (a large image size),
+  but never fewer than :data:`CPU_BATCH`.
 
-The caller's explicit batch size or thread count always wins.
+The caller's explicit batch size or thread count always wins. :attr:`Plan.takes_turns`
+says what the indexer will do (``photofind doctor`` shows it); the hold itself is decided
+at each batch by the analyser (photofind.library.analysers.ClipAnalyser.uses_every_core),
+from the provider the sessions settled on, so a CUDA that failed to start takes turns.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ WINDOW_MAX_BYTES = 384 * 2**20
 class Plan:
     batch_size: int
     decode_workers: int
-    #: the decode pool waits while the encoder runs (photofind.library.decode_pool)
+    #: the decode pool waits while the encoder runs (photofind.library.decode_pool); as
+    #: planned: the indexer holds the pool by the provider the sessions settled on
     takes_turns: bool
     why: str
 

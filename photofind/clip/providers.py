@@ -28,6 +28,17 @@ CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 PROVIDER_CHOICES = ("auto", "cpu", "cuda")
 
+# Why CUDA failed to start in this process (None: it did not fail yet). A driver without
+# matching CUDA/cuDNN libraries passes the checks planned_provider can make without a
+# session; once a session told, the later loads of this process plan for the CPU (and
+# choose the CPU's variant: int8, not the fp16 graphs that only CUDA makes faster).
+_cuda_failed: str | None = None
+
+
+def _remember_cuda_failed(reason: str) -> None:
+    global _cuda_failed
+    _cuda_failed = reason
+
 
 @dataclass(frozen=True)
 class ProviderChoice:
@@ -123,6 +134,8 @@ def planned_provider(provider: str = "auto") -> ProviderChoice:
         if provider == "cuda":
             raise ProviderError(f"CUDA was requested but cannot be used: {missing}")
         return ProviderChoice("cpu", missing)
+    if provider == "auto" and _cuda_failed is not None:
+        return ProviderChoice("cpu", _cuda_failed)
     return ProviderChoice("cuda", "CUDA provider chosen; its first session has not opened yet")
 
 
@@ -159,6 +172,7 @@ def open_sessions(
         if provider == "cuda":
             raise
         log.warning("falling back to the CPU: %s", exc)
+        _remember_cuda_failed(str(exc))
         return [_open(p, [CPU], threads) for p in paths], ProviderChoice("cpu", str(exc))
     if all(s.get_providers()[0] == CUDA for s in sessions):
         return sessions, ProviderChoice("cuda", "CUDA provider active")
@@ -169,4 +183,5 @@ def open_sessions(
     if provider == "cuda":
         raise ProviderError(f"CUDA was requested but cannot be used: {reason}")
     log.info("using the CPU: %s", reason)
+    _remember_cuda_failed(reason)
     return sessions, ProviderChoice("cpu", reason)

@@ -10,6 +10,7 @@ from PySide6.QtCore import QDate, QEvent, QObject, QSize, Qt, Signal
 from PySide6.QtWidgets import QComboBox, QDateEdit, QHBoxLayout, QLabel, QSizePolicy, QWidget
 
 from photofind.formats.kinds import TYPE_LABELS
+from photofind.gui.plaintext import tooltip
 from photofind.search import SearchFilter
 
 # (label, types) — what a person calls a type, and the type names SearchFilter expands
@@ -36,7 +37,7 @@ class ElidedLabel(QLabel):
 
     def set_full_text(self, text: str) -> None:
         self._full = text
-        self.setToolTip(text)
+        self.setToolTip(tooltip(text))
         self._elide()
 
     def resizeEvent(self, event) -> None:  # noqa: N802

@@ -173,7 +173,9 @@ class PeoplePanel(QWidget):
             item = QListWidgetItem(_pixmap(row.image), row.label)
             item.setData(ID_ROLE, row.id)
             item.setToolTip(
-                f"{row.name or UNNAMED}: {row.face_count} faces in {row.photo_count} photos"
+                tooltip(
+                    f"{row.name or UNNAMED}: {row.face_count} faces in {row.photo_count} photos"
+                )
             )
             self.list.addItem(item)
             if row.id in chosen:

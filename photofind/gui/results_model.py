@@ -10,6 +10,7 @@ from PySide6.QtCore import QModelIndex, QRect, QSize, QStringListModel, Qt
 from PySide6.QtGui import QColor, QFont, QGuiApplication, QIcon, QImage, QPainter, QPixmap
 
 from photofind.formats.video import duration_text
+from photofind.gui.plaintext import tooltip as plain_tooltip
 from photofind.gui.thumbnails import ThumbnailLoader
 
 PathRole = Qt.ItemDataRole.UserRole + 1
@@ -130,7 +131,9 @@ class ResultsModel(QStringListModel):
     def tooltip(self, index: QModelIndex) -> str:
         """What hovering a cell shows: the path and the score against the cut-off."""
         row = self.row_at(index)
-        return "" if row is None else f"{row.path}\n{score_line(row.score, self._threshold)}"
+        if row is None:
+            return ""
+        return plain_tooltip(f"{row.path}\n{score_line(row.score, self._threshold)}")
 
     def rows(self) -> list[Row]:
         return list(self._rows)
@@ -190,7 +193,7 @@ class ResultsModel(QStringListModel):
             return display_name(row)
         if role == Qt.ItemDataRole.ToolTipRole:
             # The grid's own tooltip adds the score: tooltip().
-            return "\n".join((row.path, *(f"with {c}" for c in row.companions)))
+            return plain_tooltip("\n".join((row.path, *(f"with {c}" for c in row.companions))))
         if role == Qt.ItemDataRole.DecorationRole:
             return self._icon(row)
         if role == PathRole:

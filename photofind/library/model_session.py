@@ -130,6 +130,7 @@ class ModelSession:
         read-only library stages nothing.
         """
         session = cls(library, provider=provider, verified=verified)
+        chosen = session._variant_kept(chosen)
         if not library.readonly:
             library.begin_model_change(chosen)
         held = library.catalog.model_id
@@ -143,6 +144,33 @@ class ModelSession:
             session.active = active
             session.staged = None if library.readonly else chosen
         return session
+
+    def _variant_kept(self, chosen):
+        """``chosen``, or the variant of its package that the library's vectors (or its
+        staged change) are of, when ``chosen`` came from the "fast" setting.
+
+        "fast" picks by where the encoders run (int8 on the CPU, fp16 on CUDA, else fp32):
+        a library opened on a GPU machine and on a laptop in turn, or by the app on CUDA
+        and ``photofind index --provider cpu``, would otherwise re-index at every opening,
+        each one throwing away the other's staged work. Held int8 or fp16 vectors are a
+        "fast" choice as good as the other, so they stay; fp32 ones (made under "exact",
+        or before the package had its int8 graphs) are re-indexed as before, once. A
+        precision chosen in Settings (:meth:`choose`) re-indexes whatever is held.
+        """
+        from photofind.clip.variants import FP16, INT8
+
+        if chosen is None or getattr(chosen, "precision", None) != "fast":
+            return chosen
+        name = ModelId.of(chosen).name
+        for mid in (self.library.catalog.staged_model_id, self.held):
+            if mid is None or mid == _id(chosen) or ModelId.parse(mid).name != name:
+                continue
+            kept = self._load(mid)
+            if kept is not None and kept.variant in (INT8, FP16):
+                log.info("keeping the %s vectors the library holds of %s", kept.variant, name)
+                kept.precision = "fast"
+                return kept
+        return chosen
 
     def _load(self, mid: str):
         return load_model_by_id(

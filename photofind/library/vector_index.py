@@ -472,6 +472,7 @@ class VectorIndex:
             ef = max(ef or self.params.ef, k)
             if filter is None:
                 return self._knn(v, min(k, self._live), ef, None)
+            scan = None
             if callable(filter):
                 allowed = None
                 predicate = filter
@@ -483,23 +484,32 @@ class VectorIndex:
                 # walking a graph in which almost every node is filtered out.
                 scan_us = GET_ITEMS_US if read is None else READ_US
                 if allowed.size <= exact_filter_limit(self._live, scan_us):
-                    return self._exact(v, allowed, k, read)
-                share = allowed.size / self._live
-                ef = max(ef, min(FILTERED_EF_MAX, int(np.ceil(ef / np.sqrt(share)))))
-                mask = np.zeros(self._state.size, dtype=bool)
-                mask[allowed] = True
+                    if read is None:
+                        return self._exact(v, allowed, k)
+                    scan = allowed
+                else:
+                    share = allowed.size / self._live
+                    ef = max(ef, min(FILTERED_EF_MAX, int(np.ceil(ef / np.sqrt(share)))))
+                    mask = np.zeros(self._state.size, dtype=bool)
+                    mask[allowed] = True
 
-                def predicate(label: int, mask=mask) -> bool:
-                    return bool(mask[label])
+                    def predicate(label: int, mask=mask) -> bool:
+                        return bool(mask[label])
 
-            try:
-                return self._knn(v, min(k, self._live), ef, predicate)
-            except RuntimeError:
-                # hnswlib found fewer than k allowed photos: there may be fewer than k.
-                if allowed is None:
-                    live = self.ids()
-                    allowed = live[np.fromiter((bool(filter(int(i))) for i in live), bool)]
-                return self._exact(v, allowed, k, read)
+            if scan is None:
+                try:
+                    return self._knn(v, min(k, self._live), ef, predicate)
+                except RuntimeError:
+                    # hnswlib found fewer than k allowed photos: there may be fewer than k.
+                    if allowed is None:
+                        live = self.ids()
+                        allowed = live[np.fromiter((bool(filter(int(i))) for i in live), bool)]
+                    if read is None:
+                        return self._exact(v, allowed, k)
+                    scan = allowed
+        # The catalog's read runs outside this index's lock: a long catalog write (a folder
+        # removed) must not hold up every other user of the index (the indexer's adds).
+        return self._exact(v, scan, k, read)
 
     def _knn(self, v, k, ef, predicate):
         self._index.set_ef(ef)
