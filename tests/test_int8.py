@@ -261,3 +261,42 @@ def test_opening_keeps_held_int8_vectors_when_fast_picks_another_variant(int8_pa
         library.index_pending(exact)
         session = ModelSession.open(library, fast, provider="cpu")
         assert library.catalog.staged_model_id == str(ModelId.of(fast))
+
+
+def _edit_check(folder, **changes):
+    manifest = folder / "model.json"
+    data = json.loads(manifest.read_text())
+    data["extra"]["variants"]["int8"]["check"].update(changes)
+    manifest.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def test_a_check_stands_for_the_graphs_it_measured_only(int8_package, tmp_path):
+    folder = tmp_path / "tiny-synthetic"
+    shutil.copytree(int8_package[0], folder)
+    check = read_manifest(folder).extra["variants"]["int8"]["check"]
+    assert set(check["graphs"]) == {"visual_int8", "textual_int8"} and check["faithful"]
+    assert choose_variant(read_manifest(folder), "fast") == INT8
+    # The int8 graphs replaced after the check (another quantizer, another machine's copy).
+    _edit_check(folder, graphs={**check["graphs"], "textual_int8": "0" * 64})
+    assert choose_variant(read_manifest(folder), "fast") == FP32
+    with pytest.raises(ModelError, match="not checked"):
+        load_model(folder, provider="cpu", variant=INT8)
+
+
+def test_vectors_of_faithful_int8_graphs_reopen_when_a_re_check_found_them_slow(
+    int8_package, tmp_path
+):
+    """A re-check on a busy machine that finds the int8 graphs only 1.05x as fast takes
+    them out of new choices, not the library's own vectors out of search."""
+    folder = tmp_path / "tiny-synthetic"
+    shutil.copytree(int8_package[0], folder)
+    fast = load_model(folder, provider="cpu", precision="fast")
+    mid = str(ModelId.of(fast))
+    _edit_check(folder, passed=False, refused_because=["int8 image encoder only 1.05x as fast"])
+    assert choose_variant(read_manifest(folder), "fast") == FP32
+    root = tmp_path / "lib"
+    shutil.copytree(folder, models_dir(root) / "tiny-synthetic")
+    reopened = load_model_by_id(root, mid, provider="cpu")
+    assert reopened is not None and reopened.variant == INT8
+    _edit_check(models_dir(root) / "tiny-synthetic", faithful=False)
+    assert load_model_by_id(root, mid, provider="cpu") is None

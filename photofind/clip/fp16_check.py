@@ -32,7 +32,7 @@ from photofind.atomic import atomic_write_text
 from photofind.clip.model import ClipModel
 from photofind.clip.package import read_manifest
 from photofind.clip.providers import planned_provider
-from photofind.clip.variants import FP16, FP16_THRESHOLDS, FP32, ROLES
+from photofind.clip.variants import FP16, FP16_THRESHOLDS, FP32, ROLES, graphs_of
 from photofind.errors import ModelError, ProviderError
 
 MANIFEST_LIMIT = 1 << 20
@@ -176,6 +176,13 @@ def check_fp16(
         }
     else:
         why = verdict(figures, thresholds)
-        check = {**figures, "passed": not why, "refused_because": why, "thresholds": thresholds}
+        check = {
+            **figures,
+            "passed": not why,
+            "refused_because": why,
+            "faithful": not verdict(figures, {**thresholds, "speedup_min": 0}),
+            "graphs": graphs_of(read_manifest(folder), FP16),
+            "thresholds": thresholds,
+        }
     record(folder, check)
     return check

@@ -28,7 +28,7 @@ from photofind.clip.variants import (
     check_single_file,
     choose_variant,
     roles_of,
-    variant_passed,
+    variant_faithful,
 )
 from photofind.clip.verified import VerifiedFiles
 from photofind.errors import ModelError
@@ -525,7 +525,7 @@ def load_model(
     if variant is None:
         variant = choose_variant(spec, precision, planned_provider(provider).name)
         chosen_by = precision
-    elif variant != FP32 and not variant_passed(spec, variant):
+    elif variant != FP32 and not variant_faithful(spec, variant):
         raise ModelError(f"{folder}: its {variant} graphs are not there or were not checked")
     model = ClipModel(
         folder,

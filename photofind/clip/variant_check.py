@@ -21,7 +21,7 @@ from photofind import jsonfile
 from photofind.atomic import atomic_write_text
 from photofind.clip.model import ClipModel
 from photofind.clip.package import read_manifest
-from photofind.clip.variants import FP32, INT8, ROLES, THRESHOLDS
+from photofind.clip.variants import FP32, INT8, ROLES, THRESHOLDS, graphs_of
 from photofind.errors import ModelError
 
 MANIFEST_LIMIT = 1 << 20
@@ -113,7 +113,15 @@ def check_int8(
     folder = Path(folder)
     figures = {"calibration": about, **measure_int8(folder, images, texts)}
     why = verdict(figures, thresholds)
-    check = {**figures, "passed": not why, "refused_because": why, "thresholds": thresholds}
+    check = {
+        **figures,
+        "passed": not why,
+        "refused_because": why,
+        # Faithful whatever the speed (reopening a library's own vectors needs no more).
+        "faithful": not verdict(figures, {**thresholds, "speedup_min": 0}),
+        "graphs": graphs_of(read_manifest(folder), INT8),
+        "thresholds": thresholds,
+    }
     manifest = folder / "model.json"
     data = jsonfile.read_json_object(manifest, MANIFEST_LIMIT)
     extra = data.setdefault("extra", {})

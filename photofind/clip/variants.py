@@ -82,11 +82,40 @@ def variant_record(spec, variant: str) -> dict | None:
     return record
 
 
-def variant_passed(spec, variant: str) -> bool:
-    """Whether the ``variant`` graphs' check passed (an fp16 one not checked never did)."""
+def graphs_of(spec, variant: str) -> dict[str, str]:
+    """The sha256 of each of the ``variant`` graphs, by role: what a check records of the
+    graphs it measured."""
+    return {role: spec.files[role].sha256 for role in ROLES[variant].values()}
+
+
+def _standing_check(spec, variant: str) -> dict | None:
+    """The ``variant`` graphs' check, where it measured the graphs the package has now (a
+    check without the graphs' digests, written before they were recorded, is taken as
+    theirs)."""
     record = variant_record(spec, variant)
     check = record.get("check") if record else None
-    return isinstance(check, dict) and check.get("passed") is True
+    if not isinstance(check, dict):
+        return None
+    graphs = check.get("graphs")
+    if graphs is not None and graphs != graphs_of(spec, variant):
+        return None
+    return check
+
+
+def variant_passed(spec, variant: str) -> bool:
+    """Whether the ``variant`` graphs' check passed on the graphs the package has (an fp16
+    one not checked never did): what lets a precision choose them."""
+    check = _standing_check(spec, variant)
+    return check is not None and check.get("passed") is True
+
+
+def variant_faithful(spec, variant: str) -> bool:
+    """Whether the check found the ``variant`` graphs faithful to fp32, whether or not they
+    were also fast enough here: what reopening vectors a library already holds needs (a
+    re-check on a busy machine that finds them only 1.05x as fast must not make a library's
+    own vectors unsearchable)."""
+    check = _standing_check(spec, variant)
+    return check is not None and (check.get("passed") is True or check.get("faithful") is True)
 
 
 def fp16_passed_on_cuda(spec) -> bool:
@@ -113,9 +142,7 @@ def int8_record(spec) -> dict | None:
 
 
 def int8_passed(spec) -> bool:
-    record = int8_record(spec)
-    check = record.get("check") if record else None
-    return isinstance(check, dict) and check.get("passed") is True
+    return int8_record(spec) is not None and variant_passed(spec, INT8)
 
 
 def choose_variant(spec, precision: str, provider: str = "cpu") -> str:

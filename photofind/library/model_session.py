@@ -67,7 +67,7 @@ def load_model_by_id(root: str | os.PathLike, mid: str, *, provider: str = "auto
     ``verified``: the record of hashed files :func:`photofind.clip.load_model` keeps."""
     from photofind.clip import available_models, load_model
     from photofind.clip.package import read_manifest
-    from photofind.clip.variants import FP16, FP32, INT8, variant_passed
+    from photofind.clip.variants import FP16, FP32, INT8, variant_faithful
     from photofind.errors import ModelError
 
     wanted = ModelId.parse(mid)
@@ -84,7 +84,7 @@ def load_model_by_id(root: str | os.PathLike, mid: str, *, provider: str = "auto
         for role, variant in (("visual", FP32), ("visual_int8", INT8), ("visual_fp16", FP16)):
             entry = spec.files.get(role)
             if entry is not None and entry.sha256.startswith(wanted.digest):
-                if variant != FP32 and not variant_passed(spec, variant):
+                if variant != FP32 and not variant_faithful(spec, variant):
                     continue
                 model = load_model(
                     folder,
