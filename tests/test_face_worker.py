@@ -189,3 +189,15 @@ def test_no_worker_outlives_its_parent_killed_with_sigkill(flags):
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def test_no_more_face_workers_than_a_quarter_of_the_free_memory_holds(monkeypatch):
+    from photofind.library import face_analyser
+
+    free = face_analyser._free_memory()
+    assert 0 < free < 1 << 50  # this machine's MemAvailable, read
+    n = face_analyser.worker_count()
+    assert 1 <= n <= cpu_threads() and n <= max(1, free // (4 * face_analyser.WORKER_BYTES))
+    # A machine with ~0.5 GiB free: one worker, whatever the cores.
+    monkeypatch.setattr(face_analyser, "_free_memory", lambda: 2**29)
+    assert face_analyser.worker_count() == 1

@@ -47,8 +47,28 @@ def worker_count() -> int:
     core, as many as the indexer's decode threads, each of which waits on one worker while
     that finds a photo's faces. Fewer would leave cores idle (2 workers on 16 cores: the
     faces of 2); in-process threads instead lose ~15% of each decode thread to the GIL that
-    dlib's embedder holds (tests/bench/faces_beside.py ``decode_jobs_blocked_s``)."""
-    return cpu_threads()
+    dlib's embedder holds (tests/bench/faces_beside.py ``decode_jobs_blocked_s``).
+
+    Each worker holds ~117 MiB (dlib's models, Python, numpy): no more are started than a
+    quarter of the memory free now holds, so 16 cores with little memory free do not
+    start 16 (at least one always)."""
+    return max(1, min(cpu_threads(), _free_memory() // (4 * WORKER_BYTES)))
+
+
+#: resident memory of one face worker process (measured: 117 MiB)
+WORKER_BYTES = 117 * 2**20
+
+
+def _free_memory() -> int:
+    """Bytes of memory available now (Linux: MemAvailable; elsewhere: as if plenty)."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 1 << 62
 
 
 # The thumbnail is shown at most ~128 px (the People panel): a JPEG of ~4 KB.
