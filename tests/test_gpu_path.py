@@ -346,3 +346,21 @@ def test_the_indexer_takes_the_plan_of_its_model(random_package):
     if cpu_threads() > 1:  # an encoder on one thread leaves the other cores to decoding
         assert Indexer(None, None, one).decode_workers == cpu_threads() - 1
     assert Indexer(None, None, model, batch_size=8).batch_size == 8
+
+
+def test_fp16_graphs_that_fail_to_run_are_a_failed_check_not_an_unchecked_one(tmp_path):
+    pytest.importorskip("onnx", reason="the converter is export/ tooling (onnx)")
+    from export import fp16
+    from photofind.clip.package import sha256_file
+
+    folder = _tiny_copy(tmp_path / "tiny-synthetic")
+    fp16.add_fp16(folder)
+    manifest = json.loads((folder / "model.json").read_text())
+    broken = folder / manifest["files"]["visual_fp16"]["path"]
+    broken.write_bytes(b"not an ONNX graph")
+    manifest["files"]["visual_fp16"]["sha256"] = sha256_file(broken)
+    (folder / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    figures = fp16.check(folder, thresholds=_fp16_thresholds(), provider="cpu")
+    assert figures["passed"] is False and "not_checked" not in figures
+    assert figures["refused_because"][0].startswith("the fp16 graphs failed here")
+    assert choose_variant(read_manifest(folder), "fast", "cuda") == FP32

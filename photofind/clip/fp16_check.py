@@ -164,7 +164,7 @@ def check_fp16(
     folder = Path(folder)
     try:
         figures = {"calibration": about, **measure_fp16(folder, images, texts, provider=provider)}
-    except (ModelError, ProviderError) as exc:
+    except ProviderError as exc:  # no session could open where it was asked to run
         where = planned_provider(provider).name if provider in ("auto", "cpu") else provider
         needs = ": needs CUDA" if where == "cpu" else ""
         check = {
@@ -172,6 +172,15 @@ def check_fp16(
             "provider": where,
             "not_checked": f"not checked on this machine{needs} ({exc})",
             "refused_because": [f"could not run the fp16 graphs here: {exc}"],
+            "thresholds": thresholds,
+        }
+    except ModelError as exc:  # the graphs opened or ran and failed: a failed check
+        where = planned_provider(provider).name if provider in ("auto", "cpu") else provider
+        check = {
+            "passed": False,
+            "faithful": False,
+            "provider": where,
+            "refused_because": [f"the fp16 graphs failed here: {exc}"],
             "thresholds": thresholds,
         }
     else:
