@@ -11,14 +11,10 @@ them); its verdict is in the note.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from photofind.clip.providers import planned_provider
-from photofind.models.int8 import TIMEOUT_S, export_tools
+from photofind.models.int8 import TIMEOUT_S, run_export
 
 
 def cuda_here() -> bool:
@@ -30,32 +26,15 @@ def cuda_here() -> bool:
 def make_fp16(package: Path, name: str, *, timeout_s: float = TIMEOUT_S) -> str:
     """Add the fp16 encoders of the package in ``package`` (installed as ``name``) and
     check them; returns a note for the user. A failure leaves the package as it was."""
-    later = (
-        f"`python -m export fp16 MODEL-FOLDER` on the installed {name!r} from a source "
-        "checkout adds them later"
-    )
-    tools = export_tools()
-    if tools is None:
-        return f"fp16 encoders not made: the export tools are not installed here ({later})"
-    path = os.pathsep.join(p for p in (str(tools), os.environ.get("PYTHONPATH", "")) if p)
+    check = run_export("fp16", package, name, "converting", timeout_s)
+    if isinstance(check, str):
+        return check
+    if check.get("not_checked"):
+        return f"fp16 encoders made but not used: {check['not_checked']}"
+    if not check.get("passed"):
+        reasons = "; ".join(check.get("refused_because", [])) or "their check did not pass"
+        return f"fp16 encoders made but not used ({reasons}); precision 'fast' runs fp32 on CUDA"
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "export", "fp16", str(package)],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "PYTHONPATH": path},
-            timeout=timeout_s,
-        )
-    except subprocess.TimeoutExpired:
-        return f"fp16 encoders not made: converting took over {timeout_s:g} s ({later})"
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        why = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return f"fp16 encoders not made: {why} ({later})"
-    try:
-        check = json.loads(lines[-1])
-        if check.get("not_checked"):
-            return f"fp16 encoders made but not used: {check['not_checked']}"
         where = "on CUDA" if check["provider"] == "cuda" else "on the CPU"
         figures = (
             f"checked {where}: image cosine ≥ {check['image_cosine_min']}, text cosine ≥ "
@@ -64,13 +43,10 @@ def make_fp16(package: Path, name: str, *, timeout_s: float = TIMEOUT_S) -> str:
         if check.get("image_speedup") is not None:
             figures += f", image encoder {check['image_speedup']}x"
     except (ValueError, KeyError, TypeError):
-        return f"fp16 encoders not made: the check printed no figures ({later})"
-    if check.get("passed") and check["provider"] != "cuda":
+        return "fp16 encoders made, but their check printed no figures: not used"
+    if check["provider"] != "cuda":
         return (
             f"fp16 encoders made ({figures}); precision 'fast' uses them on CUDA once "
             f"checked there (`python -m export fp16 MODEL-FOLDER` on a CUDA machine)"
         )
-    if check.get("passed"):
-        return f"fp16 encoders made ({figures}): precision 'fast' uses them on CUDA"
-    reasons = "; ".join(check.get("refused_because", []))
-    return f"fp16 encoders made but not used ({reasons}); precision 'fast' runs fp32 on CUDA"
+    return f"fp16 encoders made ({figures}): precision 'fast' uses them on CUDA"
