@@ -32,6 +32,7 @@ from photofind.atomic import atomic_write_text
 from photofind.clip.model import ClipModel
 from photofind.clip.package import read_manifest
 from photofind.clip.providers import planned_provider
+from photofind.clip.variant_check import compare
 from photofind.clip.variants import FP16, FP16_THRESHOLDS, FP32, ROLES, graphs_of
 from photofind.errors import ModelError, ProviderError
 
@@ -45,37 +46,6 @@ def _best_time(fn, arg, rounds: int) -> float:
         fn(arg)
         best = min(best, time.perf_counter() - t0)
     return best
-
-
-def compare(exact: ClipModel, other: ClipModel, images: list, texts: list) -> dict:
-    """Fidelity of ``other``'s vectors to ``exact``'s on photos and a caption of each
-    (``images[i]`` is what ``texts[i]`` describes): the cosine of each vector to its fp32
-    one, text-to-image top-1 and top-10 agreement, and Recall@5 of each."""
-    count = len(images)
-    if count < 10 or len(texts) != count:
-        raise ValueError("the check needs 10 or more photos, each with one caption")
-    pixels = np.stack([exact.preprocess(im) for im in images])
-    img_a, img_b = exact.encode_pixels(pixels), other.encode_pixels(pixels)
-    txt_a, txt_b = exact.encode_texts(texts), other.encode_texts(texts)
-    finite = bool(np.isfinite(img_b).all() and np.isfinite(txt_b).all())
-    image_cos = np.nan_to_num((img_a * img_b).sum(axis=1), nan=-1.0)
-    text_cos = np.nan_to_num((txt_a * txt_b).sum(axis=1), nan=-1.0)
-    order_a = np.argsort(-(txt_a @ img_a.T), axis=1)
-    order_b = np.argsort(-np.nan_to_num(txt_b @ img_b.T, nan=-1.0), axis=1)
-    own = np.arange(count)[:, None]
-    top10 = [len(set(a[:10]) & set(b[:10])) / 10 for a, b in zip(order_a, order_b, strict=True)]
-    return {
-        "calibration_photos": count,
-        "finite": finite,
-        "image_cosine_min": round(float(image_cos.min()), 5),
-        "image_cosine_mean": round(float(image_cos.mean()), 5),
-        "text_cosine_min": round(float(text_cos.min()), 5),
-        "text_cosine_mean": round(float(text_cos.mean()), 5),
-        "top1_agreement": round(float((order_a[:, 0] == order_b[:, 0]).mean()), 4),
-        "top10_overlap": round(float(np.mean(top10)), 4),
-        "recall_at_5_fp32": round(float((order_a[:, :5] == own).any(axis=1).mean()), 4),
-        "recall_at_5_other": round(float((order_b[:, :5] == own).any(axis=1).mean()), 4),
-    }
 
 
 def measure_fp16(

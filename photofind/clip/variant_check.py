@@ -33,6 +33,37 @@ def _timed(fn, arg) -> float:
     return time.perf_counter() - t0
 
 
+def compare(exact: ClipModel, other: ClipModel, images: list, texts: list) -> dict:
+    """Fidelity of ``other``'s vectors to ``exact``'s on photos and a caption of each
+    (``images[i]`` is what ``texts[i]`` describes): the cosine of each vector to its fp32
+    one, text-to-image top-1 and top-10 agreement, and Recall@5 of each."""
+    count = len(images)
+    if count < 10 or len(texts) != count:
+        raise ValueError("the check needs 10 or more photos, each with one caption")
+    pixels = np.stack([exact.preprocess(im) for im in images])
+    img_a, img_b = exact.encode_pixels(pixels), other.encode_pixels(pixels)
+    txt_a, txt_b = exact.encode_texts(texts), other.encode_texts(texts)
+    finite = bool(np.isfinite(img_b).all() and np.isfinite(txt_b).all())
+    image_cos = np.nan_to_num((img_a * img_b).sum(axis=1), nan=-1.0)
+    text_cos = np.nan_to_num((txt_a * txt_b).sum(axis=1), nan=-1.0)
+    order_a = np.argsort(-(txt_a @ img_a.T), axis=1)
+    order_b = np.argsort(-np.nan_to_num(txt_b @ img_b.T, nan=-1.0), axis=1)
+    own = np.arange(count)[:, None]
+    top10 = [len(set(a[:10]) & set(b[:10])) / 10 for a, b in zip(order_a, order_b, strict=True)]
+    return {
+        "calibration_photos": count,
+        "finite": finite,
+        "image_cosine_min": round(float(image_cos.min()), 5),
+        "image_cosine_mean": round(float(image_cos.mean()), 5),
+        "text_cosine_min": round(float(text_cos.min()), 5),
+        "text_cosine_mean": round(float(text_cos.mean()), 5),
+        "top1_agreement": round(float((order_a[:, 0] == order_b[:, 0]).mean()), 4),
+        "top10_overlap": round(float(np.mean(top10)), 4),
+        "recall_at_5_fp32": round(float((order_a[:, :5] == own).any(axis=1).mean()), 4),
+        "recall_at_5_other": round(float((order_b[:, :5] == own).any(axis=1).mean()), 4),
+    }
+
+
 def measure_int8(
     folder: Path, images: list, texts: list, *, speed_batch: int = 16, rounds: int = 3
 ) -> dict:
@@ -47,34 +78,16 @@ def measure_int8(
         raise ModelError(f"{folder}: model.json lists no visual_int8 and textual_int8 files")
     exact = ClipModel(folder, spec, provider="cpu", variant=FP32)
     fast = ClipModel(folder, spec, provider="cpu", variant=INT8)
-    count = len(images)
-    if count < 10 or len(texts) != count:
-        raise ValueError("the int8 check needs 10 or more photos, each with one caption")
-    pixels = np.stack([exact.preprocess(im) for im in images])
-    img_fp, img_q = exact.encode_pixels(pixels), fast.encode_pixels(pixels)
-    txt_fp, txt_q = exact.encode_texts(texts), fast.encode_texts(texts)
-    image_cos = (img_fp * img_q).sum(axis=1)
-    text_cos = (txt_fp * txt_q).sum(axis=1)
-    sim_fp, sim_q = txt_fp @ img_fp.T, txt_q @ img_q.T
-    order_fp, order_q = np.argsort(-sim_fp, axis=1), np.argsort(-sim_q, axis=1)
-    own = np.arange(count)[:, None]
-    top10 = [len(set(a[:10]) & set(b[:10])) / 10 for a, b in zip(order_fp, order_q, strict=True)]
-    batch = pixels[:speed_batch]
+    figures = compare(exact, fast, images, texts)
+    figures["recall_at_5_int8"] = figures.pop("recall_at_5_other")
+    batch = np.stack([exact.preprocess(im) for im in images[:speed_batch]])
     t_fp = t_q = float("inf")
     exact.encode_pixels(batch), fast.encode_pixels(batch)  # warm-up
     for _ in range(rounds):  # alternating, so both see the same machine load
         t_fp = min(t_fp, _timed(exact.encode_pixels, batch))
         t_q = min(t_q, _timed(fast.encode_pixels, batch))
     return {
-        "calibration_photos": count,
-        "image_cosine_min": round(float(image_cos.min()), 5),
-        "image_cosine_mean": round(float(image_cos.mean()), 5),
-        "text_cosine_min": round(float(text_cos.min()), 5),
-        "text_cosine_mean": round(float(text_cos.mean()), 5),
-        "top1_agreement": round(float((order_fp[:, 0] == order_q[:, 0]).mean()), 4),
-        "top10_overlap": round(float(np.mean(top10)), 4),
-        "recall_at_5_fp32": round(float((order_fp[:, :5] == own).any(axis=1).mean()), 4),
-        "recall_at_5_int8": round(float((order_q[:, :5] == own).any(axis=1).mean()), 4),
+        **figures,
         "image_speedup": round(t_fp / t_q, 3),
         "image_fp32_img_per_s": round(len(batch) / t_fp, 2),
         "image_int8_img_per_s": round(len(batch) / t_q, 2),
