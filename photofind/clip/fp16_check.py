@@ -32,7 +32,7 @@ from photofind.atomic import atomic_write_text
 from photofind.clip.model import ClipModel
 from photofind.clip.package import read_manifest
 from photofind.clip.providers import planned_provider
-from photofind.clip.variant_check import compare
+from photofind.clip.variant_check import compare, fidelity_reasons
 from photofind.clip.variants import FP16, FP16_THRESHOLDS, FP32, ROLES, graphs_of
 from photofind.errors import ModelError, ProviderError
 
@@ -86,20 +86,9 @@ def measure_fp16(
 
 def verdict(figures: dict, thresholds: dict = FP16_THRESHOLDS) -> list[str]:
     """Why the fp16 graphs may not be used (empty: they may)."""
-    why = []
+    why = fidelity_reasons(figures, thresholds, FP16)
     if not figures.get("finite", True):
-        why.append("the fp16 graphs gave infinite or NaN values (float16 overflow)")
-    for key, what in (("image_cosine_min", "image"), ("text_cosine_min", "text")):
-        if figures[key] < thresholds[key]:
-            why.append(f"{what} cosine {figures[key]} < {thresholds[key]}")
-    if figures["top10_overlap"] < thresholds["top10_overlap_min"]:
-        why.append(
-            f"text-to-image top-10 overlap {figures['top10_overlap']} < "
-            f"{thresholds['top10_overlap_min']}"
-        )
-    drop = figures["recall_at_5_fp32"] - figures["recall_at_5_fp16"]
-    if drop > thresholds["recall_at_5_drop_max"]:
-        why.append(f"Recall@5 drops by {drop:.3f} > {thresholds['recall_at_5_drop_max']}")
+        why[0] += " (float16 overflow)"
     speedup = figures.get("image_speedup")
     if speedup is not None and speedup < thresholds["speedup_min"]:
         why.append(
@@ -159,7 +148,7 @@ def check_fp16(
             **figures,
             "passed": not why,
             "refused_because": why,
-            "faithful": not verdict(figures, {**thresholds, "speedup_min": 0}),
+            "faithful": not fidelity_reasons(figures, thresholds, FP16),
             "graphs": graphs_of(read_manifest(folder), FP16),
             "thresholds": thresholds,
         }
