@@ -416,7 +416,12 @@ class MainWindow(QMainWindow):
         provider_changed = new.provider != old.provider and self.model is not None
         precision_changed = new.precision != old.precision and self.model is not None
         if model_changed or provider_changed or precision_changed:
-            self.models.load_model(new.model or current_name, new.provider, new.precision)
+            self.models.load_model(
+                new.model or current_name,
+                new.provider,
+                new.precision,
+                keep_variant=not (model_changed or precision_changed),
+            )
 
     # -- zoom and shutdown ----------------------------------------------------------------
 

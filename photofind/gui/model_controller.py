@@ -181,9 +181,13 @@ class ModelController(QObject):
         w.modelChanged.emit(model.info.name)
         w.search.run_again()
 
-    def load_model(self, name: str, provider: str, precision: str = "fast") -> None:
+    def load_model(
+        self, name: str, provider: str, precision: str = "fast", *, keep_variant: bool = False
+    ) -> None:
         """Load the model ``name`` off the GUI thread and change to it (``precision``:
-        photofind.clip.variants)."""
+        photofind.clip.variants). ``keep_variant``: only the provider changed, so fast
+        vectors the library holds stay (ModelSession.variant_kept), not re-indexed for the
+        variant "fast" picks on the new provider."""
         from photofind.clip import load_model
 
         w = self.window
@@ -206,13 +210,15 @@ class ModelController(QObject):
                 return
             self.set_model(model, then=lambda: changed(model))
 
-        w.tasks.run(
-            lambda: load_model(
+        session = self.session
+
+        def load():
+            model = load_model(
                 name, provider=provider, library=root, verified=user_record(), precision=precision
-            ),
-            done,
-            pool=w.tasks.io_pool,
-        )
+            )
+            return session.variant_kept(model, provider=provider) if keep_variant else model
+
+        w.tasks.run(load, done, pool=w.tasks.io_pool)
 
     def open_demo(self) -> None:
         """Build (once) and open the demo library in a new window; close this one."""

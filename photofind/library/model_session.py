@@ -130,7 +130,7 @@ class ModelSession:
         read-only library stages nothing.
         """
         session = cls(library, provider=provider, verified=verified)
-        chosen = session._variant_kept(chosen)
+        chosen = session.variant_kept(chosen)
         if not library.readonly:
             library.begin_model_change(chosen)
         held = library.catalog.model_id
@@ -145,7 +145,7 @@ class ModelSession:
             session.staged = None if library.readonly else chosen
         return session
 
-    def _variant_kept(self, chosen):
+    def variant_kept(self, chosen, *, provider: str | None = None):
         """``chosen``, or the variant of its package that the library's vectors (or its
         staged change) are of, when ``chosen`` came from the "fast" setting.
 
@@ -155,7 +155,9 @@ class ModelSession:
         each one throwing away the other's staged work. Held int8 or fp16 vectors are a
         "fast" choice as good as the other, so they stay; fp32 ones (made under "exact",
         or before the package had its int8 graphs) are re-indexed as before, once. A
-        precision chosen in Settings (:meth:`choose`) re-indexes whatever is held.
+        precision chosen in Settings (:meth:`choose`) re-indexes whatever is held; a
+        provider chosen there asks this first (photofind.gui.model_controller), and
+        ``provider`` is the one the kept variant is loaded for (default: the session's).
         """
         from photofind.clip.variants import FP16, INT8
 
@@ -165,16 +167,16 @@ class ModelSession:
         for mid in (self.library.catalog.staged_model_id, self.held):
             if mid is None or mid == _id(chosen) or ModelId.parse(mid).name != name:
                 continue
-            kept = self._load(mid)
+            kept = self._load(mid, provider)
             if kept is not None and kept.variant in (INT8, FP16):
                 log.info("keeping the %s vectors the library holds of %s", kept.variant, name)
                 kept.precision = "fast"
                 return kept
         return chosen
 
-    def _load(self, mid: str):
+    def _load(self, mid: str, provider: str | None = None):
         return load_model_by_id(
-            self.library.root, mid, provider=self.provider, verified=self.verified
+            self.library.root, mid, provider=provider or self.provider, verified=self.verified
         )
 
     # -- what the library holds ------------------------------------------------------------
