@@ -66,7 +66,11 @@ def test_a_thousand_user_actions_without_a_crash(soak):
 def test_every_kind_of_action_was_done(soak):
     missing = set(bench_soak.WEIGHTS) - set(soak["actions"])
     assert not missing, f"never done (not possible when chosen?): {sorted(missing)}"
-    assert soak["searches_finished"] > 50 and soak["previews_shown"] > 5
+    assert soak["searches_finished"] > 50
+    # Each preview opened was shown. How many open depends on timing, not on the seed
+    # alone: Space needs a row in the grid, and whether the query typed just before has
+    # filled it yet (3 to 13 of 1,000 actions in runs of seed 13) is the machine's.
+    assert soak["previews_shown"] >= soak["actions"]["preview_open"] >= 1
     assert soak["dialogs_answered"].get("settingsDialog", 0) >= 1
     assert soak["dialogs_answered"].get("QMessageBox", 0) >= 1  # Remove folder's question
 
