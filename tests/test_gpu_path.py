@@ -16,6 +16,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from images import write_photo_jpeg
+from tiny_package import tiny_copy as _tiny_copy
 
 from photofind.clip import load_model
 from photofind.clip.io_binding import binds_by_default, run_bound
@@ -32,14 +33,6 @@ from photofind.library.model_session import load_model_by_id
 from photofind.paths import bundled_models_dir, models_dir
 
 TEXTS = ["a red circle", "two blue squares on a striped background", "a small green star"]
-
-
-def _tiny_copy(folder):
-    source = bundled_models_dir() / "tiny-synthetic"
-    if not (source / "model.json").is_file():
-        pytest.skip("resources/models/tiny-synthetic is not there")
-    shutil.copytree(source, folder)
-    return folder
 
 
 def _pixels(model, folder, count=5):

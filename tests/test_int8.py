@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 from images import write_photo_jpeg
+from tiny_package import tiny_copy as _tiny_copy
 
 from photofind.clip import load_model
 from photofind.clip.package import read_manifest
@@ -17,15 +18,7 @@ from photofind.errors import ModelError
 from photofind.library.library import Library
 from photofind.library.model_id import ModelId
 from photofind.library.model_session import load_model_by_id
-from photofind.paths import bundled_models_dir, models_dir
-
-
-def _tiny_copy(folder):
-    source = bundled_models_dir() / "tiny-synthetic"
-    if not (source / "model.json").is_file():
-        pytest.skip("resources/models/tiny-synthetic is not there")
-    shutil.copytree(source, folder)
-    return folder
+from photofind.paths import models_dir
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import collections
 import json
-import shutil
 
 import numpy as np
 import pytest
+from tiny_package import tiny_copy as _tiny_copy
 
 from photofind.clip import load_model
 from photofind.clip.package import read_manifest, sha256_file
@@ -20,14 +20,6 @@ from photofind.paths import bundled_models_dir
 
 onnx = pytest.importorskip("onnx", reason="the quantizer is export/ tooling (onnx)")
 ort = pytest.importorskip("onnxruntime")
-
-
-def _tiny_copy(folder):
-    source = bundled_models_dir() / "tiny-synthetic"
-    if not (source / "model.json").is_file():
-        pytest.skip("resources/models/tiny-synthetic is not there")
-    shutil.copytree(source, folder)
-    return folder
 
 
 def _ops(path) -> collections.Counter:

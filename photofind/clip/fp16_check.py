@@ -32,8 +32,8 @@ from photofind.atomic import atomic_write_text
 from photofind.clip.model import ClipModel
 from photofind.clip.package import read_manifest
 from photofind.clip.providers import planned_provider
-from photofind.clip.variant_check import compare, fidelity_reasons
-from photofind.clip.variants import FP16, FP16_THRESHOLDS, FP32, ROLES, graphs_of
+from photofind.clip.variant_check import check_record, compare, fidelity_reasons
+from photofind.clip.variants import FP16, FP16_THRESHOLDS, FP32, ROLES
 from photofind.errors import ModelError, ProviderError
 
 MANIFEST_LIMIT = 1 << 20
@@ -143,14 +143,6 @@ def check_fp16(
             "thresholds": thresholds,
         }
     else:
-        why = verdict(figures, thresholds)
-        check = {
-            **figures,
-            "passed": not why,
-            "refused_because": why,
-            "faithful": not fidelity_reasons(figures, thresholds, FP16),
-            "graphs": graphs_of(read_manifest(folder), FP16),
-            "thresholds": thresholds,
-        }
+        check = check_record(folder, FP16, figures, verdict(figures, thresholds), thresholds)
     record(folder, check)
     return check

@@ -125,6 +125,20 @@ def verdict(figures: dict, thresholds: dict = THRESHOLDS) -> list[str]:
     return why
 
 
+def check_record(folder: Path, variant: str, figures: dict, why: list, thresholds: dict) -> dict:
+    """What ``model.json`` keeps of a variant's check: its figures, the verdict (``why``: the
+    reasons it may not be used), whether the graphs were faithful whatever their speed (all
+    that reopening a library's own vectors needs), and the digests of the graphs measured."""
+    return {
+        **figures,
+        "passed": not why,
+        "refused_because": why,
+        "faithful": not fidelity_reasons(figures, thresholds, variant),
+        "graphs": graphs_of(read_manifest(folder), variant),
+        "thresholds": thresholds,
+    }
+
+
 def check_int8(
     folder: Path, images: list, texts: list, *, thresholds: dict = THRESHOLDS, about: str = ""
 ) -> dict:
@@ -133,16 +147,7 @@ def check_int8(
     ``about`` says what the calibration set was."""
     folder = Path(folder)
     figures = {"calibration": about, **measure_int8(folder, images, texts)}
-    why = verdict(figures, thresholds)
-    check = {
-        **figures,
-        "passed": not why,
-        "refused_because": why,
-        # Faithful whatever the speed (reopening a library's own vectors needs no more).
-        "faithful": not fidelity_reasons(figures, thresholds, INT8),
-        "graphs": graphs_of(read_manifest(folder), INT8),
-        "thresholds": thresholds,
-    }
+    check = check_record(folder, INT8, figures, verdict(figures, thresholds), thresholds)
     manifest = folder / "model.json"
     data = jsonfile.read_json_object(manifest, MANIFEST_LIMIT)
     extra = data.setdefault("extra", {})

@@ -100,7 +100,9 @@ def peak_rss_mb() -> float:
     return 0.0
 
 
-def package(arch: str) -> Path:
+def package(arch: str, vocab_path: Path | None = None) -> Path:
+    """The random-weight package of ``arch``, built once into the cache by export/ (torch);
+    ``vocab_path``: the BPE vocabulary (default: export's search for it)."""
     from export.model import ARCHS, random_init_model
     from export.onnx_export import export_package
     from export.vocab import find_clip_vocab
@@ -113,7 +115,7 @@ def package(arch: str) -> Path:
             out,
             name=f"{arch}-random-seed0",
             arch=arch,
-            vocab_path=find_clip_vocab(),
+            vocab_path=vocab_path or find_clip_vocab(),
             description=f"{arch} architecture with random weights, for benchmarks",
         )
     return out

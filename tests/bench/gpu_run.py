@@ -109,22 +109,11 @@ def vocab() -> Path:
 
 
 def package(arch: str) -> Path:
-    """The random-weight package of ``arch`` (bench_index's cache; built by export/, torch)."""
-    from export.model import ARCHS, random_init_model
-    from export.onnx_export import export_package
+    """The random-weight package of ``arch`` (bench_index's, in the same cache), with the
+    vocabulary carried to the lent machine."""
+    from bench_index import package as cached_package
 
-    out = CACHE / f"{arch.lower()}-random-seed0"
-    if not (out / "model.json").is_file():
-        export_package(
-            random_init_model(ARCHS[arch], seed=0).eval(),
-            ARCHS[arch],
-            out,
-            name=f"{arch}-random-seed0",
-            arch=arch,
-            vocab_path=vocab(),
-            description=f"{arch} architecture with random weights, for benchmarks",
-        )
-    return out
+    return cached_package(arch, vocab())
 
 
 def prepare_fp16(folder: Path, count: int) -> dict:
